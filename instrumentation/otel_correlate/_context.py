@@ -1,0 +1,252 @@
+"""The business keys (orderId, requestId) in the OpenTelemetry context.
+
+Validated keys live in two places of the context at once:
+
+* W3C baggage, so every outgoing HTTP call carries them to the next service;
+* a private context value holding the already-validated mapping, so the span
+  and log processors read it with one dictionary lookup instead of parsing and
+  validating baggage for every span.
+
+Inbound baggage is untrusted: :func:`promote_inbound` takes only allowlisted keys
+whose values pass :func:`validate_value`, and counts what it rejects.
+
+Example:
+    >>> from otel_correlate import business_context, current_business_keys
+    >>> with business_context(orderId="A-42"):
+    ...     current_business_keys()["orderId"]
+    'A-42'
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+import secrets
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, ParamSpec, TypeVar, cast, overload
+
+from opentelemetry import baggage, context
+from opentelemetry.context import Context
+
+from otel_correlate import _settings
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_KEYS_CONTEXT = context.create_key("otel_correlate.business_keys")
+_VALID_VALUE = re.compile(r"[A-Za-z0-9._:\-]+")
+REQUEST_ID_KEY = "requestId"
+
+
+class _Config:
+    """Settings read once per process; :func:`reload` re-reads them (tests, forks)."""
+
+    keys: tuple[str, ...]
+    allowed: frozenset[str]
+    max_length: int
+    route_params: tuple[tuple[str, str], ...]
+
+    def __init__(self) -> None:
+        self.load()
+
+    def load(self) -> None:
+        self.keys = _settings.CORRELATION_KEYS.get()
+        self.allowed = frozenset(self.keys)
+        self.max_length = _settings.MAX_VALUE_LENGTH.get()
+        self.route_params = tuple(
+            (param, key) for param, key in _settings.ROUTE_PARAMS.get() if key in self.allowed
+        )
+
+
+CONFIG = _Config()
+
+
+def reload() -> None:
+    """Re-read the ``OTEL_CORRELATE_*`` settings this module caches."""
+    CONFIG.load()
+
+
+def validate_value(value: object) -> str | None:
+    """The value as a string when it is a valid business-key value, else ``None``.
+
+    Valid: a ``str`` (or ``int``, converted) of 1 to ``OTEL_CORRELATE_MAX_VALUE_LENGTH``
+    characters of ``[A-Za-z0-9._:-]``. Anything else (CR/LF, spaces, non-ASCII,
+    bytes, ``None``, floats, objects) is rejected.
+
+    Example:
+        >>> validate_value("ord-1"), validate_value("a\\r\\nb"), validate_value(7)
+        ('ord-1', None, '7')
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        value = str(value)
+    if not isinstance(value, str) or not 0 < len(value) <= CONFIG.max_length:
+        return None
+    if _VALID_VALUE.fullmatch(value) is None:
+        return None
+    return value
+
+
+def new_request_id() -> str:
+    """A fresh requestId: 32 lowercase hex characters (128 random bits)."""
+    return secrets.token_hex(16)
+
+
+def current_business_keys(ctx: Context | None = None) -> Mapping[str, str]:
+    """The validated business keys of the current (or given) context.
+
+    Example:
+        >>> with business_context(orderId="7"):
+        ...     dict(current_business_keys())
+        {'orderId': '7'}
+    """
+    keys = context.get_value(_KEYS_CONTEXT, ctx)
+    if keys is None:
+        return {}
+    return cast(Mapping[str, str], keys)
+
+
+def current_request_id() -> str | None:
+    """The requestId of the request being handled, or ``None`` outside one.
+
+    Example:
+        >>> current_request_id() is None
+        True
+    """
+    return current_business_keys().get(REQUEST_ID_KEY)
+
+
+def with_keys(updates: Mapping[str, str], ctx: Context | None = None) -> Context:
+    """A context whose business keys and baggage are updated with ``updates``.
+
+    ``updates`` must already be validated; callers use :func:`validate_value`.
+    """
+    merged = dict(current_business_keys(ctx))
+    merged.update(updates)
+    new_ctx = context.set_value(_KEYS_CONTEXT, merged, ctx)
+    for key, value in updates.items():
+        new_ctx = baggage.set_baggage(key, value, new_ctx)
+    return new_ctx
+
+
+def promote_inbound(ctx: Context | None = None) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """Allowlisted, valid business keys found in the (inbound) baggage of ``ctx``.
+
+    Returns:
+        The promoted keys, and ``(key, reason)`` for every allowlisted key whose
+        value was rejected. Keys outside the allowlist are left alone: they keep
+        travelling in baggage but never become attributes.
+    """
+    promoted: dict[str, str] = {}
+    rejected: list[tuple[str, str]] = []
+    entries = baggage.get_all(ctx)
+    if not entries:
+        return promoted, rejected
+    for key in CONFIG.keys:
+        raw = entries.get(key)
+        if raw is None:
+            continue
+        value = validate_value(raw)
+        if value is None:
+            rejected.append((key, "invalid_value"))
+        else:
+            promoted[key] = value
+    return promoted, rejected
+
+
+def _validated(keys: Mapping[str, object]) -> dict[str, str]:
+    clean: dict[str, str] = {}
+    for key, raw in keys.items():
+        if key not in CONFIG.allowed:
+            raise ValueError(
+                f"{key!r} is not a business key; the keys are {', '.join(CONFIG.keys)}. "
+                f"Add it to OTEL_CORRELATE_KEYS to carry it."
+            )
+        value = validate_value(raw)
+        if value is None:
+            from otel_correlate._telemetry import count_rejection
+
+            count_rejection(key, "invalid_value", source="code")
+            continue
+        clean[key] = value
+    return clean
+
+
+class business_context:
+    """Put business keys into the context: a context manager and a decorator.
+
+    Every span started and every log record emitted inside carries the keys as
+    attributes, and outgoing HTTP calls carry them in W3C baggage to the next
+    service. An invalid value (too long, bad characters, not a string or int) is
+    not set, is counted in ``otel_correlate.context.rejected`` and never raises;
+    an unknown key raises ``ValueError`` because it is a programming error.
+
+    Example:
+        >>> with business_context(orderId="A-1"):
+        ...     current_business_keys()["orderId"]
+        'A-1'
+
+        >>> @business_context(orderId="A-2")
+        ... def handle() -> str:
+        ...     return current_business_keys()["orderId"]
+        >>> handle()
+        'A-2'
+    """
+
+    def __init__(self, **keys: object) -> None:
+        self._keys = _validated(keys)
+        self._tokens: list[object] = []
+
+    def __enter__(self) -> Mapping[str, str]:
+        self._tokens.append(context.attach(with_keys(self._keys)))
+        return current_business_keys()
+
+    def __exit__(self, *exc: object) -> None:
+        context.detach(self._tokens.pop())  # type: ignore[arg-type]
+
+    async def __aenter__(self) -> Mapping[str, str]:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.__exit__(*exc)
+
+    @overload
+    def __call__(self, func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
+    @overload
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]: ...
+    def __call__(self, func: Callable[P, Any]) -> Callable[P, Any]:
+        keys = self._keys
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                token = context.attach(with_keys(keys))
+                try:
+                    return await func(*args, **kwargs)
+                finally:
+                    context.detach(token)
+
+            return async_wrapper
+
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            token = context.attach(with_keys(keys))
+            try:
+                return func(*args, **kwargs)
+            finally:
+                context.detach(token)
+
+        return wrapper
+
+
+@contextmanager
+def attached(ctx: Context) -> Iterator[None]:
+    """Attach ``ctx`` for the duration of the block."""
+    token = context.attach(ctx)
+    try:
+        yield
+    finally:
+        context.detach(token)

@@ -1,0 +1,158 @@
+"""FastAPI (Starlette) integration: requestId middleware and route-parameter keys.
+
+Under ``opentelemetry-instrument`` the distro calls :func:`patch_fastapi_class` after
+the contrib FastAPI instrumentor swapped ``fastapi.FastAPI``; every app created
+afterwards gets :class:`RequestContextMiddleware`. For apps configured by hand,
+:func:`instrument_fastapi_app` does the same for one app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from opentelemetry import context
+
+from otel_correlate import _web
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def _require_fastapi() -> Any:
+    try:
+        import fastapi
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "otel-correlate's FastAPI integration needs FastAPI: pip install 'otel-correlate[fastapi]'"
+        ) from exc
+    return fastapi
+
+
+class RequestContextMiddleware:
+    """Pure ASGI middleware: business keys in the context, ``X-Request-ID`` on the response.
+
+    Runs inside OpenTelemetry's ASGI middleware, so the server span is current
+    and the inbound ``traceparent``/``baggage`` are already extracted.
+
+    Example:
+        >>> from fastapi import FastAPI
+        >>> app = FastAPI()
+        >>> app.add_middleware(RequestContextMiddleware)
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        header = _web.request_id_header()
+        self._header_name = header.lower().encode("latin-1")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw: str | None = None
+        for name, value in scope.get("headers", ()):
+            if name == self._header_name:
+                raw = value.decode("latin-1")
+                break
+        try:
+            ctx, keys = _web.enter_request(raw)
+        except Exception:  # telemetry must never fail the request
+            await self.app(scope, receive, send)
+            return
+        echoed = (self._header_name, keys["requestId"].encode("latin-1"))
+        header_name = self._header_name
+
+        async def send_with_request_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", ()) if h[0].lower() != header_name]
+                headers.append(echoed)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        token = context.attach(ctx)
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        finally:
+            context.detach(token)
+
+
+_ROUTE_PATCHED: dict[str, Any] = {}
+
+
+def patch_route_params() -> None:
+    """Make Starlette routes put configured path parameters (``order_id``) into the context.
+
+    Path parameters are known only once the router matched, so the keys are
+    attached around the matched route's handler: every span and log line of the
+    endpoint, and every downstream call, carries them.
+    """
+    if _ROUTE_PATCHED:
+        return
+    from starlette import routing
+
+    original = routing.Route.handle
+
+    async def handle(self: Any, scope: Scope, receive: Receive, send: Send) -> None:
+        ctx = None
+        try:
+            ctx = _web.enter_route(scope.get("path_params"))
+        except Exception:  # telemetry must never fail the request
+            ctx = None
+        if ctx is None:
+            await original(self, scope, receive, send)
+            return
+        token = context.attach(ctx)
+        try:
+            await original(self, scope, receive, send)
+        finally:
+            context.detach(token)
+
+    routing.Route.handle = handle  # type: ignore[method-assign]
+    _ROUTE_PATCHED["original"] = original
+
+
+def patch_fastapi_class() -> None:
+    """Give every FastAPI app created from now on our middleware (zero-code path)."""
+    fastapi = _require_fastapi()
+    base = fastapi.FastAPI
+    if getattr(base, "_otel_correlate", False):
+        return
+
+    class CorrelatedFastAPI(base):  # type: ignore[misc, valid-type]
+        _otel_correlate = True
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.add_middleware(RequestContextMiddleware)
+
+    CorrelatedFastAPI.__name__ = "FastAPI"
+    CorrelatedFastAPI.__qualname__ = "FastAPI"
+    fastapi.FastAPI = CorrelatedFastAPI
+    patch_route_params()
+
+
+def instrument_fastapi_app(app: Any) -> Any:
+    """Instrument one FastAPI app by hand: tracing, metrics and business keys.
+
+    The fallback for an app class imported before auto-instrumentation ran, or
+    for services that configure OpenTelemetry in code.
+
+    Example:
+        >>> from fastapi import FastAPI
+        >>> app = instrument_fastapi_app(FastAPI())
+    """
+    _require_fastapi()
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    if not getattr(app, "_is_instrumented_by_opentelemetry", False):
+        FastAPIInstrumentor.instrument_app(
+            app, excluded_urls=_web.EXCLUDED_URLS, exclude_spans=["send", "receive"]
+        )
+    if not any(m.cls is RequestContextMiddleware for m in app.user_middleware):
+        app.add_middleware(RequestContextMiddleware)
+    patch_route_params()
+    return app

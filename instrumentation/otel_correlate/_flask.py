@@ -1,0 +1,106 @@
+"""Flask integration: business keys per request and ``X-Request-ID`` on every response.
+
+Under ``opentelemetry-instrument`` the distro calls :func:`patch_flask_class` after
+the contrib Flask instrumentor swapped ``flask.Flask``; every app created
+afterwards registers our request hooks. :func:`instrument_flask_app` does the
+same for one app configured by hand.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry import context
+
+from otel_correlate import _web
+
+_TOKEN = "_otel_correlate_token"
+_REQUEST_ID = "_otel_correlate_request_id"
+
+
+def _require_flask() -> Any:
+    try:
+        import flask
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "otel-correlate's Flask integration needs Flask: pip install 'otel-correlate[flask]'"
+        ) from exc
+    return flask
+
+
+def _before_request() -> None:
+    from flask import g, request
+
+    try:
+        header = request.headers.get(_web.request_id_header())
+        ctx, keys = _web.enter_request(header, request.view_args)
+    except Exception:  # telemetry must never fail the request
+        return
+    setattr(g, _TOKEN, context.attach(ctx))
+    setattr(g, _REQUEST_ID, keys["requestId"])
+
+
+def _after_request(response: Any) -> Any:
+    from flask import g
+
+    request_id = g.get(_REQUEST_ID)
+    if request_id is not None:
+        response.headers[_web.request_id_header()] = request_id
+    return response
+
+
+def _teardown_request(_exc: BaseException | None) -> None:
+    from flask import g
+
+    token = g.pop(_TOKEN, None)
+    if token is not None:
+        context.detach(token)
+
+
+def register_hooks(app: Any) -> None:
+    """Register the business-key hooks on one Flask app (after OpenTelemetry's own).
+
+    Flask runs ``before_request`` hooks in registration order and teardown hooks in
+    reverse, so ours see the server span OpenTelemetry started and detach first.
+    """
+    if getattr(app, "_otel_correlate", False):
+        return
+    app._otel_correlate = True
+    app.before_request(_before_request)
+    app.after_request(_after_request)
+    app.teardown_request(_teardown_request)
+
+
+def patch_flask_class() -> None:
+    """Give every Flask app created from now on our request hooks (zero-code path)."""
+    flask = _require_flask()
+    base = flask.Flask
+    if getattr(base, "_otel_correlate_class", False):
+        return
+
+    class CorrelatedFlask(base):  # type: ignore[misc, valid-type]
+        _otel_correlate_class = True
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            register_hooks(self)
+
+    CorrelatedFlask.__name__ = "Flask"
+    CorrelatedFlask.__qualname__ = "Flask"
+    flask.Flask = CorrelatedFlask
+
+
+def instrument_flask_app(app: Any) -> Any:
+    """Instrument one Flask app by hand: tracing, metrics and business keys.
+
+    Example:
+        >>> from flask import Flask
+        >>> app = instrument_flask_app(Flask("orders"))
+    """
+    _require_flask()
+    from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+    if not getattr(app, "_is_instrumented_by_opentelemetry", False):
+        FlaskInstrumentor().instrument_app(app, excluded_urls=_web.EXCLUDED_URLS)
+    register_hooks(app)
+    return app

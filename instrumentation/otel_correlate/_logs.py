@@ -1,0 +1,291 @@
+"""Logs: loguru and stdlib ``logging`` records as OpenTelemetry log records.
+
+Both bridges write each record exactly once, with the trace and span id of the
+current span and the business keys as attributes:
+
+* :func:`instrument_loguru` adds a loguru sink (and, by default, replaces
+  loguru's stderr sink with one that prefixes ``[requestId=…] [orderId=…]``);
+* :class:`OTelLoggingHandler` on the root logger exports stdlib records.
+
+Records that cross between the two libraries are exported on one side only: a
+stdlib record forwarded into loguru by :class:`InterceptHandler` is marked and
+skipped by the loguru sink, and a loguru record propagated into ``logging``
+(loguru's standard-handler sink, which sets ``record.extra``) is skipped by the
+stdlib handler.
+
+Example:
+    >>> from loguru import logger
+    >>> from otel_correlate import instrument_loguru
+    >>> instrument_loguru(console=False)
+    >>> logger.info("order {} created", "A-1")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import threading
+import traceback
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry._logs import LogRecord, SeverityNumber, get_logger_provider
+
+from otel_correlate import _context, _settings
+
+_FROM_STDLIB = "_oc_from_stdlib"
+_PREFIX = "_oc_prefix"
+_SKIP_LOGGERS = ("opentelemetry", "otel_correlate")
+
+# loguru and stdlib level numbers -> OTel severity (logs data model, "Mapping of SeverityNumber").
+_SEVERITY: tuple[tuple[int, SeverityNumber, str], ...] = (
+    (50, SeverityNumber.FATAL, "FATAL"),
+    (40, SeverityNumber.ERROR, "ERROR"),
+    (30, SeverityNumber.WARN, "WARN"),
+    (25, SeverityNumber.INFO2, "INFO2"),
+    (20, SeverityNumber.INFO, "INFO"),
+    (10, SeverityNumber.DEBUG, "DEBUG"),
+    (0, SeverityNumber.TRACE, "TRACE"),
+)
+
+
+def severity(level_no: int) -> tuple[SeverityNumber, str]:
+    """OTel severity number and text for a loguru/stdlib level number.
+
+    Example:
+        >>> severity(25)
+        (<SeverityNumber.INFO2: 10>, 'INFO2')
+    """
+    for floor, number, text in _SEVERITY:
+        if level_no >= floor:
+            return number, text
+    return SeverityNumber.TRACE, "TRACE"
+
+
+def _attribute_value(value: object) -> Any:
+    if isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, list | tuple) and all(isinstance(v, str | bool | int | float) for v in value):
+        return list(value)
+    return str(value)
+
+
+def flatten(extra: Mapping[str, object], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested mappings into dotted attribute keys; other values become strings.
+
+    Example:
+        >>> flatten({"customer": {"tier": "gold", "id": 7}, "tags": ["a"], "obj": None})
+        {'customer.tier': 'gold', 'customer.id': 7, 'tags': ['a'], 'obj': 'None'}
+    """
+    flat: dict[str, Any] = {}
+    for key, value in extra.items():
+        if key.startswith("_oc_"):
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = _attribute_value(value)
+    return flat
+
+
+def _exception_attributes(exc_type: Any, exc_value: Any, exc_tb: Any) -> dict[str, str]:
+    if exc_type is None:
+        return {}
+    return {
+        "exception.type": getattr(exc_type, "__qualname__", str(exc_type)),
+        "exception.message": str(exc_value),
+        "exception.stacktrace": "".join(traceback.format_exception(exc_type, exc_value, exc_tb)),
+    }
+
+
+class _Emitter:
+    """Turns one log event into an OTel log record on a cached logger."""
+
+    def __init__(self) -> None:
+        self._loggers: dict[str, Any] = {}
+        self._local = threading.local()
+
+    def emit(
+        self,
+        *,
+        scope: str,
+        level_no: int,
+        body: str,
+        attributes: dict[str, Any],
+        timestamp_ns: int,
+    ) -> None:
+        if getattr(self._local, "busy", False):  # a log line logged while exporting one
+            return
+        self._local.busy = True
+        try:
+            otel_logger = self._loggers.get(scope)
+            if otel_logger is None:
+                otel_logger = get_logger_provider().get_logger(scope)
+                self._loggers[scope] = otel_logger
+            attributes.update(_context.current_business_keys())
+            number, text = severity(level_no)
+            otel_logger.emit(
+                LogRecord(
+                    timestamp=timestamp_ns,
+                    context=None,  # the current context: trace_id and span_id of the current span
+                    severity_number=number,
+                    severity_text=text,
+                    body=body,
+                    attributes=attributes,
+                )
+            )
+        finally:
+            self._local.busy = False
+
+    def reset(self) -> None:
+        self._loggers.clear()
+
+
+EMITTER = _Emitter()
+
+
+def _loguru_sink(message: Any) -> None:
+    record = message.record
+    extra = record["extra"]
+    if extra.get(_FROM_STDLIB):
+        return
+    attributes = flatten(extra) if extra else {}
+    attributes["code.function.name"] = record["function"]
+    attributes["code.file.path"] = record["file"].path
+    attributes["code.line.number"] = record["line"]
+    exception = record["exception"]
+    if exception is not None:
+        attributes.update(_exception_attributes(exception.type, exception.value, exception.traceback))
+    EMITTER.emit(
+        scope=record["name"] or "loguru",
+        level_no=record["level"].no,
+        body=record["message"],
+        attributes=attributes,
+        timestamp_ns=int(record["time"].timestamp() * 1e9),
+    )
+
+
+def _console_format(record: Any) -> str:
+    keys = _context.current_business_keys()
+    record["extra"][_PREFIX] = "".join(f"[{key}={keys.get(key, '-')}] " for key in _context.CONFIG.keys)
+    return (
+        "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> | <level>{level: <8}</level> | "
+        "{extra[" + _PREFIX + "]}<level>{message}</level>\n{exception}"
+    )
+
+
+_LOGURU_STATE: dict[str, int | None] = {"otel": None, "console": None}
+
+
+def instrument_loguru(*, console: bool | None = None, level: str | None = None) -> None:
+    """Export loguru records as OpenTelemetry logs, with trace ids and business keys.
+
+    Called automatically under ``opentelemetry-instrument``; call it yourself when
+    you configure OpenTelemetry in code. Calling it again changes nothing.
+
+    Args:
+        console: Replace loguru's default stderr sink with one that prints
+            ``[requestId=…] [orderId=…] message``. Falls back to ``OTEL_CORRELATE_CONSOLE_LOG``.
+        level: Lowest level exported and printed. Falls back to ``OTEL_CORRELATE_LOG_LEVEL``.
+
+    Example:
+        >>> instrument_loguru(console=False, level="INFO")
+    """
+    from loguru import logger
+
+    level = level or _settings.LOG_LEVEL.get()
+    if console is None:
+        console = _settings.CONSOLE_LOG.get()
+    if _LOGURU_STATE["otel"] is None:
+        _LOGURU_STATE["otel"] = logger.add(_loguru_sink, level=level, format="{message}", catch=True)
+    if console and _LOGURU_STATE["console"] is None:
+        try:
+            logger.remove(0)  # loguru's default stderr sink, if the application kept it
+        except ValueError:
+            pass
+        _LOGURU_STATE["console"] = logger.add(sys.stderr, level=level, format=_console_format, catch=True)
+
+
+def uninstrument_loguru() -> None:
+    """Remove the sinks :func:`instrument_loguru` added (tests use this)."""
+    from loguru import logger
+
+    for name, handler_id in _LOGURU_STATE.items():
+        if handler_id is not None:
+            with contextlib.suppress(ValueError):
+                logger.remove(handler_id)
+            _LOGURU_STATE[name] = None
+
+
+class OTelLoggingHandler(logging.Handler):
+    """A stdlib ``logging`` handler that exports records as OpenTelemetry logs.
+
+    Skips OpenTelemetry's own loggers (so a failing exporter never logs into
+    itself) and records that loguru propagated into ``logging`` (the loguru sink
+    exported those already).
+
+    Example:
+        >>> import logging
+        >>> logging.getLogger().addHandler(OTelLoggingHandler())
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if record.name.startswith(_SKIP_LOGGERS) or isinstance(getattr(record, "extra", None), dict):
+                return
+            attributes: dict[str, Any] = {
+                "code.function.name": record.funcName,
+                "code.file.path": record.pathname,
+                "code.line.number": record.lineno,
+            }
+            if record.exc_info:
+                attributes.update(_exception_attributes(*record.exc_info))
+            EMITTER.emit(
+                scope=record.name,
+                level_no=record.levelno,
+                body=record.getMessage(),
+                attributes=attributes,
+                timestamp_ns=int(record.created * 1e9),
+            )
+        except Exception:
+            self.handleError(record)
+
+
+class InterceptHandler(logging.Handler):
+    """Forward stdlib ``logging`` records into loguru, without exporting them twice.
+
+    Use it instead of loguru's recipe when you route ``logging`` into loguru: the
+    records it forwards are marked so the loguru OTel sink skips them (the stdlib
+    handler already exported them), and records that came from loguru are not
+    sent back into it.
+
+    Example:
+        >>> import logging
+        >>> logging.basicConfig(handlers=[InterceptHandler()], level=0, force=True)
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if isinstance(getattr(record, "extra", None), dict):
+            return
+        from loguru import logger
+
+        try:
+            level: str | int = logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+        logger.bind(**{_FROM_STDLIB: True}).opt(exception=record.exc_info).log(level, record.getMessage())
+
+
+def instrument_logging() -> None:
+    """Add :class:`OTelLoggingHandler` to the root logger once.
+
+    Skipped when the root logger already has an OpenTelemetry handler (the SDK's or
+    opentelemetry-instrumentation-logging's), so records are never exported twice.
+    """
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if isinstance(handler, OTelLoggingHandler) or type(handler).__name__ == "LoggingHandler":
+            return
+    root.addHandler(OTelLoggingHandler())

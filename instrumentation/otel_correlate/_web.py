@@ -1,0 +1,82 @@
+"""What every inbound HTTP request does, whatever the framework.
+
+:func:`enter_request` decides the request's business keys (requestId from a valid
+``X-Request-ID`` header, else from inbound baggage, else a fresh one; keys from
+route path parameters; allowlisted, valid keys from inbound baggage), puts them
+on the server span and returns the context to attach for the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from opentelemetry import context, trace
+from opentelemetry.context import Context
+
+from otel_correlate import _context, _settings, _telemetry
+
+EXCLUDED_URLS = r"/health(/|\?|$),/metrics(\?|$)"
+
+
+def request_id_header() -> str:
+    """The header name carrying the requestId (``OTEL_CORRELATE_REQUEST_ID_HEADER``)."""
+    return _settings.REQUEST_ID_HEADER.get()
+
+
+def keys_from_route(path_params: Mapping[str, object] | None) -> dict[str, str]:
+    """Business keys taken from route path parameters (``OTEL_CORRELATE_ROUTE_PARAMS``).
+
+    Example:
+        >>> keys_from_route({"order_id": "A-7", "other": "x"})
+        {'orderId': 'A-7'}
+    """
+    found: dict[str, str] = {}
+    if not path_params:
+        return found
+    for param, key in _context.CONFIG.route_params:
+        if param not in path_params:
+            continue
+        value = _context.validate_value(path_params[param])
+        if value is None:
+            _telemetry.count_rejection(key, "invalid_value", source="route")
+        else:
+            found[key] = value
+    return found
+
+
+def enter_request(
+    header_value: str | None,
+    path_params: Mapping[str, object] | None = None,
+    ctx: Context | None = None,
+) -> tuple[Context, dict[str, str]]:
+    """The context to attach for an inbound request, and the keys it carries.
+
+    Args:
+        header_value: The raw ``X-Request-ID`` header, or ``None`` when absent.
+        path_params: The matched route's path parameters, when known.
+        ctx: The context the server instrumentation extracted; the current one by default.
+    """
+    ctx = ctx if ctx is not None else context.get_current()
+    keys, rejected = _context.promote_inbound(ctx)
+    for key, reason in rejected:
+        _telemetry.count_rejection(key, reason, source="baggage")
+    if header_value is not None:
+        request_id = _context.validate_value(header_value)
+        if request_id is None:
+            _telemetry.count_rejection(_context.REQUEST_ID_KEY, "invalid_header", source="header")
+        else:
+            keys[_context.REQUEST_ID_KEY] = request_id
+    if _context.REQUEST_ID_KEY not in keys:
+        keys[_context.REQUEST_ID_KEY] = _context.new_request_id()
+    keys.update(keys_from_route(path_params))
+    trace.get_current_span(ctx).set_attributes(keys)
+    return _context.with_keys(keys, ctx), keys
+
+
+def enter_route(path_params: Mapping[str, object] | None) -> Context | None:
+    """The context to attach once routing found path parameters, or ``None`` when none apply."""
+    keys = keys_from_route(path_params)
+    if not keys:
+        return None
+    trace.get_current_span().set_attributes(keys)
+    return _context.with_keys(keys)
