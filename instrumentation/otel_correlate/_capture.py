@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.sdk._logs import ReadableLogRecord
-from opentelemetry.sdk._logs.export import InMemoryLogExporter
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 from opentelemetry.sdk.metrics import (
     Counter,
     Histogram,
@@ -51,7 +51,7 @@ class TelemetryCapture:
     """Spans, log records and metric points exported since the test started."""
 
     span_exporter: InMemorySpanExporter
-    log_exporter: InMemoryLogExporter
+    log_exporter: InMemoryLogRecordExporter
     metric_reader: InMemoryMetricReader
     providers: Providers
 
@@ -115,7 +115,7 @@ def install_capture() -> TelemetryCapture:
 
     delta = AggregationTemporality.DELTA
     span_exporter = InMemorySpanExporter()
-    log_exporter = InMemoryLogExporter()
+    log_exporter = InMemoryLogRecordExporter()
     reader = InMemoryMetricReader(
         preferred_temporality={
             Counter: delta,

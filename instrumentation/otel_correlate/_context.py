@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
-from opentelemetry import baggage, context
+from opentelemetry import baggage, context, trace
 from opentelemetry.context import Context
 
 from otel_correlate import _settings
@@ -201,6 +201,8 @@ class business_context:
         self._tokens: list[object] = []
 
     def __enter__(self) -> Mapping[str, str]:
+        # The span already running (e.g. the server span) learns the keys too.
+        trace.get_current_span().set_attributes(self._keys)
         self._tokens.append(context.attach(with_keys(self._keys)))
         return current_business_keys()
 
@@ -223,6 +225,7 @@ class business_context:
 
             @functools.wraps(func)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                trace.get_current_span().set_attributes(keys)
                 token = context.attach(with_keys(keys))
                 try:
                     return await func(*args, **kwargs)
@@ -233,6 +236,7 @@ class business_context:
 
         @functools.wraps(func)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            trace.get_current_span().set_attributes(keys)
             token = context.attach(with_keys(keys))
             try:
                 return func(*args, **kwargs)

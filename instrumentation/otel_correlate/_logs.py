@@ -167,9 +167,27 @@ def _loguru_sink(message: Any) -> None:
     )
 
 
+class _ConsoleKeys:
+    """The keys the console prefix shows: requestId first, then the others as configured."""
+
+    def __init__(self) -> None:
+        self._source: tuple[str, ...] = ()
+        self._order: tuple[str, ...] = ()
+
+    def order(self) -> tuple[str, ...]:
+        keys = _context.CONFIG.keys
+        if keys is not self._source:
+            first = tuple(k for k in keys if k == _context.REQUEST_ID_KEY)
+            self._source, self._order = keys, first + tuple(k for k in keys if k not in first)
+        return self._order
+
+
+_CONSOLE_KEYS = _ConsoleKeys()
+
+
 def _console_format(record: Any) -> str:
     keys = _context.current_business_keys()
-    record["extra"][_PREFIX] = "".join(f"[{key}={keys.get(key, '-')}] " for key in _context.CONFIG.keys)
+    record["extra"][_PREFIX] = "".join(f"[{key}={keys.get(key, '-')}] " for key in _CONSOLE_KEYS.order())
     return (
         "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> | <level>{level: <8}</level> | "
         "{extra[" + _PREFIX + "]}<level>{message}</level>\n{exception}"
