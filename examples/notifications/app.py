@@ -22,6 +22,7 @@ TELEGRAM_CHAT_ID = os.environ.get("OTEL_CORRELATE_TELEGRAM_CHAT_ID", "1000")
 TIMEOUT = float(os.environ.get("OTEL_CORRELATE_TELEGRAM_TIMEOUT", "5"))
 
 app = Flask("notifications")
+telegram = httpx.Client(base_url=TELEGRAM_API_URL, timeout=TIMEOUT)
 
 
 @app.post("/notify")
@@ -31,10 +32,8 @@ def notify() -> tuple[object, int]:
         return jsonify(error="expected a JSON object with a text field"), 400
     logger.info("sending notification: {}", payload["text"])
     try:
-        response = httpx.post(
-            f"{TELEGRAM_API_URL}/bot{TELEGRAM_TOKEN}/sendMessage",
-            json={"chat_id": TELEGRAM_CHAT_ID, "text": payload["text"]},
-            timeout=TIMEOUT,
+        response = telegram.post(
+            f"/bot{TELEGRAM_TOKEN}/sendMessage", json={"chat_id": TELEGRAM_CHAT_ID, "text": payload["text"]}
         )
         response.raise_for_status()
     except httpx.HTTPError as exc:

@@ -88,6 +88,8 @@ class MetricPointData:
     attributes: dict[str, Any]
     resource: dict[str, Any]
     exemplars: tuple[dict[str, Any], ...]
+    value: float = 0.0
+    count: int | None = None
 
 
 class OTLPReceiver:
@@ -237,6 +239,8 @@ class OTLPReceiver:
                                         }
                                         for e in point.exemplars
                                     ),
+                                    value=_point_value(point),
+                                    count=point.count if hasattr(point, "count") else None,
                                 )
                             )
 
@@ -247,6 +251,13 @@ class OTLPReceiver:
             for span in self.spans:
                 grouped.setdefault(span.trace_id, []).append(span)
         return grouped
+
+
+def _point_value(point: Any) -> float:
+    if hasattr(point, "sum"):
+        return float(point.sum)
+    kind = point.WhichOneof("value")
+    return float(getattr(point, kind)) if kind else 0.0
 
 
 def _points(metric: Any) -> Iterator[Any]:

@@ -1,0 +1,100 @@
+"""The ``otel-correlate`` command.
+
+Example:
+    $ otel-correlate demo --sink receiver
+    $ otel-correlate settings
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+
+def _cmd_settings(_args: argparse.Namespace) -> int:
+    from otel_correlate import _settings
+
+    sys.stdout.write(_settings.markdown_table())
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from otel_correlate import _demo
+
+    log_dir = Path(args.log_dir or tempfile.mkdtemp(prefix="otel-correlate-demo-"))
+    if args.sink == "receiver":
+        sink = _demo.ReceiverSink()
+        with sink.receiver:
+            report = _demo.run_demo(sink, orders=args.orders, log_dir=log_dir)
+    else:
+        from otel_correlate import _stack_sink
+
+        sink_stack = _stack_sink.StackSink.from_running_stack()
+        report = _demo.run_demo(sink_stack, orders=args.orders, log_dir=log_dir, timeout=120)
+    print(report.render())
+    print(f"service logs: {log_dir}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``otel-correlate``, with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="otel-correlate",
+        description="OpenTelemetry with orderId and requestId everywhere: demo, stack and operations.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="run the demo services, drive traffic and follow one order")
+    demo.add_argument(
+        "--sink",
+        choices=("stack", "receiver"),
+        default="receiver",
+        help="where telemetry goes: the built-in OTLP receiver (default) or the running native stack",
+    )
+    demo.add_argument(
+        "--orders", type=int, default=20, help="orders the traffic generator creates (default 20)"
+    )
+    demo.add_argument("--log-dir", help="folder for the services' output (default: a new temporary folder)")
+    demo.set_defaults(handler=_cmd_demo)
+
+    settings = commands.add_parser(
+        "settings", help="print every OTEL_CORRELATE_* variable as a markdown table"
+    )
+    settings.set_defaults(handler=_cmd_settings)
+
+    for module_name in ("_stack", "_dead_letters"):
+        add_cli = _optional_cli(module_name)
+        if add_cli is not None:
+            add_cli(commands)
+    return parser
+
+
+def _optional_cli(module_name: str) -> Callable[[argparse._SubParsersAction], None] | None:  # type: ignore[type-arg]
+    import importlib
+
+    try:
+        module = importlib.import_module(f"otel_correlate.{module_name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"otel_correlate.{module_name}":
+            return None
+        raise
+    return getattr(module, "add_cli", None)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``otel-correlate``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        return 130
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        print(f"otel-correlate {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,169 @@
+"""The demo: both services under opentelemetry-instrument, traffic, and one order followed end to end.
+
+``otel-correlate demo`` starts the Telegram stub, the notifications service
+(Flask/gunicorn) and the orders service (FastAPI/uvicorn) as real processes,
+drives traffic (including failing requests), then prints for one orderId its
+trace id, the services it crossed and its log lines.
+
+Where the telemetry goes is a :class:`Sink`: the built-in OTLP receiver
+(``--sink receiver``), or the native stack through our collector.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from otel_correlate._procs import (
+    ROOT,
+    free_port,
+    gunicorn_cmd,
+    instrument_cmd,
+    instrumented_env,
+    running,
+    uvicorn_cmd,
+    wait_until,
+)
+
+
+@dataclass
+class OrderReport:
+    """What one order left behind, as the sink saw it."""
+
+    order_id: str
+    trace_id: str = ""
+    services: list[str] = field(default_factory=list)
+    spans: list[str] = field(default_factory=list)
+    log_lines: list[str] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)
+
+    def render(self) -> str:
+        """The report as the demo prints it."""
+        lines = [
+            f"orderId        {self.order_id}",
+            f"trace id       {self.trace_id}",
+            f"services       {' -> '.join(self.services)}",
+            "spans:",
+            *(f"  {span}" for span in self.spans),
+            "log lines:",
+            *(f"  {line}" for line in self.log_lines),
+        ]
+        if self.metrics:
+            lines += ["metrics with exemplars:", *(f"  {m}" for m in self.metrics)]
+        return "\n".join(lines)
+
+
+class Sink(Protocol):
+    """Where the demo's telemetry goes and how one order is read back."""
+
+    endpoint: str
+
+    def report(self, order_id: str, *, timeout: float) -> OrderReport: ...
+
+
+class ReceiverSink:
+    """The built-in OTLP receiver (no stack needed)."""
+
+    def __init__(self) -> None:
+        from otel_correlate._receiver import OTLPReceiver
+
+        self.receiver = OTLPReceiver()
+        self.endpoint = self.receiver.endpoint
+
+    def report(self, order_id: str, *, timeout: float) -> OrderReport:
+        report = OrderReport(order_id)
+
+        def trace_complete() -> bool:
+            for trace_id, spans in self.receiver.traces().items():
+                if any(s.attributes.get("orderId") == order_id and s.kind == 2 for s in spans):
+                    services = {s.service for s in spans}
+                    if {"orders", "notifications"} <= services:
+                        report.trace_id = trace_id
+                        return True
+            return False
+
+        wait_until(trace_complete, timeout=timeout, what=f"the trace of {order_id} in both services")
+        spans = sorted(self.receiver.traces()[report.trace_id], key=lambda s: (s.service != "orders", s.kind))
+        report.services = list(dict.fromkeys(s.service for s in spans))
+        report.spans = [f"{s.service:<14} {s.name}" for s in spans]
+        wait_until(
+            lambda: (
+                {r.service for r in self.receiver.logs if r.attributes.get("orderId") == order_id}
+                >= {"orders", "notifications"}
+            ),
+            timeout=timeout,
+            what=f"log lines of {order_id} in both services",
+        )
+        report.log_lines = [
+            f"{r.service:<14} {r.severity_text:<5} trace={r.trace_id[:8]} [requestId={r.attributes.get('requestId')}] {r.body}"
+            for r in self.receiver.logs
+            if r.attributes.get("orderId") == order_id
+        ]
+        return report
+
+
+@contextmanager
+def demo_services(sink_endpoint: str, log_dir: Path) -> Iterator[str]:
+    """Run the stub, notifications and orders; yields the orders base URL."""
+    ports = {name: free_port() for name in ("orders", "notifications", "telegram")}
+    common = {
+        "NOTIFICATIONS_URL": f"http://127.0.0.1:{ports['notifications']}",
+        "OTEL_CORRELATE_TELEGRAM_API_URL": f"http://127.0.0.1:{ports['telegram']}",
+    }
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        stack.enter_context(
+            running(
+                [
+                    sys.executable,
+                    str(ROOT / "examples" / "telegram_stub.py"),
+                    "--port",
+                    str(ports["telegram"]),
+                ],
+                port=ports["telegram"],
+                env={"PYTHONPATH": str(ROOT)},
+                log_path=log_dir / "telegram.log",
+            )
+        )
+        stack.enter_context(
+            running(
+                instrument_cmd(
+                    "notifications", *gunicorn_cmd("examples.notifications.app:app", ports["notifications"])
+                ),
+                port=ports["notifications"],
+                env=instrumented_env(sink_endpoint, **common),
+                log_path=log_dir / "notifications.log",
+            )
+        )
+        stack.enter_context(
+            running(
+                instrument_cmd("orders", *uvicorn_cmd("examples.orders.app:app", ports["orders"])),
+                port=ports["orders"],
+                env=instrumented_env(sink_endpoint, **common),
+                log_path=log_dir / "orders.log",
+            )
+        )
+        yield f"http://127.0.0.1:{ports['orders']}"
+
+
+def run_demo(sink: Sink, *, orders: int = 20, log_dir: Path, timeout: float = 60.0) -> OrderReport:
+    """Drive the demo services into ``sink`` and report on the first order created."""
+    sys.path.insert(0, str(ROOT))
+    from examples import traffic
+
+    with demo_services(sink.endpoint, log_dir) as orders_url:
+        started = time.monotonic()
+        result = traffic.run(orders_url, orders=orders)
+        print(
+            f"traffic: {len(result.order_ids)} orders created, responses by status {dict(sorted(result.statuses.items()))} "
+            f"in {time.monotonic() - started:.1f}s",
+            flush=True,
+        )
+        if not result.order_ids:
+            raise RuntimeError(f"no order was created; see the service logs in {log_dir}")
+        return sink.report(result.order_ids[0], timeout=timeout)

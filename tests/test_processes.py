@@ -1,0 +1,147 @@
+"""Process-level behaviour: forking servers, a missing collector, a missing service name."""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from otel_correlate._procs import (
+    free_port,
+    gunicorn_cmd,
+    instrument_cmd,
+    instrumented_env,
+    running,
+    uvicorn_cmd,
+    wait_until,
+)
+from otel_correlate._receiver import OTLPReceiver
+
+pytestmark = pytest.mark.e2e
+
+SERVERS = {
+    "gunicorn": lambda port: gunicorn_cmd(
+        "examples.orders.app:app", port, "-w", "2", "-k", "uvicorn.workers.UvicornWorker"
+    ),
+    "uvicorn": lambda port: uvicorn_cmd("examples.orders.app:app", port, "--workers", "2"),
+}
+
+
+def _hit(url: str, count: int) -> None:
+    def one(i: int) -> int:
+        with httpx.Client() as client:  # a new connection each time, so both workers get some
+            return client.get(url, headers={"X-Request-ID": f"w-{i}"}).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert set(pool.map(one, range(count))) == {404}
+
+
+@pytest.mark.parametrize("server", sorted(SERVERS))
+def test_each_of_two_workers_exports_its_own_telemetry(server: str, tmp_path: Path) -> None:
+    port = free_port()
+    with (
+        OTLPReceiver() as receiver,
+        running(
+            instrument_cmd("orders", *SERVERS[server](port)),
+            port=port,
+            env=instrumented_env(receiver.endpoint),
+            log_path=tmp_path / "server.log",
+        ),
+    ):
+        sent = 0
+
+        def instances() -> set[str]:
+            return {
+                s.resource["service.instance.id"] for s in receiver.spans if s.attributes.get("http.route")
+            }
+
+        for _ in range(10):  # connections spread over the workers; stop once both served some
+            _hit(f"http://127.0.0.1:{port}/orders/ORD-none", 40)
+            sent += 40
+            try:
+                wait_until(lambda: len(instances()) >= 2, timeout=3, what="spans from two workers")
+                break
+            except TimeoutError:
+                continue
+        wait_until(
+            lambda: sum(1 for s in receiver.spans if s.attributes.get("http.route")) >= sent,
+            timeout=20,
+            what=f"{sent} server spans",
+        )
+        server_spans = [s for s in receiver.spans if s.attributes.get("http.route")]
+        assert len(server_spans) == sent  # every request traced once: no dead exporter thread, no duplicate
+        assert len(instances()) == 2
+
+        def counts_by_instance() -> dict[str, int]:
+            latest: dict[str, int] = {}
+            for point in receiver.metrics:
+                if (
+                    point.name == "http.server.request.duration"
+                    and point.attributes.get("http.response.status_code") == 404
+                ):
+                    latest[point.resource["service.instance.id"]] = point.count
+            return latest
+
+        # cumulative histograms per worker: their counts add up to the requests sent, none collided
+        wait_until(
+            lambda: sum(counts_by_instance().values()) == sent, timeout=20, what="per-worker request counts"
+        )
+        assert set(counts_by_instance()) == instances()
+
+
+def test_no_collector_listening_the_service_keeps_answering_and_logs_sparingly(tmp_path: Path) -> None:
+    port, dead = free_port(), free_port()
+    log = tmp_path / "orders.log"
+    with running(
+        instrument_cmd("orders", *uvicorn_cmd("examples.orders.app:app", port)),
+        port=port,
+        env=instrumented_env(
+            f"http://127.0.0.1:{dead}",
+            OTEL_EXPORTER_OTLP_TIMEOUT="1",
+            OTEL_CORRELATE_EXPORT_ERROR_INTERVAL="3600",
+        ),
+        log_path=log,
+    ) as proc:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            statuses = [
+                client.post("/orders", json={"customer": f"c{i}", "amount": 1}).status_code
+                for i in range(300)
+            ]
+            rss_early = _rss_kib(proc.pid)
+            statuses += [
+                client.post("/orders", json={"customer": f"c{i}", "amount": 1}).status_code
+                for i in range(900)
+            ]
+            rss_late = _rss_kib(proc.pid)
+    assert statuses == [201] * 1200
+    # bounded: the queues drop what cannot be sent instead of growing with the request count
+    assert rss_late - rss_early < 20 * 1024, (rss_early, rss_late)
+    output = log.read_text()
+    failures = [line for line in output.splitlines() if re.search(r"(?i)export|dropping|queue full", line)]
+    kinds = {re.sub(r"\d+", "N", line.split(" ", 2)[2]) for line in failures}  # without the time stamp
+    # each kind of failure is logged once in the interval; the rest are counted, not printed
+    assert len(failures) == len(kinds), failures
+    assert len(failures) <= 8, failures
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def test_missing_service_name_warns_once_at_start(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "anon.log"
+    env = instrumented_env("http://127.0.0.1:9")
+    instrument = instrument_cmd("x", *uvicorn_cmd("examples.orders.app:app", port))
+    argv = [instrument[0], *instrument[3:]]  # without --service_name
+    with running(argv, port=port, env=env, log_path=log):
+        httpx.get(f"http://127.0.0.1:{port}/orders/none")
+    warnings = [line for line in log.read_text().splitlines() if "no service name is set" in line]
+    assert len(warnings) == 1
+    assert "OTEL_SERVICE_NAME" in warnings[0] and "--service_name" in warnings[0]
