@@ -14,7 +14,7 @@ import os
 from importlib import metadata
 from typing import Any
 
-from opentelemetry.instrumentation.distro import BaseDistro
+from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 
 from otel_correlate import _web
 

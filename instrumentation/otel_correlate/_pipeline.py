@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from opentelemetry import baggage
 from opentelemetry.context import Context
-from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadableLogRecord
 from opentelemetry.sdk._logs.export import (
     BatchLogRecordProcessor,
     LogRecordExporter,
@@ -96,7 +96,7 @@ class _AllKeysExcept(Set[str]):
 def metric_guard_view() -> View:
     """A view that drops business keys (and ``OTEL_CORRELATE_METRIC_DENY_KEYS``) from all metrics."""
     denied = set(_settings.CORRELATION_KEYS.get()) | set(_settings.METRIC_DENY_KEYS.get())
-    return View(instrument_name="*", attribute_keys=_AllKeysExcept(denied))
+    return View(instrument_name="*", attribute_keys=_AllKeysExcept(denied))  # type: ignore[arg-type]
 
 
 class _CountingSpanExporter(SpanExporter):
@@ -128,9 +128,9 @@ class _CountingLogExporter(LogRecordExporter):
     def __init__(self, inner: LogRecordExporter) -> None:
         self._inner = inner
 
-    def export(self, batch: Sequence[object]) -> LogRecordExportResult:  # type: ignore[override]
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         try:
-            result = self._inner.export(batch)  # type: ignore[arg-type]
+            result = self._inner.export(batch)
         except Exception as exc:
             _telemetry.count_export_failure("logs", repr(exc))
             return LogRecordExportResult.FAILURE

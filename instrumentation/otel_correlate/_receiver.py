@@ -158,7 +158,7 @@ class OTLPReceiver:
     def endpoint(self) -> str:
         """Base URL to put in ``OTEL_EXPORTER_OTLP_ENDPOINT``."""
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> OTLPReceiver:
         """Start serving in a background thread."""

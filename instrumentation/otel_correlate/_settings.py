@@ -114,13 +114,13 @@ def parse_positive_float(raw: str) -> float:
     return value
 
 
-CORRELATION_KEYS = Setting(
+CORRELATION_KEYS: Setting[tuple[str, ...]] = Setting(
     env="OTEL_CORRELATE_KEYS",
     default=("orderId", "requestId"),
     parse=parse_csv,
     doc="Business keys carried in baggage and put on every span and log record.",
 )
-ROUTE_PARAMS = Setting(
+ROUTE_PARAMS: Setting[tuple[tuple[str, str], ...]] = Setting(
     env="OTEL_CORRELATE_ROUTE_PARAMS",
     default=(("order_id", "orderId"),),
     parse=parse_mapping,
@@ -139,7 +139,7 @@ MAX_VALUE_LENGTH = Setting(
     parse=parse_positive_int,
     doc="Longest business-key value accepted; longer ones are rejected and counted.",
 )
-METRIC_DENY_KEYS = Setting(
+METRIC_DENY_KEYS: Setting[tuple[str, ...]] = Setting(
     env="OTEL_CORRELATE_METRIC_DENY_KEYS",
     default=(),
     parse=parse_csv,

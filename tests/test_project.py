@@ -1,0 +1,57 @@
+"""The project's own promises about itself: public API, settings table, entry points."""
+
+from __future__ import annotations
+
+import re
+from importlib import metadata
+from pathlib import Path
+
+import otel_correlate
+from otel_correlate import _settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_all_is_sorted_and_complete() -> None:
+    public = {name for name in vars(otel_correlate) if not name.startswith(("_", "@"))}
+    assert otel_correlate.__all__ == sorted(otel_correlate.__all__)
+    assert set(otel_correlate.__all__) == public
+
+
+def test_readme_configuration_table_matches_the_settings_registry() -> None:
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(r"<!-- settings:start -->\n(.*?)<!-- settings:end -->", readme, re.S)
+    assert match, "README.md lacks the <!-- settings:start/end --> block"
+    assert match.group(1) == _settings.markdown_table(), (
+        "README's configuration table is stale: regenerate it with `otel-correlate settings`"
+    )
+
+
+def test_every_setting_is_prefixed_and_documented() -> None:
+    for setting in _settings.SETTINGS:
+        assert setting.env.startswith("OTEL_CORRELATE_"), setting.env
+        assert setting.doc.endswith("."), setting.env
+
+
+def test_bad_setting_value_names_the_variable_the_value_and_the_default(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("OTEL_CORRELATE_MAX_VALUE_LENGTH", "zero")
+    try:
+        _settings.MAX_VALUE_LENGTH.get()
+    except _settings.SettingError as exc:
+        assert str(exc) == (
+            "OTEL_CORRELATE_MAX_VALUE_LENGTH='zero' is not valid: invalid literal for int() with base 10: 'zero'. "
+            "Unset it to use the default (128)."
+        )
+    else:
+        raise AssertionError("a bad value must raise SettingError")
+
+
+def test_distro_configurator_and_pytest_plugin_are_registered() -> None:
+    entry_points = metadata.distribution("otel-correlate").entry_points
+    registered = {(ep.group, ep.name, ep.value) for ep in entry_points}
+    assert {
+        ("opentelemetry_distro", "otel_correlate", "otel_correlate._distro:CorrelateDistro"),
+        ("opentelemetry_configurator", "otel_correlate", "otel_correlate._distro:CorrelateConfigurator"),
+        ("pytest11", "otel_correlate", "otel_correlate._pytest_plugin"),
+        ("console_scripts", "otel-correlate", "otel_correlate._cli:main"),
+    } <= registered
