@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from loguru import logger
 from opentelemetry import metrics, trace
@@ -273,13 +273,18 @@ class DeadLetterStore:
 # --- CLI -------------------------------------------------------------------------
 
 
-def _senders() -> dict[str, Callable[[], Callable[[DeadLetter], bool]]]:
-    """Replay senders by target, built from the environment when used."""
+class _Sender(Protocol):
+    def deliver(self, letter: DeadLetter) -> bool: ...
+    def close(self) -> None: ...
 
-    def telegram() -> Callable[[DeadLetter], bool]:
+
+def _senders() -> dict[str, Callable[[], _Sender]]:
+    """Replay senders by target, configured from the environment when first used."""
+
+    def telegram() -> _Sender:
         from otel_correlate._notify import TelegramNotifier
 
-        return TelegramNotifier(enabled=True).deliver
+        return TelegramNotifier(enabled=True)
 
     return {"telegram": telegram}
 
@@ -302,7 +307,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_replay(args: argparse.Namespace) -> int:
     store = DeadLetterStore(args.file)
     factories = _senders()
-    senders: dict[str, Callable[[DeadLetter], bool]] = {}
+    senders: dict[str, _Sender] = {}
 
     def send(letter: DeadLetter) -> bool:
         if letter.target not in factories:
@@ -314,9 +319,13 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             return False
         if letter.target not in senders:
             senders[letter.target] = factories[letter.target]()
-        return senders[letter.target](letter)
+        return senders[letter.target].deliver(letter)
 
-    result = store.replay(send)
+    try:
+        result = store.replay(send)
+    finally:
+        for sender in senders.values():
+            sender.close()
     print(f"replayed {len(result.delivered)} dead letter(s); {len(result.kept)} kept in {store.path}")
     return 0 if not result.kept else 1
 
