@@ -30,9 +30,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         with sink.receiver:
             report = _demo.run_demo(sink, orders=args.orders, log_dir=log_dir)
     else:
-        from otel_correlate import _stack_sink
+        from otel_correlate._stack_sink import StackSink
 
-        sink_stack = _stack_sink.StackSink.from_running_stack()
+        sink_stack = StackSink.from_running_stack()
         report = _demo.run_demo(sink_stack, orders=args.orders, log_dir=log_dir, timeout=120)
     print(report.render())
     print(f"service logs: {log_dir}")

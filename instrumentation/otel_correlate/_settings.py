@@ -285,6 +285,27 @@ TELEGRAM_TIMEOUT = Setting(
     doc="Seconds one Telegram API call may take.",
 )
 
+# --- the native stack (issue 3) ---
+STATE_DIR = Setting(
+    env="OTEL_CORRELATE_STATE_DIR",
+    default="~/.local/state/otel-correlate",
+    parse=str,
+    doc="Folder of the native stack's data, logs and pid files (`otel-correlate stack`).",
+)
+CACHE_DIR = Setting(
+    env="OTEL_CORRELATE_CACHE_DIR",
+    default="~/.cache/otel-correlate",
+    parse=str,
+    doc="Folder of the built engine binaries, shared by every clone on the machine.",
+    shown_default="${XDG_CACHE_HOME:-~/.cache}/otel-correlate",
+)
+STACK_READY_TIMEOUT = Setting(
+    env="OTEL_CORRELATE_STACK_READY_TIMEOUT",
+    default=180.0,
+    parse=parse_positive_float,
+    doc="Seconds `otel-correlate stack up` waits for an engine to answer ready before it gives up.",
+)
+
 SETTINGS: tuple[Setting[object], ...] = tuple(  # every Setting defined in this module
     value for value in list(globals().values()) if isinstance(value, Setting)
 )

@@ -1,0 +1,339 @@
+"""``otel-correlate stack up | down | status | logs``: the native stack on loopback.
+
+Starts Tempo, Loki, Prometheus, Alertmanager and our collector with the same
+config files docker-compose.otel.yml mounts (``collector/``, ``stack/``), keeps
+their data, logs and pid files under one state directory
+(``OTEL_CORRELATE_STATE_DIR``), waits until each answers ready and prints the
+endpoints. ``up`` is idempotent: engines already running from the same state
+directory are left alone.
+
+Example:
+    $ otel-correlate stack up
+    $ otel-correlate stack status
+    $ otel-correlate stack down
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from otel_correlate import _settings
+from otel_correlate._procs import ROOT
+
+
+class StackError(RuntimeError):
+    """The stack cannot start or stop; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One process of the stack.
+
+    Attributes:
+        name: Short name used in status lines, pid and log files.
+        ports: Loopback TCP ports it listens on (checked free before start).
+        ready_url: Answers 200 once the engine is ready.
+        endpoint: What ``up`` prints for humans.
+    """
+
+    name: str
+    ports: tuple[int, ...]
+    ready_url: str
+    endpoint: str
+
+    def argv(self, state: Path, binaries: dict[str, Path]) -> list[str]:
+        """The command line that starts this engine."""
+        config = ROOT / "stack"
+        if self.name == "tempo":
+            return [
+                str(binaries["tempo"]),
+                f"-config.file={config / 'tempo' / 'tempo.yaml'}",
+                "-config.expand-env=true",
+            ]
+        if self.name == "loki":
+            return [
+                str(binaries["loki"]),
+                f"-config.file={config / 'loki' / 'loki.yaml'}",
+                "-config.expand-env=true",
+            ]
+        if self.name == "prometheus":
+            return [
+                _system_binary("prometheus"),
+                f"--config.file={config / 'prometheus' / 'prometheus.yml'}",
+                f"--storage.tsdb.path={state / 'prometheus'}",
+                "--web.listen-address=127.0.0.1:9090",
+                "--web.enable-remote-write-receiver",
+                "--enable-feature=exemplar-storage",
+                "--web.enable-lifecycle",
+                "--log.level=warn",
+            ]
+        if self.name == "alertmanager":
+            return [
+                _system_binary("prometheus-alertmanager"),
+                f"--config.file={config / 'alertmanager' / 'alertmanager.yml'}",
+                f"--storage.path={state / 'alertmanager'}",
+                "--web.listen-address=127.0.0.1:9093",
+                "--cluster.listen-address=",
+                "--log.level=warn",
+            ]
+        if self.name == "collector":
+            return [str(binaries["otelcol-correlate"]), f"--config={ROOT / 'collector' / 'config.yaml'}"]
+        raise StackError(f"unknown engine {self.name!r}")  # pragma: no cover
+
+
+#: Start order: the backends first, the collector (which sends to them) last.
+ENGINES: tuple[Engine, ...] = (
+    Engine(
+        "tempo", (3200, 9097, 4417, 4418), "http://127.0.0.1:3200/ready", "Tempo       http://127.0.0.1:3200"
+    ),
+    Engine("loki", (3100, 9096), "http://127.0.0.1:3100/ready", "Loki        http://127.0.0.1:3100"),
+    Engine("prometheus", (9090,), "http://127.0.0.1:9090/-/ready", "Prometheus  http://127.0.0.1:9090"),
+    Engine("alertmanager", (9093,), "http://127.0.0.1:9093/-/ready", "Alertmanager http://127.0.0.1:9093"),
+    Engine(
+        "collector",
+        (4317, 4318, 13133, 8888),
+        "http://127.0.0.1:13133/",
+        "Collector   OTLP http://127.0.0.1:4318 (gRPC 127.0.0.1:4317), own metrics :8888",
+    ),
+)
+OTLP_ENDPOINT = "http://127.0.0.1:4318"
+
+
+def _system_binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise StackError(
+            f"{name} is not installed. Install Debian's package "
+            f"({'prometheus-alertmanager' if 'alertmanager' in name else 'prometheus'}) "
+            "or run ./run setup, which does it."
+        )
+    return path
+
+
+def state_dir() -> Path:
+    """The stack's state directory (``OTEL_CORRELATE_STATE_DIR``), absolute."""
+    return Path(os.path.expanduser(_settings.STATE_DIR.get())).resolve()
+
+
+def _pid_file(state: Path, engine: Engine) -> Path:
+    return state / "pids" / f"{engine.name}.pid"
+
+
+def _log_file(state: Path, engine: Engine) -> Path:
+    return state / "logs" / f"{engine.name}.log"
+
+
+def _running_pid(state: Path, engine: Engine) -> int | None:
+    try:
+        pid = int(_pid_file(state, engine).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # pragma: no cover - someone else's process reused the pid
+        return None
+    stat = Path(f"/proc/{pid}/stat")
+    if stat.exists() and stat.read_text().split()[2] == "Z":
+        return None
+    return pid
+
+
+def _is_ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def _engine_env(state: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["OTEL_CORRELATE_STATE_DIR"] = str(state)
+    env.setdefault("OTEL_CORRELATE_LOKI_RULES_DIR", str(ROOT / "alerts" / "loki"))
+    # The engines are Go programs: keep the machine usable while they start.
+    env.setdefault("GOMAXPROCS", "2")
+    return env
+
+
+def up(*, progress: Callable[[str], None] = print, names: Sequence[str] | None = None) -> None:
+    """Build what is missing, start every engine not yet running, wait until all are ready.
+
+    Raises:
+        StackError: A port is taken by another program, a binary is missing, or an
+            engine exited or did not get ready in time; the message says which and
+            shows the end of its log.
+    """
+    from otel_correlate import _build
+
+    state = state_dir()
+    engines = [e for e in ENGINES if names is None or e.name in names]
+    for sub in ("pids", "logs"):
+        (state / sub).mkdir(parents=True, exist_ok=True)
+    to_start = [e for e in engines if _running_pid(state, e) is None]
+    for engine in to_start:
+        taken = [port for port in engine.ports if _port_taken(port)]
+        if taken:
+            raise StackError(
+                f"{engine.name} cannot start: port {', '.join(map(str, taken))} on 127.0.0.1 is taken by another "
+                f"program (not a stack started from {state}). Stop it (`ss -ltnp | grep :{taken[0]}` shows which), "
+                "or run `otel-correlate stack down` if it is an older stack of this state directory."
+            )
+    needed = {"tempo": "tempo", "loki": "loki", "collector": "otelcol-correlate"}
+    build = sorted({needed[e.name] for e in to_start if e.name in needed})
+    binaries = _build.ensure_binaries(build, progress=progress) if build else {}
+    env = _engine_env(state)
+    for engine in to_start:
+        argv = engine.argv(state, binaries)
+        log_path = _log_file(state, engine)
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(
+                argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        _pid_file(state, engine).write_text(f"{proc.pid}\n")
+        progress(f"[stack] started {engine.name} (pid {proc.pid})")
+    for engine in engines:
+        _wait_ready(state, engine, progress)
+    progress("[stack] ready:")
+    for engine in engines:
+        progress(f"  {engine.endpoint}")
+    progress(f"  state and logs: {state}")
+
+
+def _wait_ready(state: Path, engine: Engine, progress: Callable[[str], None]) -> None:
+    timeout = _settings.STACK_READY_TIMEOUT.get()
+    started = time.monotonic()
+    last_note = started
+    while not _is_ready(engine.ready_url):
+        now = time.monotonic()
+        if _running_pid(state, engine) is None:
+            raise StackError(
+                f"{engine.name} exited while starting; the end of {_log_file(state, engine)}:\n"
+                f"{_tail(_log_file(state, engine))}"
+            )
+        if now - started > timeout:
+            raise StackError(
+                f"{engine.name} did not answer ready at {engine.ready_url} within {timeout:.0f}s "
+                f"(OTEL_CORRELATE_STACK_READY_TIMEOUT); the end of its log:\n{_tail(_log_file(state, engine))}"
+            )
+        if now - last_note >= 5:
+            progress(f"[stack] waiting for {engine.name} to get ready ({now - started:.0f}s)")
+            last_note = now
+        time.sleep(0.25)
+
+
+def down(*, progress: Callable[[str], None] = print, names: Sequence[str] | None = None) -> None:
+    """Stop every engine this state directory started (the collector first, so it can flush)."""
+    state = state_dir()
+    for engine in reversed(ENGINES):
+        if names is not None and engine.name not in names:
+            continue
+        pid = _running_pid(state, engine)
+        if pid is None:
+            _pid_file(state, engine).unlink(missing_ok=True)
+            continue
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while _running_pid(state, engine) is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _running_pid(state, engine) is not None:
+            os.kill(pid, signal.SIGKILL)
+            progress(f"[stack] {engine.name} did not stop in 30s; killed")
+        _reap(pid)
+        _pid_file(state, engine).unlink(missing_ok=True)
+        progress(f"[stack] stopped {engine.name}")
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def status() -> dict[str, str]:
+    """``running (pid N), ready`` / ``running, not ready`` / ``stopped`` for each engine."""
+    state = state_dir()
+    result = {}
+    for engine in ENGINES:
+        pid = _running_pid(state, engine)
+        if pid is None:
+            result[engine.name] = "stopped"
+        else:
+            ready = "ready" if _is_ready(engine.ready_url) else "not ready"
+            result[engine.name] = f"running (pid {pid}), {ready}"
+    return result
+
+
+def add_cli(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``stack up|down|status|logs`` to the ``otel-correlate`` command."""
+    stack = commands.add_parser(
+        "stack", help="run the native stack: collector, Prometheus, Loki, Tempo, Alertmanager"
+    )
+    actions = stack.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("up", help="build what is missing, start everything, wait until ready").set_defaults(
+        handler=_cmd_up
+    )
+    actions.add_parser("down", help="stop everything this state directory started").set_defaults(
+        handler=_cmd_down
+    )
+    actions.add_parser("status", help="which engines run and answer ready").set_defaults(handler=_cmd_status)
+    logs = actions.add_parser("logs", help="the end of each engine's log")
+    logs.add_argument("engine", nargs="?", choices=[e.name for e in ENGINES])
+    logs.add_argument("-n", "--lines", type=int, default=40)
+    logs.set_defaults(handler=_cmd_logs)
+
+
+def _cmd_up(_args: argparse.Namespace) -> int:
+    up()
+    return 0
+
+
+def _cmd_down(_args: argparse.Namespace) -> int:
+    down()
+    return 0
+
+
+def _cmd_status(_args: argparse.Namespace) -> int:
+    states = status()
+    for name, line in states.items():
+        print(f"{name:<13} {line}")
+    return 0 if all(line.endswith(", ready") for line in states.values()) else 3
+
+
+def _cmd_logs(args: argparse.Namespace) -> int:
+    state = state_dir()
+    for engine in ENGINES:
+        if args.engine in (None, engine.name):
+            print(f"==> {_log_file(state, engine)} <==")
+            print(_tail(_log_file(state, engine), args.lines))
+    return 0
