@@ -48,8 +48,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def running(stack: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    with demo_services(_stack.OTLP_ENDPOINT, tmp_path_factory.mktemp("services")) as orders_url:
-        client = httpx.Client(base_url=orders_url, timeout=15)
+    with demo_services(_stack.OTLP_ENDPOINT, tmp_path_factory.mktemp("services")) as urls:
+        client = httpx.Client(base_url=urls.orders, timeout=15)
         created = client.post(
             "/orders", json={"customer": "e2e", "amount": 42}, headers={"X-Request-ID": "e2e-req-1"}
         )
@@ -60,7 +60,7 @@ def running(stack: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
             client.post("/orders", json={"customer": f"bulk-{index}", "amount": 5})
             client.get("/orders/ORD-missing")
         client.post("/orders", json={"customer": "boom", "amount": 1}, headers={"X-Simulate-Failure": "1"})
-        yield Running(orders_url, Tempo(), Loki(), Prometheus(), order_id, "e2e-req-1")
+        yield Running(urls.orders, Tempo(), Loki(), Prometheus(), order_id, "e2e-req-1")
 
 
 def test_traceql_finds_the_order_trace_with_spans_of_both_services(running: Running) -> None:

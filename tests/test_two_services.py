@@ -9,25 +9,14 @@ with the official proto definitions.
 from __future__ import annotations
 
 import socket
-import sys
 from collections.abc import Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
 
-from otel_correlate._procs import (
-    ROOT,
-    free_port,
-    gunicorn_cmd,
-    instrument_cmd,
-    instrumented_env,
-    running,
-    uvicorn_cmd,
-    wait_until,
-)
+from otel_correlate._demo import demo_services
+from otel_correlate._procs import wait_until
 from otel_correlate._receiver import OTLPReceiver, SpanRecord
 
 pytestmark = pytest.mark.e2e
@@ -38,59 +27,15 @@ BUSINESS_KEYS = {"orderId", "requestId"}
 class Demo:
     receiver: OTLPReceiver
     orders: str
-    notifications: str
-    telegram: str
-    logs: Path
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    logs = tmp_path_factory.mktemp("demo-logs")
-    ports = {name: free_port() for name in ("orders", "notifications", "telegram")}
-    with ExitStack() as stack:
-        receiver = stack.enter_context(OTLPReceiver())
-        stack.enter_context(
-            running(
-                [
-                    sys.executable,
-                    __import__("os").environ.get("TG_STUB", str(ROOT / "examples" / "telegram_stub.py")),
-                    "--port",
-                    str(ports["telegram"]),
-                ],
-                port=ports["telegram"],
-                env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
-                log_path=logs / "telegram.log",
-            )
-        )
-        common = {
-            "NOTIFICATIONS_URL": f"http://127.0.0.1:{ports['notifications']}",
-            "OTEL_CORRELATE_TELEGRAM_API_URL": f"http://127.0.0.1:{ports['telegram']}",
-        }
-        stack.enter_context(
-            running(
-                instrument_cmd(
-                    "notifications", *gunicorn_cmd("examples.notifications.app:app", ports["notifications"])
-                ),
-                port=ports["notifications"],
-                env=instrumented_env(receiver.endpoint, **common),
-                log_path=logs / "notifications.log",
-            )
-        )
-        stack.enter_context(
-            running(
-                instrument_cmd("orders", *uvicorn_cmd("examples.orders.app:app", ports["orders"])),
-                port=ports["orders"],
-                env=instrumented_env(receiver.endpoint, **common),
-                log_path=logs / "orders.log",
-            )
-        )
-        yield Demo(
-            receiver=receiver,
-            orders=f"http://127.0.0.1:{ports['orders']}",
-            notifications=f"http://127.0.0.1:{ports['notifications']}",
-            telegram=f"http://127.0.0.1:{ports['telegram']}",
-            logs=logs,
-        )
+    with (
+        OTLPReceiver() as receiver,
+        demo_services(receiver.endpoint, tmp_path_factory.mktemp("demo-logs")) as urls,
+    ):
+        yield Demo(receiver=receiver, orders=urls.orders)
 
 
 def _trace_of(receiver: OTLPReceiver, order_id: str, services: set[str]) -> list[SpanRecord]:

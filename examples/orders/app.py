@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import httpx
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
 from loguru import logger
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -22,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from otel_correlate import (
     business_context,
+    current_request_id,
     record_order_created,
     record_order_status_change,
     traced,
@@ -105,6 +107,15 @@ def notify(order: Order, event: str) -> bool:
     except httpx.HTTPError as exc:
         logger.warning("notification for order {} failed: {}", order.id, exc)
         return False
+
+
+@app.exception_handler(RuntimeError)
+async def internal_error(request: Request, exc: RuntimeError) -> JSONResponse:
+    """A failure inside the service: logged with its stack (and trace id), answered as a 500."""
+    logger.opt(exception=exc).error("request failed: {}", exc)
+    return JSONResponse(
+        status_code=500, content={"error": "internal error", "requestId": current_request_id()}
+    )
 
 
 @app.post("/orders", status_code=201)

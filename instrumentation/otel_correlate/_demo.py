@@ -88,7 +88,7 @@ class ReceiverSink:
             return False
 
         wait_until(trace_complete, timeout=timeout, what=f"the trace of {order_id} in both services")
-        spans = sorted(self.receiver.traces()[report.trace_id], key=lambda s: (s.service != "orders", s.kind))
+        spans = sorted(self.receiver.traces()[report.trace_id], key=lambda s: s.start_time_ns)
         report.services = list(dict.fromkeys(s.service for s in spans))
         report.spans = [f"{s.service:<14} {s.name}" for s in spans]
         wait_until(
@@ -107,9 +107,18 @@ class ReceiverSink:
         return report
 
 
+@dataclass(frozen=True)
+class DemoURLs:
+    """Base URLs of the running demo processes."""
+
+    orders: str
+    notifications: str
+    telegram: str
+
+
 @contextmanager
-def demo_services(sink_endpoint: str, log_dir: Path) -> Iterator[str]:
-    """Run the stub, notifications and orders; yields the orders base URL."""
+def demo_services(sink_endpoint: str, log_dir: Path) -> Iterator[DemoURLs]:
+    """Run the Telegram stub, notifications (gunicorn) and orders (uvicorn), all exporting to ``sink_endpoint``."""
     ports = {name: free_port() for name in ("orders", "notifications", "telegram")}
     common = {
         "NOTIFICATIONS_URL": f"http://127.0.0.1:{ports['notifications']}",
@@ -148,7 +157,9 @@ def demo_services(sink_endpoint: str, log_dir: Path) -> Iterator[str]:
                 log_path=log_dir / "orders.log",
             )
         )
-        yield f"http://127.0.0.1:{ports['orders']}"
+        yield DemoURLs(
+            *(f"http://127.0.0.1:{ports[name]}" for name in ("orders", "notifications", "telegram"))
+        )
 
 
 def run_demo(sink: Sink, *, orders: int = 20, log_dir: Path, timeout: float = 60.0) -> OrderReport:
@@ -156,9 +167,9 @@ def run_demo(sink: Sink, *, orders: int = 20, log_dir: Path, timeout: float = 60
     sys.path.insert(0, str(ROOT))
     from examples import traffic
 
-    with demo_services(sink.endpoint, log_dir) as orders_url:
+    with demo_services(sink.endpoint, log_dir) as urls:
         started = time.monotonic()
-        result = traffic.run(orders_url, orders=orders)
+        result = traffic.run(urls.orders, orders=orders)
         print(
             f"traffic: {len(result.order_ids)} orders created, responses by status {dict(sorted(result.statuses.items()))} "
             f"in {time.monotonic() - started:.1f}s",

@@ -62,6 +62,7 @@ class SpanRecord:
     attributes: dict[str, Any]
     resource: dict[str, Any]
     status_code: int
+    start_time_ns: int = 0
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,7 @@ class OTLPReceiver:
                                 attributes=_attributes(span.attributes),
                                 resource=resource,
                                 status_code=span.status.code,
+                                start_time_ns=span.start_time_unix_nano,
                             )
                         )
 
