@@ -203,7 +203,7 @@ def render(spec_dir: Path = SPEC_DIR) -> str:
         "# Tests: alerts/tests/slo.test.yml. Runbooks: docs/runbooks/<AlertName>.md.\n"
     )
 
-    class _Dumper(yaml.SafeDumper):
+    class _Dumper(yaml.SafeDumper):  # type: ignore[misc]  # PyYAML ships no stubs here
         def ignore_aliases(self, data: Any) -> bool:
             return True
 
