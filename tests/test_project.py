@@ -23,7 +23,7 @@ def test_readme_configuration_table_matches_the_settings_registry() -> None:
     match = re.search(r"<!-- settings:start -->\n(.*?)<!-- settings:end -->", readme, re.S)
     assert match, "README.md lacks the <!-- settings:start/end --> block"
     assert match.group(1) == _settings.markdown_table(), (
-        "README's configuration table is stale: regenerate it with `otel-correlate settings`"
+        "README's configuration table is stale: regenerate it with `otel-correlate settings --update-readme README.md`"
     )
 
 

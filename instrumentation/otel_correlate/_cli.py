@@ -14,9 +14,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
-def _cmd_settings(_args: argparse.Namespace) -> int:
+def _cmd_settings(args: argparse.Namespace) -> int:
     from otel_correlate import _settings
 
+    if args.update_readme:
+        changed = _settings.update_readme(args.update_readme)
+        print(f"{args.update_readme}: {'updated' if changed else 'already up to date'}")
+        return 0
     sys.stdout.write(_settings.markdown_table())
     return 0
 

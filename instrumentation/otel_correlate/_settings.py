@@ -317,3 +317,21 @@ def markdown_table() -> str:
     for setting in sorted(SETTINGS, key=lambda s: s.env):
         rows.append(f"| `{setting.env}` | `{setting.default_text()}` | {setting.doc} |")
     return "\n".join(rows) + "\n"
+
+
+README_START, README_END = "<!-- settings:start -->\n", "<!-- settings:end -->"
+
+
+def update_readme(path: str) -> bool:
+    """Rewrite the configuration table between the README's settings markers; True when it changed."""
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    head, sep, rest = text.partition(README_START)
+    _, sep_end, tail = rest.partition(README_END)
+    if not sep or not sep_end:
+        raise ValueError(f"{path} has no {README_START.strip()} ... {README_END} block to fill")
+    updated = head + README_START + markdown_table() + README_END + tail
+    if updated != text:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(updated)
+    return updated != text
