@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     settings = commands.add_parser(
         "settings", help="print every OTEL_CORRELATE_* variable as a markdown table"
     )
+    settings.add_argument(
+        "--update-readme", metavar="README", help="rewrite the table inside this README instead"
+    )
     settings.set_defaults(handler=_cmd_settings)
 
     for module_name in ("_stack", "_dead_letters"):
