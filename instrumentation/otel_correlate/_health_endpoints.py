@@ -16,12 +16,23 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from loguru import logger
+
 from otel_correlate import _settings
 from otel_correlate._context import current_request_id, new_request_id
 from otel_correlate._dead_letters import utc_now_iso
 from otel_correlate._health import HealthMonitor, HealthReport
 from otel_correlate._notify import notification_summary
 from otel_correlate._resilience import circuit_breakers
+
+
+def failure_body(exc: Exception) -> dict[str, Any]:
+    """The 503 body when the checks could not run at all (a bug, not a failing check); logs it."""
+    logger.bind(component="health").exception("health checks could not run")
+    return {
+        "error": f"the health checks could not run: {type(exc).__name__}: {exc}",
+        "summary": {"overallStatus": "unhealthy"},
+    }
 
 
 def request_id_for(header_value: str | None) -> str:
