@@ -19,7 +19,8 @@ from otel_correlate import business_context
 from otel_correlate._capture import TelemetryCapture
 from otel_correlate._dead_letters import DeadLetterStore
 from otel_correlate._notify import SuccessWindow, TelegramNotifier, notification_summary, retry_after_seconds
-from otel_correlate._resilience import BreakerState, CircuitBreaker, RetryPolicy
+from otel_correlate._resilience import BreakerState, CircuitBreaker
+from otel_correlate._retry import RetryPolicy
 
 TOKEN = "123456:SECRET-token"
 

@@ -15,12 +15,9 @@ from otel_correlate._resilience import (
     BreakerState,
     CircuitBreaker,
     CircuitOpenError,
-    RetryableError,
-    RetryPolicy,
     circuit_breakers,
-    retry_call,
-    retry_call_async,
 )
+from otel_correlate._retry import RetryableError, RetryPolicy, retry_call, retry_call_async
 
 tracer = trace.get_tracer("tests")
 

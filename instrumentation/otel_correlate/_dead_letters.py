@@ -12,7 +12,8 @@ the others stay. Delivery is at least once: a crash between sending and
 rewriting the file sends a message again on the next replay.
 
 Example:
-    >>> store = DeadLetterStore("/tmp/doctest-dead-letters.jsonl")
+    >>> import pathlib, tempfile
+    >>> store = DeadLetterStore(pathlib.Path(tempfile.mkdtemp()) / "dead-letters.jsonl")
     >>> letter = store.record(target="telegram", payload={"chat_id": "1", "text": "hi"}, error="HTTP 500")
     >>> [item.id for item in store.letters()] == [letter.id]
     True
@@ -107,9 +108,8 @@ class DeadLetterStore:
     processes sharing the file (a ``<file>.lock`` next to it serialises writers).
 
     Example:
-        >>> store = DeadLetterStore("/tmp/doctest-dead-letters.jsonl")
-        >>> store.path.name
-        'doctest-dead-letters.jsonl'
+        >>> DeadLetterStore("/var/lib/orders/dead-letters.jsonl").path.name
+        'dead-letters.jsonl'
 
     Args:
         path: The file; falls back to ``OTEL_CORRELATE_DEAD_LETTER_FILE`` (``dead-letters.jsonl``).

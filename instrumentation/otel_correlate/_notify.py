@@ -2,7 +2,7 @@
 
 :class:`TelegramNotifier` posts to the Bot API (``POST {api}/bot{token}/sendMessage``)
 over httpx, through a :class:`~otel_correlate._resilience.CircuitBreaker` and
-:func:`~otel_correlate._resilience.retry_call`; a message that still fails becomes
+:func:`~otel_correlate._retry.retry_call`; a message that still fails becomes
 a dead letter. :meth:`TelegramNotifier.send` never raises and takes at most
 ``(max_retries + 1) * timeout`` plus the backoff waits; :meth:`TelegramNotifier.submit`
 returns at once and sends from a small bounded background worker.
@@ -25,32 +25,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import queue
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 from loguru import logger
-from opentelemetry import context, trace
+from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otel_correlate import _settings
+from otel_correlate._background import BoundedWorker
 from otel_correlate._business_metrics import record_notification
 from otel_correlate._context import business_context
 from otel_correlate._dead_letters import DeadLetter, DeadLetterStore
-from otel_correlate._resilience import (
-    CircuitBreaker,
+from otel_correlate._resilience import CircuitBreaker
+from otel_correlate._retry import (
     RetryableError,
     RetryAttempt,
     RetryPolicy,
+    retry_after_seconds,
     retry_call,
     retry_call_async,
 )
@@ -66,35 +66,6 @@ class TelegramRejected(Exception):
     notifier returns it from the attempt and raises it only after the breaker
     counted the success.
     """
-
-
-def _raise_rejection(result: Mapping[str, Any] | TelegramRejected) -> Mapping[str, Any]:
-    if isinstance(result, TelegramRejected):
-        raise result
-    return result
-
-
-def retry_after_seconds(response: httpx.Response, body: object = None) -> float | None:
-    """Seconds the server asked to wait: Telegram's ``parameters.retry_after``, else ``Retry-After``.
-
-    Example:
-        >>> retry_after_seconds(httpx.Response(429, headers={"Retry-After": "3"}))
-        3.0
-    """
-    if isinstance(body, Mapping):
-        parameters = body.get("parameters")
-        if isinstance(parameters, Mapping):
-            value = parameters.get("retry_after")
-            if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-                return float(value)
-    header = response.headers.get("Retry-After")
-    if header is None:
-        return None
-    with contextlib.suppress(ValueError):
-        return max(0.0, float(header))
-    with contextlib.suppress(TypeError, ValueError, IndexError):
-        return max(0.0, parsedate_to_datetime(header).timestamp() - time.time())
-    return None
 
 
 @dataclass(frozen=True)
@@ -294,13 +265,17 @@ class TelegramNotifier:
         self._sleep = sleep
         self._async_sleep = async_sleep
         self._tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer("otel_correlate")
-        self._retries = _retry_counter()
-        self._client = httpx.Client(timeout=options.timeout)
-        self._queue: queue.Queue[tuple[context.Context, str, str | None] | None] = queue.Queue(
-            maxsize=queue_size
+        self._retries = metrics.get_meter("otel_correlate").create_counter(
+            "notification.retries",
+            unit="{retry}",
+            description="Notification attempts that were retried, by channel.",
         )
-        self._worker: threading.Thread | None = None
-        self._worker_lock = threading.Lock()
+        self._client = httpx.Client(timeout=options.timeout)
+        self._worker: BoundedWorker[tuple[str, str | None]] = BoundedWorker(
+            lambda item: self.send(item[0], chat_id=item[1]),
+            name="otel-correlate-telegram",
+            queue_size=queue_size,
+        )
         _NOTIFIERS.add(self)
 
     # --- sending ----------------------------------------------------------------
@@ -317,16 +292,7 @@ class TelegramNotifier:
         with self._span() as span:
             attempts: list[RetryAttempt] = []
             try:
-                result = _raise_rejection(
-                    retry_call(
-                        lambda: self._post(payload),
-                        policy=self.retry,
-                        breaker=self.breaker,
-                        retry_on=_RETRY_ON,
-                        sleep=self._sleep,
-                        on_attempt=self._on_attempt(attempts),
-                    )
-                )
+                result = self._with_retries(payload, attempts)
             except Exception as exc:
                 return self._failed(span, payload, exc, len(attempts))
             return self._sent(span, result, len(attempts))
@@ -339,17 +305,7 @@ class TelegramNotifier:
         with self._span() as span:
             attempts: list[RetryAttempt] = []
             try:
-                async with httpx.AsyncClient(timeout=self.options.timeout) as client:
-                    result = _raise_rejection(
-                        await retry_call_async(
-                            lambda: self._post_async(client, payload),
-                            policy=self.retry,
-                            breaker=self.breaker,
-                            retry_on=_RETRY_ON,
-                            sleep=self._async_sleep,
-                            on_attempt=self._on_attempt(attempts),
-                        )
-                    )
+                result = await self._with_retries_async(payload, attempts)
             except Exception as exc:
                 return await asyncio.to_thread(self._failed, span, payload, exc, len(attempts))
             return self._sent(span, result, len(attempts))
@@ -367,11 +323,9 @@ class TelegramNotifier:
         if not self.options.enabled:
             return True
         try:
-            self._ensure_worker()
-            self._queue.put_nowait((context.get_current(), text, chat_id))
-            return True
-        except queue.Full:
-            error = f"notification queue full ({self._queue.maxsize} waiting); not sent"
+            if self._worker.submit((text, chat_id)):
+                return True
+            error = f"notification queue full ({self._worker.capacity} waiting); not sent"
         except Exception as exc:  # e.g. no thread can be started at interpreter shutdown
             error = f"notification could not be queued: {exc}"
         with contextlib.suppress(Exception):
@@ -386,24 +340,11 @@ class TelegramNotifier:
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every submitted message was handled; ``False`` when ``timeout`` passed first."""
-        deadline = time.monotonic() + timeout
-        with self._queue.all_tasks_done:
-            while self._queue.unfinished_tasks:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._queue.all_tasks_done.wait(remaining)
-        return True
+        return self._worker.flush(timeout)
 
     def close(self, timeout: float = 30.0) -> None:
         """Send what is queued (up to ``timeout``), stop the worker and close the HTTP client."""
-        worker = self._worker
-        if worker is not None:
-            self.flush(timeout)
-            with contextlib.suppress(queue.Full):
-                self._queue.put(None, timeout=1)
-            worker.join(timeout=1)
-            self._worker = None
+        self._worker.close(timeout)
         self._client.close()
 
     def deliver(self, letter: DeadLetter) -> bool:
@@ -417,16 +358,7 @@ class TelegramNotifier:
             span.set_attribute("dead_letter.id", letter.id)
             attempts: list[RetryAttempt] = []
             try:
-                result = _raise_rejection(
-                    retry_call(
-                        lambda: self._post(letter.payload),
-                        policy=self.retry,
-                        breaker=self.breaker,
-                        retry_on=_RETRY_ON,
-                        sleep=self._sleep,
-                        on_attempt=self._on_attempt(attempts),
-                    )
-                )
+                result = self._with_retries(letter.payload, attempts)
             except Exception as exc:
                 span.set_status(Status(StatusCode.ERROR, self._scrub(str(exc))))
                 logger.bind(dead_letter_id=letter.id).warning(
@@ -471,6 +403,35 @@ class TelegramNotifier:
                 )
 
         return on_attempt
+
+    def _with_retries(self, payload: Mapping[str, Any], attempts: list[RetryAttempt]) -> Mapping[str, Any]:
+        result = retry_call(
+            lambda: self._post(payload),
+            policy=self.retry,
+            breaker=self.breaker,
+            retry_on=_RETRY_ON,
+            sleep=self._sleep,
+            on_attempt=self._on_attempt(attempts),
+        )
+        if isinstance(result, TelegramRejected):
+            raise result
+        return result
+
+    async def _with_retries_async(
+        self, payload: Mapping[str, Any], attempts: list[RetryAttempt]
+    ) -> Mapping[str, Any]:
+        async with httpx.AsyncClient(timeout=self.options.timeout) as client:
+            result = await retry_call_async(
+                lambda: self._post_async(client, payload),
+                policy=self.retry,
+                breaker=self.breaker,
+                retry_on=_RETRY_ON,
+                sleep=self._async_sleep,
+                on_attempt=self._on_attempt(attempts),
+            )
+        if isinstance(result, TelegramRejected):
+            raise result
+        return result
 
     def _url(self) -> str:
         return f"{self.options.api_url}/bot{self.options.token}/sendMessage"
@@ -533,38 +494,3 @@ class TelegramNotifier:
                 "DEAD_LETTER could not be written to {}: {}", self.dead_letters.path, write_error
             )
         return NotificationResult("failed", attempts, error=error, dead_letter=letter)
-
-    def _ensure_worker(self) -> None:
-        with self._worker_lock:
-            if self._worker is None or not self._worker.is_alive():
-                self._worker = threading.Thread(
-                    target=self._work, name="otel-correlate-telegram", daemon=True
-                )
-                self._worker.start()
-
-    def _work(self) -> None:
-        while True:
-            item = self._queue.get()
-            try:
-                if item is None:
-                    return
-                ctx, text, chat_id = item
-                token = context.attach(ctx)
-                try:
-                    self.send(text, chat_id=chat_id)
-                finally:
-                    context.detach(token)
-            except Exception as exc:  # send never raises; this is the last line of defence
-                logger.error("telegram worker failed: {}", exc)
-            finally:
-                self._queue.task_done()
-
-
-def _retry_counter() -> Any:
-    from opentelemetry import metrics
-
-    return metrics.get_meter("otel_correlate").create_counter(
-        "notification.retries",
-        unit="{retry}",
-        description="Notification attempts that were retried, by channel.",
-    )

@@ -1,23 +1,19 @@
-"""Resilience for calls to unreliable dependencies: a circuit breaker and retry with backoff.
+"""A circuit breaker: stop calling a dependency that keeps failing, probe it, close again.
 
 :class:`CircuitBreaker` stops calling a dependency that keeps failing (CLOSED →
 OPEN), lets a few trial calls through after a recovery timeout (HALF_OPEN) and
 closes again once they succeed. Its state is the ``circuit_breaker.state`` gauge
 (0 closed, 1 half-open, 2 open); every transition is a loguru line, a
 ``circuit_breaker.state_change`` event on the current span and a count in
-``circuit_breaker.transitions``.
-
-:func:`retry_call` / :func:`retry_call_async` retry with exponential backoff
-(1 s, 2 s, 4 s by default), wait at least what the server asked for
-(``Retry-After``, Telegram's ``parameters.retry_after``), never retry while the
-breaker is open and record every attempt as a ``retry.attempt`` span event.
+``circuit_breaker.transitions``. Retries that respect it live in
+:mod:`otel_correlate._retry`.
 
 Example:
     >>> breaker = CircuitBreaker("payments", failure_threshold=2)
     >>> @breaker
     ... def charge() -> str:
     ...     return "ok"
-    >>> retry_call(charge, breaker=breaker, sleep=lambda s: None)
+    >>> charge()
     'ok'
     >>> breaker.state
     <BreakerState.CLOSED: 'closed'>
@@ -25,11 +21,9 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import functools
 import inspect
-import random
 import threading
 import time
 import weakref
@@ -75,18 +69,6 @@ class CircuitOpenError(RuntimeError):
         )
         self.breaker = breaker
         self.retry_in = retry_in
-
-
-class RetryableError(Exception):
-    """A failure worth retrying, e.g. HTTP 429 or 5xx.
-
-    Attributes:
-        retry_after: Seconds the server asked us to wait (``Retry-After``), if it said.
-    """
-
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -138,7 +120,9 @@ class BreakerSnapshot:
 
 
 @dataclass(frozen=True)
-class _Ticket:
+class BreakerTicket:
+    """An admitted call, handed back to :meth:`CircuitBreaker.record` with its outcome."""
+
     generation: int
 
 
@@ -205,7 +189,7 @@ class CircuitBreaker:
         self._trial_successes = 0
         self._trials_in_flight = 0
         self._opened_at = 0.0
-        self._active: contextvars.ContextVar[tuple[_Ticket, ...]] = contextvars.ContextVar(
+        self._active: contextvars.ContextVar[tuple[BreakerTicket, ...]] = contextvars.ContextVar(
             f"otel_correlate.breaker.{name}", default=()
         )
         meter = (meter_provider or metrics.get_meter_provider()).get_meter("otel_correlate")
@@ -283,7 +267,7 @@ class CircuitBreaker:
             )
 
     # --- the protocol: admit, then record ----------------------------------
-    def admit(self) -> _Ticket:
+    def admit(self) -> BreakerTicket:
         """Ask to make one call; returns a ticket for :meth:`record`.
 
         Raises:
@@ -299,13 +283,13 @@ class CircuitBreaker:
                     refused = 0.0
                 else:
                     self._trials_in_flight += 1
-            ticket = _Ticket(self._generation)
+            ticket = BreakerTicket(self._generation)
         self._announce(changes)
         if refused is not None:
             raise CircuitOpenError(self.name, refused)
         return ticket
 
-    def record(self, ticket: _Ticket, error: BaseException | None = None) -> None:
+    def record(self, ticket: BreakerTicket, error: BaseException | None = None) -> None:
         """Report how an admitted call ended: ``error`` is ``None`` on success.
 
         Outcomes of calls admitted before the last state change are ignored; a call
@@ -392,220 +376,3 @@ class CircuitBreaker:
 
     async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         self.__exit__(exc_type, exc, tb)
-
-
-# --- retry ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how long to wait between attempts.
-
-    Example:
-        >>> [RetryPolicy(base_delay=1.0, jitter=False).delay(n) for n in (1, 2, 3)]
-        [1.0, 2.0, 4.0]
-
-    Attributes:
-        max_retries: Retries after the first attempt (``OTEL_CORRELATE_RETRY_MAX``, 3).
-        base_delay: First wait in seconds, doubled each retry (``OTEL_CORRELATE_RETRY_BASE_DELAY``, 1).
-        max_delay: Longest single wait; a server asking for longer makes us give up instead.
-        jitter: Full jitter, a random wait up to the backoff (``OTEL_CORRELATE_RETRY_JITTER``, false).
-    """
-
-    max_retries: int = field(default_factory=_settings.RETRY_MAX_ATTEMPTS.get)
-    base_delay: float = field(default_factory=_settings.RETRY_BASE_DELAY.get)
-    max_delay: float = 60.0
-    jitter: bool = field(default_factory=_settings.RETRY_JITTER.get)
-
-    def __post_init__(self) -> None:
-        if (
-            isinstance(self.max_retries, bool)
-            or not isinstance(self.max_retries, int)
-            or self.max_retries < 0
-        ):
-            raise ValueError(f"max_retries={self.max_retries!r} is not valid: use an integer of at least 0.")
-        if not 0 < self.base_delay <= self.max_delay:
-            raise ValueError(
-                f"base_delay={self.base_delay!r}, max_delay={self.max_delay!r} are not valid: "
-                "use 0 < base_delay <= max_delay."
-            )
-
-    def delay(
-        self,
-        retry: int,
-        *,
-        retry_after: float | None = None,
-        rand: Callable[[], float] = random.random,
-    ) -> float | None:
-        """Seconds to wait before retry number ``retry`` (1-based), or ``None`` to give up.
-
-        The wait is the backoff (with jitter, if on) or what the server asked for,
-        whichever is longer; a server asking for more than ``max_delay`` means give up.
-        """
-        if retry > self.max_retries:
-            return None
-        backoff = float(min(self.base_delay * 2.0 ** (retry - 1), self.max_delay))
-        if self.jitter:
-            backoff *= rand()
-        if retry_after is not None:
-            if retry_after > self.max_delay:
-                return None
-            return max(backoff, retry_after)
-        return backoff
-
-
-@dataclass(frozen=True)
-class RetryAttempt:
-    """One attempt of a retried call, as recorded on the span and given to ``on_attempt``.
-
-    Attributes:
-        number: 1 for the first attempt.
-        error: The exception it raised, ``None`` on success.
-        delay: Seconds waited before the next attempt; ``None`` when there is none.
-        retry_after: Seconds the server asked to wait, when it said.
-    """
-
-    number: int
-    error: BaseException | None
-    delay: float | None
-    retry_after: float | None
-
-    def event_attributes(self) -> dict[str, Any]:
-        """The attributes of this attempt's ``retry.attempt`` span event."""
-        attributes: dict[str, Any] = {
-            "retry.attempt": self.number,
-            "retry.outcome": "success"
-            if self.error is None
-            else ("retry" if self.delay is not None else "give_up"),
-        }
-        if self.error is not None:
-            attributes["error.type"] = type(self.error).__qualname__
-            attributes["error.message"] = str(self.error)[:500]
-        if self.delay is not None:
-            attributes["retry.delay_s"] = self.delay
-        if self.retry_after is not None:
-            attributes["retry.retry_after_s"] = self.retry_after
-        return attributes
-
-
-@dataclass(frozen=True)
-class _Retry:
-    policy: RetryPolicy
-    breaker: CircuitBreaker | None
-    retry_on: tuple[type[BaseException], ...]
-    on_attempt: Callable[[RetryAttempt], None] | None
-    rand: Callable[[], float]
-
-    def after(self, number: int, error: BaseException | None) -> RetryAttempt:
-        retry_after = getattr(error, "retry_after", None) if error is not None else None
-        delay: float | None = None
-        if (
-            error is not None
-            and isinstance(error, self.retry_on)
-            and not isinstance(error, CircuitOpenError)
-            and (self.breaker is None or self.breaker.state is not BreakerState.OPEN)
-        ):
-            delay = self.policy.delay(number, retry_after=retry_after, rand=self.rand)
-        attempt = RetryAttempt(number, error, delay, retry_after)
-        trace.get_current_span().add_event("retry.attempt", attempt.event_attributes())
-        if self.on_attempt is not None:
-            self.on_attempt(attempt)
-        return attempt
-
-    def admit(self) -> _Ticket | None:
-        return self.breaker.admit() if self.breaker is not None else None
-
-    def record(self, ticket: _Ticket | None, error: BaseException | None) -> None:
-        if self.breaker is not None and ticket is not None:
-            self.breaker.record(ticket, error)
-
-
-def retry_call(
-    func: Callable[[], T],
-    *,
-    policy: RetryPolicy | None = None,
-    breaker: CircuitBreaker | None = None,
-    retry_on: tuple[type[BaseException], ...] = (RetryableError, ConnectionError, TimeoutError),
-    sleep: Callable[[float], None] = time.sleep,
-    on_attempt: Callable[[RetryAttempt], None] | None = None,
-    rand: Callable[[], float] = random.random,
-) -> T:
-    """Call ``func`` until it succeeds, retrying ``retry_on`` errors with exponential backoff.
-
-    Example:
-        >>> retry_call(lambda: 42, sleep=lambda s: None)
-        42
-
-    Args:
-        func: The call; raise :class:`RetryableError` (with ``retry_after``) for retryable outcomes.
-        policy: Backoff and retry count; :class:`RetryPolicy` from the environment by default.
-        breaker: Every attempt goes through it; an open breaker stops the retries at once.
-        retry_on: Exception types worth retrying; others are raised after the first attempt.
-        sleep: Waits between attempts; tests inject one that records.
-        on_attempt: Called after every attempt.
-        rand: Random source for jitter.
-
-    Raises:
-        CircuitOpenError: The breaker refused an attempt.
-        Exception: The last attempt's error, once retries are exhausted or not allowed.
-    """
-    retry = _Retry(policy or RetryPolicy(), breaker, retry_on, on_attempt, rand)
-    number = 0
-    while True:
-        number += 1
-        ticket = retry.admit()
-        try:
-            result = func()
-        except BaseException as exc:
-            if not isinstance(exc, Exception):
-                retry.record(ticket, exc)
-                raise
-            retry.record(ticket, exc)
-            attempt = retry.after(number, exc)
-            if attempt.delay is None:
-                raise
-            sleep(attempt.delay)
-            continue
-        retry.record(ticket, None)
-        retry.after(number, None)
-        return result
-
-
-async def retry_call_async(
-    func: Callable[[], Awaitable[T]],
-    *,
-    policy: RetryPolicy | None = None,
-    breaker: CircuitBreaker | None = None,
-    retry_on: tuple[type[BaseException], ...] = (RetryableError, ConnectionError, TimeoutError),
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    on_attempt: Callable[[RetryAttempt], None] | None = None,
-    rand: Callable[[], float] = random.random,
-) -> T:
-    """The asyncio twin of :func:`retry_call`; ``func`` returns an awaitable.
-
-    Example:
-        >>> async def fetch() -> int:
-        ...     return 42
-        >>> asyncio.run(retry_call_async(fetch))
-        42
-    """
-    retry = _Retry(policy or RetryPolicy(), breaker, retry_on, on_attempt, rand)
-    number = 0
-    while True:
-        number += 1
-        ticket = retry.admit()
-        try:
-            result = await func()
-        except BaseException as exc:
-            if not isinstance(exc, Exception):
-                retry.record(ticket, exc)
-                raise
-            retry.record(ticket, exc)
-            attempt = retry.after(number, exc)
-            if attempt.delay is None:
-                raise
-            await sleep(attempt.delay)
-            continue
-        retry.record(ticket, None)
-        retry.after(number, None)
-        return result
