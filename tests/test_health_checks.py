@@ -198,7 +198,11 @@ def test_each_run_is_a_span_and_every_result_a_metric(otel_capture: TelemetryCap
         ("s", (("check", "m_db"), ("status", "pass")), 1),
         ("s", (("check", "m_queue"), ("status", "fail")), 1),
     ]
-    assert [(p.attributes, p.value) for p in points if p.name == "health.status"] == [({}, 0.0)]
+    assert [(p.unit, p.attributes, p.value) for p in points if p.name == "health.status"] == [
+        ("{status}", {}, 0.0)
+    ]
+    # Annotation units keep Prometheus names free of a "_ratio" suffix: health_check_status, health_status.
+    assert {p.unit for p in points if p.name == "health.check.status"} == {"{status}"}
 
 
 def test_background_monitoring_reruns_and_can_be_rescheduled() -> None:

@@ -121,7 +121,7 @@ def test_closed_breaker_opens_after_threshold_consecutive_failures(otel_capture:
         if p.name.startswith("circuit_breaker.") and p.attributes.get("breaker") == "cb-open"
     ]
     assert sorted(points) == [
-        ("circuit_breaker.state", "1", {"breaker": "cb-open"}, 2),
+        ("circuit_breaker.state", "{state}", {"breaker": "cb-open"}, 2),
         ("circuit_breaker.transitions", "{transition}", {"breaker": "cb-open", "state": "open"}, 1),
     ]
 

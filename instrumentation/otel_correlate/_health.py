@@ -251,12 +251,12 @@ class HealthMonitor:
         meter = (meter_provider or metrics.get_meter_provider()).get_meter("otel_correlate")
         self._status_gauge = meter.create_gauge(
             "health.check.status",
-            unit="1",
+            unit="{status}",
             description="Last result per health check: 1 pass, 0.5 warn, 0 fail.",
         )
         self._overall_gauge = meter.create_gauge(
             "health.status",
-            unit="1",
+            unit="{status}",
             description="Overall deployment health: 1 healthy, 0.5 degraded, 0 unhealthy.",
         )
         self._duration = meter.create_histogram(

@@ -195,7 +195,7 @@ class CircuitBreaker:
         meter = (meter_provider or metrics.get_meter_provider()).get_meter("otel_correlate")
         self._gauge = meter.create_gauge(
             "circuit_breaker.state",
-            unit="1",
+            unit="{state}",
             description="Circuit breaker state: 0 closed, 1 half-open, 2 open.",
         )
         self._transitions = meter.create_counter(
