@@ -46,6 +46,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             _stack.down()
 
 
+def _background_traffic(orders_url: str, stop: threading.Event) -> None:
+    """Steady traffic while the module runs: rates need samples over time, errors included."""
+    with httpx.Client(base_url=orders_url, timeout=15) as client:
+        index = 0
+        while not stop.wait(0.2):
+            headers = {"X-Simulate-Failure": "1"} if index % 10 == 9 else {}
+            client.post("/orders", json={"customer": f"bg-{index}", "amount": 5}, headers=headers)
+            client.get("/orders/ORD-missing")
+            index += 1
+
+
 @pytest.fixture(scope="module")
 def running(stack: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     with demo_services(_stack.OTLP_ENDPOINT, tmp_path_factory.mktemp("services")) as urls:
@@ -56,11 +67,14 @@ def running(stack: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
         assert created.status_code == 201, created.text
         order_id = created.json()["orderId"]
         assert client.post(f"/orders/{order_id}/status", json={"status": "paid"}).status_code == 200
-        for index in range(10):  # some traffic for rates, and failures for the error ratio
-            client.post("/orders", json={"customer": f"bulk-{index}", "amount": 5})
-            client.get("/orders/ORD-missing")
-        client.post("/orders", json={"customer": "boom", "amount": 1}, headers={"X-Simulate-Failure": "1"})
-        yield Running(urls.orders, Tempo(), Loki(), Prometheus(), order_id, "e2e-req-1")
+        stop = threading.Event()
+        traffic = threading.Thread(target=_background_traffic, args=(urls.orders, stop), daemon=True)
+        traffic.start()
+        try:
+            yield Running(urls.orders, Tempo(), Loki(), Prometheus(), order_id, "e2e-req-1")
+        finally:
+            stop.set()
+            traffic.join(timeout=30)
 
 
 def test_traceql_finds_the_order_trace_with_spans_of_both_services(running: Running) -> None:
@@ -113,11 +127,16 @@ def test_prometheus_has_rates_errors_latency_and_exemplars_linking_to_tempo(runn
         interval=2,
         what="request rates of both services",
     )
-    errors = running.prometheus.query(
-        'sum(rate(http_server_request_duration_seconds_count{job="orders",http_response_status_code=~"5.."}[5m]))'
-        ' / sum(rate(http_server_request_duration_seconds_count{job="orders"}[5m]))'
+    error_ratio = (
+        'sum(rate(http_server_request_duration_seconds_count{job="orders",http_response_status_code=~"5.."}[1m]))'
+        ' / sum(rate(http_server_request_duration_seconds_count{job="orders"}[1m]))'
     )
-    assert errors and 0 < float(errors[0]["value"][1]) < 1
+
+    def ratio() -> float:
+        result = running.prometheus.query(error_ratio)
+        return float(result[0]["value"][1]) if result else float("nan")
+
+    wait_until(lambda: 0 < ratio() < 1, timeout=90, interval=2, what="a non-zero error ratio for orders")
     p95 = running.prometheus.query(
         'histogram_quantile(0.95, sum by (le) (rate(http_server_request_duration_seconds_bucket{job="orders"}[5m])))'
     )
