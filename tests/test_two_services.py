@@ -27,6 +27,8 @@ BUSINESS_KEYS = {"orderId", "requestId"}
 class Demo:
     receiver: OTLPReceiver
     orders: str
+    notifications: str
+    telegram: str
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         OTLPReceiver() as receiver,
         demo_services(receiver.endpoint, tmp_path_factory.mktemp("demo-logs")) as urls,
     ):
-        yield Demo(receiver=receiver, orders=urls.orders)
+        yield Demo(receiver, urls.orders, urls.notifications, urls.telegram)
 
 
 def _trace_of(receiver: OTLPReceiver, order_id: str, services: set[str]) -> list[SpanRecord]:
@@ -230,3 +232,51 @@ def test_non_utf8_and_crlf_request_ids_are_replaced_and_the_service_stays_up(dem
         assert not status_line.startswith(b"HTTP/1.1 5"), status_line
         assert b"x-request-id: " + bad not in answer.lower()
     assert httpx.get(f"{demo.orders}/orders/{order_id}").status_code == 200
+
+
+def test_deployment_health_of_both_services_sees_their_dependencies(demo: Demo) -> None:
+    orders = httpx.get(f"{demo.orders}/health/deployment", headers={"X-Request-ID": "health-1"}, timeout=10)
+    assert orders.status_code == 200, orders.text
+    body = orders.json()
+    assert body["requestId"] == "health-1"
+    assert {name: check["status"] for name, check in body["services"].items()} == {
+        "collector": "pass",
+        "notifications": "pass",
+    }
+    assert body["summary"] == {
+        "overallStatus": "healthy",
+        "totalChecks": 2,
+        "passedChecks": 2,
+        "failedChecks": 0,
+        "warningChecks": 0,
+    }
+    assert httpx.get(f"{demo.notifications}/health", timeout=5).status_code == 200
+
+
+def test_a_provider_outage_dead_letters_the_message_with_its_order(demo: Demo) -> None:
+    """Runs last: it leaves the notifier's breaker open for a while."""
+    httpx.post(f"{demo.telegram}/_stub/mode", json={"mode": "error", "status": 500}).raise_for_status()
+    try:
+        response = httpx.post(f"{demo.orders}/orders", json={"customer": "outage", "amount": 1}, timeout=30)
+    finally:
+        httpx.post(f"{demo.telegram}/_stub/reset").raise_for_status()
+    assert response.status_code == 201  # the order flow never fails because of a notification
+    assert response.json()["notified"] is False
+    order_id = response.json()["orderId"]
+
+    def dead_letters() -> list[object]:
+        return [
+            r
+            for r in demo.receiver.logs
+            if r.service == "notifications"
+            and "DEAD_LETTER" in str(r.body)
+            and r.attributes.get("orderId") == order_id
+        ]
+
+    wait_until(
+        lambda: bool(dead_letters()), timeout=20, what="the DEAD_LETTER line in the notifications logs"
+    )
+    [line] = dead_letters()
+    assert line.severity_text == "FATAL"  # type: ignore[attr-defined]
+    assert line.attributes["requestId"] == response.headers["x-request-id"]  # type: ignore[attr-defined]
+    assert len(line.trace_id) == 32 and line.trace_id != "0" * 32  # type: ignore[attr-defined]

@@ -23,7 +23,11 @@ from pydantic import BaseModel, Field
 
 from otel_correlate import (
     business_context,
+    collector_check,
     current_request_id,
+    health_monitor,
+    http_check,
+    mount_health_fastapi,
     record_order_created,
     record_order_status_change,
     traced,
@@ -155,3 +159,10 @@ def change_status(order_id: str, body: StatusChange) -> dict[str, object]:
     logger.info("order status changed {} -> {}", previous, order.status)
     notified = notify(order, f"status {order.status}")
     return {"orderId": order.id, "status": order.status, "notified": notified}
+
+
+# Health endpoints last, so they never shadow a route of the service itself.
+health = health_monitor()
+health.add("collector", collector_check(), critical=False)
+health.add("notifications", http_check(f"{NOTIFICATIONS_URL}/health", warn_after_ms=500), critical=False)
+mount_health_fastapi(app)

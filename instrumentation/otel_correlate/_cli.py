@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -34,12 +34,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         with sink.receiver:
             report = _demo.run_demo(sink, orders=args.orders, log_dir=log_dir)
     else:
+        from otel_correlate import _stack
         from otel_correlate._stack_sink import StackSink
 
-        sink_stack = StackSink.from_running_stack()
-        report = _demo.run_demo(sink_stack, orders=args.orders, log_dir=log_dir, timeout=120)
+        _stack.up()
+        report = _demo.run_demo(StackSink.from_running_stack(), orders=args.orders, log_dir=log_dir, timeout=120)
     print(report.render())
     print(f"service logs: {log_dir}")
+    if args.sink == "stack":
+        print("the stack keeps running for you to explore; stop it with `otel-correlate stack down`")
     return 0
 
 
@@ -55,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--sink",
         choices=("stack", "receiver"),
-        default="receiver",
-        help="where telemetry goes: the built-in OTLP receiver (default) or the running native stack",
+        default="stack",
+        help="where telemetry goes: the native stack, started if needed (default), or the built-in OTLP receiver",
     )
     demo.add_argument(
         "--orders", type=int, default=20, help="orders the traffic generator creates (default 20)"
@@ -72,23 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     settings.set_defaults(handler=_cmd_settings)
 
-    for module_name in ("_stack", "_dead_letters"):
-        add_cli = _optional_cli(module_name)
-        if add_cli is not None:
-            add_cli(commands)
+    from otel_correlate import _dead_letters, _recovery, _stack
+
+    for module in (_stack, _dead_letters, _recovery):
+        module.add_cli(commands)
     return parser
-
-
-def _optional_cli(module_name: str) -> Callable[[argparse._SubParsersAction], None] | None:  # type: ignore[type-arg]
-    import importlib
-
-    try:
-        module = importlib.import_module(f"otel_correlate.{module_name}")
-    except ModuleNotFoundError as exc:
-        if exc.name == f"otel_correlate.{module_name}":
-            return None
-        raise
-    return getattr(module, "add_cli", None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

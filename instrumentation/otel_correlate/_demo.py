@@ -122,7 +122,16 @@ def demo_services(sink_endpoint: str, log_dir: Path) -> Iterator[DemoURLs]:
     ports = {name: free_port() for name in ("orders", "notifications", "telegram")}
     common = {
         "NOTIFICATIONS_URL": f"http://127.0.0.1:{ports['notifications']}",
+        "OTEL_CORRELATE_TELEGRAM_ENABLED": "true",
         "OTEL_CORRELATE_TELEGRAM_API_URL": f"http://127.0.0.1:{ports['telegram']}",
+        "OTEL_CORRELATE_TELEGRAM_BOT_TOKEN": "demo-token",
+        "OTEL_CORRELATE_TELEGRAM_CHAT_ID": "1000",
+        "OTEL_CORRELATE_DEAD_LETTER_FILE": str(log_dir / "dead-letters.jsonl"),
+        # Demo timings: a failing provider shows retries, an open breaker and dead letters within seconds.
+        "OTEL_CORRELATE_TELEGRAM_TIMEOUT": "2",
+        "OTEL_CORRELATE_RETRY_BASE_DELAY": "0.2",
+        "OTEL_CORRELATE_BREAKER_FAILURE_THRESHOLD": "5",
+        "OTEL_CORRELATE_BREAKER_RECOVERY_TIMEOUT": "15",
     }
     log_dir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:

@@ -306,6 +306,13 @@ STACK_READY_TIMEOUT = Setting(
     doc="Seconds `otel-correlate stack up` waits for an engine to answer ready before it gives up.",
 )
 
+SECRETS_DIR = Setting(
+    env="OTEL_CORRELATE_SECRETS_DIR",
+    default="/etc/otel-correlate/secrets",
+    parse=str,
+    doc="Folder of the stack's secret files (Slack URL, PagerDuty keys, SMTP and Telegram credentials).",
+)
+
 SETTINGS: tuple[Setting[object], ...] = tuple(  # every Setting defined in this module
     value for value in list(globals().values()) if isinstance(value, Setting)
 )

@@ -81,7 +81,7 @@ class Engine:
         if self.name == "alertmanager":
             return [
                 _system_binary("prometheus-alertmanager"),
-                f"--config.file={config / 'alertmanager' / 'alertmanager.yml'}",
+                f"--config.file={render_alertmanager_config(state)}",
                 f"--storage.path={state / 'alertmanager'}",
                 "--web.listen-address=127.0.0.1:9093",
                 "--cluster.listen-address=",
@@ -119,6 +119,31 @@ def _system_binary(name: str) -> str:
             "or run ./run setup, which does it."
         )
     return path
+
+
+TELEGRAM_TOKEN_PLACEHOLDER = "RENDERED_FROM_SECRETS_telegram_bot_token"
+
+
+def render_alertmanager_config(state: Path) -> Path:
+    """A private copy of the Alertmanager config with the Telegram bot token filled in.
+
+    Alertmanager 0.25 (Debian bookworm) has no ``bot_token_file``, so the token is
+    read from ``$OTEL_CORRELATE_SECRETS_DIR/telegram_bot_token`` and written into a
+    copy only the owner can read. Without the file the placeholder stays and
+    Telegram notifications fail (and are counted by Alertmanager); every other
+    receiver works.
+    """
+    source = ROOT / "stack" / "alertmanager" / "alertmanager.yml"
+    target = state / "alertmanager" / "alertmanager.yml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    text = source.read_text()
+    token_file = Path(_settings.SECRETS_DIR.get()) / "telegram_bot_token"
+    if token_file.is_file():
+        text = text.replace(TELEGRAM_TOKEN_PLACEHOLDER, token_file.read_text().strip())
+    target.touch(mode=0o600, exist_ok=True)
+    target.chmod(0o600)
+    target.write_text(text)
+    return target
 
 
 def state_dir() -> Path:
