@@ -102,7 +102,7 @@ ENGINES: tuple[Engine, ...] = (
     Engine("alertmanager", (9093,), "http://127.0.0.1:9093/-/ready", "Alertmanager http://127.0.0.1:9093"),
     Engine(
         "collector",
-        (4317, 4318, 13133, 8888),
+        (4317, 4318, 13133, 8888, 1777),
         "http://127.0.0.1:13133/",
         "Collector   OTLP http://127.0.0.1:4318 (gRPC 127.0.0.1:4317), own metrics :8888",
     ),
