@@ -38,7 +38,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         from otel_correlate._stack_sink import StackSink
 
         _stack.up()
-        report = _demo.run_demo(StackSink.from_running_stack(), orders=args.orders, log_dir=log_dir, timeout=120)
+        report = _demo.run_demo(
+            StackSink.from_running_stack(), orders=args.orders, log_dir=log_dir, timeout=120
+        )
     print(report.render())
     print(f"service logs: {log_dir}")
     if args.sink == "stack":
