@@ -12,6 +12,7 @@ import argparse
 import json
 import random
 import sys
+import time
 from dataclasses import dataclass, field
 
 import httpx
@@ -62,8 +63,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, default=20, help="orders to create (default 20)")
     parser.add_argument("--error-rate", type=float, default=0.1, help="share of simulated 500s (default 0.1)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=0,
+        help="keep going in rounds for this many seconds (default: one round)",
+    )
     args = parser.parse_args(argv)
     result = run(args.orders_url, orders=args.orders, error_rate=args.error_rate, seed=args.seed)
+    deadline = time.monotonic() + args.duration
+    round_number = 0
+    while time.monotonic() < deadline:
+        round_number += 1
+        more = run(
+            args.orders_url, orders=args.orders, error_rate=args.error_rate, seed=args.seed + round_number
+        )
+        result.order_ids += more.order_ids
+        for status, count in more.statuses.items():
+            result.statuses[status] = result.statuses.get(status, 0) + count
+        time.sleep(1)
     json.dump({"orderIds": result.order_ids, "statuses": result.statuses}, sys.stdout, indent=2)
     print()
     return 0

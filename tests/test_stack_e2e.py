@@ -35,14 +35,15 @@ class Running:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    state = tmp_path_factory.mktemp("stack-state")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("OTEL_CORRELATE_STATE_DIR", str(state))
-        try:
-            _stack.up()
-            yield state
-        finally:
+def stack() -> Iterator[Path]:
+    """The stack of ``OTEL_CORRELATE_STATE_DIR``: reused when it already runs, else started and stopped here."""
+    already_running = all(line.endswith(", ready") for line in _stack.status().values())
+    if not already_running:
+        _stack.up()
+    try:
+        yield _stack.state_dir()
+    finally:
+        if not already_running:
             _stack.down()
 
 

@@ -52,25 +52,35 @@ class Engine:
     ready_url: str
     endpoint: str
 
+    def config_source(self) -> Path:
+        """The repository config file this engine runs with (Alertmanager runs a rendered copy of it)."""
+        return {
+            "tempo": ROOT / "stack" / "tempo" / "tempo.yaml",
+            "loki": ROOT / "stack" / "loki" / "loki.yaml",
+            "prometheus": ROOT / "stack" / "prometheus" / "prometheus.yml",
+            "alertmanager": ROOT / "stack" / "alertmanager" / "alertmanager.yml",
+            "collector": ROOT / "collector" / "config.yaml",
+        }[self.name]
+
     def argv(self, state: Path, binaries: dict[str, Path]) -> list[str]:
         """The command line that starts this engine."""
-        config = ROOT / "stack"
+        config = self.config_source()
         if self.name == "tempo":
             return [
                 str(binaries["tempo"]),
-                f"-config.file={config / 'tempo' / 'tempo.yaml'}",
+                f"-config.file={config}",
                 "-config.expand-env=true",
             ]
         if self.name == "loki":
             return [
                 str(binaries["loki"]),
-                f"-config.file={config / 'loki' / 'loki.yaml'}",
+                f"-config.file={config}",
                 "-config.expand-env=true",
             ]
         if self.name == "prometheus":
             return [
                 _system_binary("prometheus"),
-                f"--config.file={config / 'prometheus' / 'prometheus.yml'}",
+                f"--config.file={config}",
                 f"--storage.tsdb.path={state / 'prometheus'}",
                 "--web.listen-address=127.0.0.1:9090",
                 "--web.enable-remote-write-receiver",
@@ -88,7 +98,7 @@ class Engine:
                 "--log.level=warn",
             ]
         if self.name == "collector":
-            return [str(binaries["otelcol-correlate"]), f"--config={ROOT / 'collector' / 'config.yaml'}"]
+            return [str(binaries["otelcol-correlate"]), f"--config={config}"]
         raise StackError(f"unknown engine {self.name!r}")  # pragma: no cover
 
 
