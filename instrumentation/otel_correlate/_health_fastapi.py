@@ -27,16 +27,11 @@ from loguru import logger
 from otel_correlate import _health_endpoints as endpoints
 from otel_correlate import _settings
 from otel_correlate._health import HealthMonitor, health_monitor
+from otel_correlate._optional import require_extra
 
 
 def _require_fastapi() -> Any:
-    try:
-        import fastapi
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "otel-correlate's FastAPI health endpoints need FastAPI: pip install 'otel-correlate[fastapi]'"
-        ) from exc
-    return fastapi
+    return require_extra("fastapi", extra="fastapi", feature="otel-correlate's FastAPI health endpoints")
 
 
 def health_router(

@@ -27,18 +27,13 @@ from loguru import logger
 from otel_correlate import _health_endpoints as endpoints
 from otel_correlate import _settings
 from otel_correlate._health import HealthMonitor, health_monitor
+from otel_correlate._optional import require_extra
 
 BLUEPRINT_NAME = "otel_correlate_health"
 
 
 def _require_flask() -> Any:
-    try:
-        import flask
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "otel-correlate's Flask health endpoints need Flask: pip install 'otel-correlate[flask]'"
-        ) from exc
-    return flask
+    return require_extra("flask", extra="flask", feature="otel-correlate's Flask health endpoints")
 
 
 def health_blueprint(
