@@ -1,0 +1,601 @@
+"""The overhead benchmark: otel-correlate against uninstrumented and the peers.
+
+One command runs it all and writes ``benchmarks/results/latest.{md,json}``::
+
+    python benchmarks/run.py                 # full: 5 rounds x 10 s per configuration
+    python benchmarks/run.py --quick         # a smoke run: 1 round x 2 s, no peers
+    python benchmarks/run.py --rounds 3 --duration 8 --frameworks fastapi
+
+Every configuration serves the same reference endpoint (``apps/``) and exports to
+the same collector (our build, ``nop`` exporters, ``collector.yaml``). Configurations
+run interleaved round-robin (order rotated each round) so they share the
+machine's state; medians over rounds are reported, ratios and added latencies
+computed within each round first. The server is pinned to CPU 0, wrk and the
+collector to CPU 1 (when there are two CPUs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+APPS = HERE / "apps"
+VENVS = HERE / ".venvs"
+MAIN_BIN = ROOT / ".venv" / "bin"
+COLLECTOR = (
+    Path(os.environ.get("OTEL_CORRELATE_CACHE_DIR", Path.home() / ".cache" / "otel-correlate"))
+    / "bin"
+    / "otelcol-correlate"
+)
+
+PORT_OFFSETS = {"http": 318, "grpc": 317, "health": 133, "telemetry": 888, "app": 80}
+PORTS = {name: 24000 + offset for name, offset in PORT_OFFSETS.items()}
+
+#: Peer venvs: folder name -> pip requirements (OTel pins match pyproject.toml's).
+PEER_VENVS: dict[str, list[str]] = {
+    "otel": [
+        "opentelemetry-distro==0.66b1",
+        "opentelemetry-sdk==1.45.1",
+        "opentelemetry-api==1.45.1",
+        "opentelemetry-exporter-otlp==1.45.1",
+        "opentelemetry-instrumentation-fastapi==0.66b1",
+        "opentelemetry-instrumentation-flask==0.66b1",
+    ],
+    "logfire": ["logfire[fastapi,flask]"],
+}
+#: The frameworks, pinned to the versions the project's venv runs.
+FRAMEWORK_PINS = [
+    "fastapi==0.165.0",
+    "starlette==1.10.0",
+    "uvicorn==0.54.0",
+    "flask==3.1.3",
+    "gunicorn==27.0.1",
+    "loguru==0.7.3",
+]
+
+CONFIGS = ("uninstrumented", "opentelemetry-distro", "logfire", "otel-correlate")
+FRAMEWORKS = ("fastapi", "flask")
+
+
+@dataclass
+class Options:
+    rounds: int
+    duration: float
+    connections: int
+    lowload_requests: int
+    frameworks: list[str]
+    configs: list[str]
+    logbench_records: int
+    collector_seconds: float
+    out: Path
+
+
+def _taskset(cpu: int) -> list[str]:
+    if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
+        return ["taskset", "-c", str(cpu)]
+    return []
+
+
+def _otlp_env(service: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LOGFIRE_"))}
+    env.update(
+        OTEL_SERVICE_NAME=service,
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{PORTS['http']}",
+        OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+        PYTHONPATH=str(APPS),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def ref_checkout(ref: str) -> Path:
+    """A detached worktree of ``ref`` under benchmarks/.venvs, to compare against a commit."""
+    sha = subprocess.run(
+        ["git", "rev-parse", "--short", ref], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    path = VENVS / f"ref-{sha}"
+    if not path.exists():
+        VENVS.mkdir(exist_ok=True)
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(path), sha], cwd=ROOT, check=True, capture_output=True
+        )
+    return path
+
+
+def server_command(framework: str, config: str) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment that start one configuration.
+
+    ``otel-correlate@<ref>`` runs otel-correlate as of a git ref: its package
+    directory goes first on ``PYTHONPATH``, so the installed entry points import it.
+    """
+    port = str(PORTS["app"])
+    env = _otlp_env(f"bench-{framework}")
+    if config.startswith("otel-correlate@"):
+        package = ref_checkout(config.split("@", 1)[1]) / "instrumentation"
+        env["PYTHONPATH"] = f"{package}{os.pathsep}{env['PYTHONPATH']}"
+        config = "otel-correlate"
+    module = "fastapi_app:app" if framework == "fastapi" else "flask_app:app"
+    if config == "logfire":
+        module = "logfire_fastapi:app" if framework == "fastapi" else "logfire_flask:app"
+    bindir = {
+        "uninstrumented": MAIN_BIN,
+        "otel-correlate": MAIN_BIN,
+        "opentelemetry-distro": VENVS / "otel" / "bin",
+        "logfire": VENVS / "logfire" / "bin",
+    }[config]
+    if framework == "fastapi":
+        serve = [str(bindir / "uvicorn"), module, "--host", "127.0.0.1", "--port", port]
+        serve += ["--no-access-log", "--log-level", "warning"]
+    else:
+        serve = [str(bindir / "gunicorn"), "-w", "1", "-k", "gthread", "--threads", "8"]
+        serve += ["-b", f"127.0.0.1:{port}", "--log-level", "warning", module]
+    if config in ("otel-correlate", "opentelemetry-distro"):
+        serve = [str(bindir / "opentelemetry-instrument"), *serve]
+    if config == "opentelemetry-distro":
+        env.update(OTEL_TRACES_EXPORTER="otlp", OTEL_METRICS_EXPORTER="otlp", OTEL_LOGS_EXPORTER="otlp")
+    return [*_taskset(0), *serve], env
+
+
+def _wait_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer 200 within {timeout:.0f}s")
+        time.sleep(0.1)
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            stat = (entry / "stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _tree_kb(pid: int, path: str, field: str) -> float:
+    total = 0
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{current}/{path}").read_text().splitlines():
+                if line.startswith(field):
+                    total += int(line.split()[1])
+        stack.extend(_children(current))
+    return total / 1024
+
+
+def rss_mb(pid: int) -> float:
+    """VmRSS of a process and all its descendants, in MiB (pages shared after fork count twice)."""
+    return _tree_kb(pid, "status", "VmRSS:")
+
+
+def pss_mb(pid: int) -> float:
+    """Proportional set size of a process and its descendants, in MiB: shared pages split between them."""
+    return _tree_kb(pid, "smaps_rollup", "Pss:")
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if not match:
+        raise ValueError(f"unexpected wrk latency {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_wrk(output: str) -> dict[str, float]:
+    """Requests/s, p50/p99 latency (ms) and errors from ``wrk --latency`` output."""
+    result: dict[str, float] = {}
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    if not rps:
+        raise RuntimeError(f"could not parse wrk output:\n{output}")
+    result["rps"] = float(rps.group(1))
+    for pct in ("50", "99"):
+        match = re.search(rf"^\s+{pct}(?:\.000)?%\s+(\S+)", output, re.MULTILINE)
+        if match:
+            result[f"p{pct}_ms"] = _ms(match.group(1))
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    errors = re.search(r"Socket errors:.*?(\d+) timeout", output)
+    result["errors"] = float(bad.group(1)) if bad else 0.0
+    result["timeouts"] = float(errors.group(1)) if errors else 0.0
+    total = re.search(r"(\d+) requests in", output)
+    result["requests"] = float(total.group(1)) if total else 0.0
+    return result
+
+
+def wrk(url: str, duration: float, connections: int) -> dict[str, float]:
+    cmd = [*_taskset(1), "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", url]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return parse_wrk(out)
+
+
+def lowload_latency(port: int, path: str, requests: int, gap_s: float = 0.002) -> dict[str, float]:
+    """Single-request latency at low load: one keep-alive connection, a pause between requests."""
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+    samples: list[float] = []
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        reader = sock.makefile("rb")
+        for _ in range(requests):
+            start = time.perf_counter()
+            sock.sendall(request)
+            length = 0
+            while True:
+                line = reader.readline()
+                if line in (b"\r\n", b""):
+                    break
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            reader.read(length)
+            samples.append((time.perf_counter() - start) * 1000)
+            time.sleep(gap_s)
+    samples.sort()
+    return {
+        "p50_ms": statistics.median(samples),
+        "p99_ms": samples[min(len(samples) - 1, int(len(samples) * 0.99))],
+    }
+
+
+@contextlib.contextmanager
+def collector() -> Iterator[subprocess.Popen[bytes]]:
+    """The benchmark collector, pinned to CPU 1, stopped on exit."""
+    if not COLLECTOR.exists():
+        raise SystemExit(f"collector binary {COLLECTOR} is missing: run `./run setup` first")
+    env = dict(os.environ)
+    env.update(
+        BENCH_OTLP_HTTP_PORT=str(PORTS["http"]),
+        BENCH_OTLP_GRPC_PORT=str(PORTS["grpc"]),
+        BENCH_HEALTH_PORT=str(PORTS["health"]),
+        BENCH_TELEMETRY_PORT=str(PORTS["telemetry"]),
+    )
+    cmd = [*_taskset(1), str(COLLECTOR), f"--config={HERE / 'collector.yaml'}"]
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        _wait_http(f"http://127.0.0.1:{PORTS['health']}/")
+        yield proc
+    finally:
+        _stop(proc)
+
+
+def telemetry_url() -> str:
+    return f"http://127.0.0.1:{PORTS['telemetry']}/metrics"
+
+
+def ensure_peer_venv(name: str, *, build: bool) -> bool:
+    """True when the peer's venv exists (building it first when ``build``)."""
+    venv = VENVS / name
+    stamp = venv / ".bench-installed"
+    want = json.dumps(PEER_VENVS[name] + FRAMEWORK_PINS)
+    if stamp.exists() and stamp.read_text() == want:
+        return True
+    if not build:
+        return False
+    print(f"==> building the {name} peer venv in {venv}", file=sys.stderr)
+    VENVS.mkdir(exist_ok=True)
+    (VENVS / ".gitignore").write_text("*\n")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, *PEER_VENVS[name], *FRAMEWORK_PINS], check=True)
+    stamp.write_text(want)
+    return True
+
+
+def run_one(framework: str, config: str, opts: Options, log_dir: Path) -> dict[str, float]:
+    """Start one configuration, load it, measure, stop it."""
+    from collector_stats import accepted
+
+    cmd, env = server_command(framework, config)
+    base = f"http://127.0.0.1:{PORTS['app']}"
+    path = "/orders/ORD-1a2b3c4d"
+    spans_before = accepted(telemetry_url(), "spans")
+    logs_before = accepted(telemetry_url(), "log_records")
+    stderr = (log_dir / f"{framework}-{config.replace('@', '-at-')}.log").open("wb")
+    proc = subprocess.Popen(cmd, env=env, cwd=APPS, stdout=stderr, stderr=stderr, start_new_session=True)
+    try:
+        _wait_http(base + path)
+        warmup = wrk(base + path, 1, opts.connections)
+        pss_warm = pss_mb(proc.pid)
+        result = wrk(base + path, opts.duration, opts.connections)
+        result.update(
+            {f"lowload_{k}": v for k, v in lowload_latency(PORTS["app"], path, opts.lowload_requests).items()}
+        )
+        result["rss_mb"] = rss_mb(proc.pid)
+        result["pss_mb"] = pss_mb(proc.pid)
+        result["pss_growth_mb"] = result["pss_mb"] - pss_warm  # during the measured run, same process
+    finally:
+        _stop(proc)
+        stderr.close()
+    time.sleep(0.5)
+    served = 1 + warmup["requests"] + result["requests"] + opts.lowload_requests  # readiness probe included
+    result["spans_per_request"] = (accepted(telemetry_url(), "spans") - spans_before) / max(served, 1)
+    result["logs_per_request"] = (accepted(telemetry_url(), "log_records") - logs_before) / max(served, 1)
+    return result
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def summarise(raw: dict[str, dict[str, list[dict[str, float]]]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Medians per framework and configuration; ratios and added latency per round first."""
+    summary: dict[str, dict[str, dict[str, float]]] = {}
+    for framework, by_config in raw.items():
+        base_runs = by_config.get("uninstrumented", [])
+        summary[framework] = {}
+        for config, runs in by_config.items():
+            row: dict[str, float] = {
+                "rps": median([r["rps"] for r in runs]),
+                "p50_ms": median([r["p50_ms"] for r in runs]),
+                "p99_ms": median([r["p99_ms"] for r in runs]),
+                "lowload_p50_ms": median([r["lowload_p50_ms"] for r in runs]),
+                "rss_mb": median([r["rss_mb"] for r in runs]),
+                "pss_mb": median([r["pss_mb"] for r in runs]),
+                "pss_growth_mb": median([r["pss_growth_mb"] for r in runs]),
+                "spans_per_request": median([r["spans_per_request"] for r in runs]),
+                "logs_per_request": median([r["logs_per_request"] for r in runs]),
+                "errors": sum(r["errors"] + r["timeouts"] for r in runs),
+                "rounds": len(runs),
+            }
+            if base_runs:
+                pairs = list(zip(runs, base_runs, strict=False))
+                row["throughput_ratio"] = median([r["rps"] / b["rps"] for r, b in pairs])
+                row["added_p50_ms"] = median([r["p50_ms"] - b["p50_ms"] for r, b in pairs])
+                row["added_p99_ms"] = median([r["p99_ms"] - b["p99_ms"] for r, b in pairs])
+                row["added_lowload_p50_us"] = 1000 * median(
+                    [r["lowload_p50_ms"] - b["lowload_p50_ms"] for r, b in pairs]
+                )
+                row["added_rss_mb"] = median([r["rss_mb"] - b["rss_mb"] for r, b in pairs])
+                row["added_pss_mb"] = median([r["pss_mb"] - b["pss_mb"] for r, b in pairs])
+            summary[framework][config] = row
+    return summary
+
+
+def markdown(result: dict[str, object]) -> str:
+    meta = result["meta"]
+    assert isinstance(meta, dict)
+    lines = [
+        "# otel-correlate overhead benchmark",
+        "",
+        f"{meta['when']} on {meta['machine']}; {meta['rounds']} rounds x {meta['duration_s']} s per configuration, "
+        f"wrk -t1 -c{meta['connections']}, configurations interleaved; medians. "
+        f"Low load: {meta['lowload_requests']} sequential requests on one keep-alive connection, 2 ms apart.",
+        "",
+    ]
+    summary = result["summary"]
+    assert isinstance(summary, dict)
+    for framework, rows in summary.items():
+        server = "uvicorn, 1 worker" if framework == "fastapi" else "gunicorn, 1 worker x 8 threads"
+        lines += [
+            f"## {framework} ({server})",
+            "",
+            "| configuration | req/s | ratio | added p50 (c8) | added p99 (c8) | added p50 low load | PSS MB | +PSS MB | PSS growth in run MB | spans/req | logs/req |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for config, row in rows.items():
+            if config == "uninstrumented":
+                lines.append(
+                    f"| {config} | {row['rps']:,.0f} | 1.00 | ({row['p50_ms']:.2f} ms) | ({row['p99_ms']:.2f} ms) "
+                    f"| ({1000 * row['lowload_p50_ms']:.0f} µs) | {row['pss_mb']:.0f} | "
+                    f"| {row['pss_growth_mb']:+.1f} | | |"
+                )
+                continue
+            lines.append(
+                f"| {config} | {row['rps']:,.0f} | {row.get('throughput_ratio', float('nan')):.2f} "
+                f"| {row.get('added_p50_ms', float('nan')):+.2f} ms | {row.get('added_p99_ms', float('nan')):+.2f} ms "
+                f"| {row.get('added_lowload_p50_us', float('nan')):+.0f} µs | {row['pss_mb']:.0f} "
+                f"| {row.get('added_pss_mb', float('nan')):+.1f} | {row['pss_growth_mb']:+.1f} "
+                f"| {row['spans_per_request']:.2f} "
+                f"| {row['logs_per_request']:.2f} |"
+            )
+        lines.append("")
+    logs = result.get("logbench")
+    if isinstance(logs, dict):
+        lines += [
+            "## Log path (in process, otel-correlate pipeline to the collector)",
+            "",
+            f"{logs['records']:,} loguru records inside a span and a business_context: "
+            f"**{logs['exported_per_s']:,} records/s exported** (logged at {logs['logged_per_s']:,}/s; "
+            f"{logs['accepted_by_collector']:,} accepted by the collector, {logs['dropped']:,} dropped).",
+            "",
+        ]
+    coll = result.get("collector")
+    if isinstance(coll, dict):
+        lines += [
+            "## Collector (our build, memory_limiter + batch + nop)",
+            "",
+            f"{coll['spans']:,} spans in batches of {coll['batch']}: **{coll['spans_per_cpu_s']:,} spans per "
+            f"CPU-second**, peak RSS {coll['peak_rss_mb']} MB.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _json_subprocess(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, object]:
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, cwd=HERE).stdout
+    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def parse_args(argv: list[str] | None) -> Options:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=None, help="rounds over all configurations (5)")
+    parser.add_argument("--duration", type=float, default=None, help="seconds of wrk load per run (10)")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument(
+        "--quick", action="store_true", help="1 round x 2 s, no peers unless built, short extras"
+    )
+    parser.add_argument("--frameworks", default=",".join(FRAMEWORKS))
+    parser.add_argument(
+        "--configs",
+        default=None,
+        help=f"comma-separated subset of {','.join(CONFIGS)}; otel-correlate@<git ref> compares with a commit",
+    )
+    parser.add_argument("--no-build", action="store_true", help="skip peers whose venv is not built")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument(
+        "--port-base", type=int, default=24000, help="ports used: base+80 (app), +133, +317, +318, +888"
+    )
+    args = parser.parse_args(argv)
+    PORTS.update({name: args.port_base + offset for name, offset in PORT_OFFSETS.items()})
+    quick = args.quick
+    configs = args.configs.split(",") if args.configs else list(CONFIGS)
+    unknown = {c for c in configs if not c.startswith("otel-correlate@")} - set(CONFIGS)
+    if unknown:
+        parser.error(f"unknown configurations {sorted(unknown)}; choose from {', '.join(CONFIGS)}")
+    build = not (args.no_build or quick)
+    kept = []
+    for config in configs:
+        venv = {"opentelemetry-distro": "otel", "logfire": "logfire"}.get(config)
+        if venv and not ensure_peer_venv(venv, build=build):
+            print(
+                f"==> skipping {config}: its venv is not built (run without --quick/--no-build)",
+                file=sys.stderr,
+            )
+            continue
+        kept.append(config)
+    if "uninstrumented" not in kept:
+        kept.insert(0, "uninstrumented")
+    return Options(
+        rounds=args.rounds or (1 if quick else 5),
+        duration=args.duration or (2.0 if quick else 10.0),
+        connections=args.connections,
+        lowload_requests=100 if quick else 1000,
+        frameworks=args.frameworks.split(","),
+        configs=kept,
+        logbench_records=5_000 if quick else 50_000,
+        collector_seconds=1.0 if quick else 10.0,
+        out=args.out,
+    )
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop every process
+
+
+def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(HERE))
+    signal.signal(signal.SIGTERM, _terminate)
+    opts = parse_args(argv)
+    opts.out.mkdir(parents=True, exist_ok=True)
+    log_dir = opts.out / "logs"
+    log_dir.mkdir(exist_ok=True)
+    raw: dict[str, dict[str, list[dict[str, float]]]] = {
+        fw: {c: [] for c in opts.configs} for fw in opts.frameworks
+    }
+    with collector() as coll:
+        for round_no in range(opts.rounds):
+            order = (
+                opts.configs[round_no % len(opts.configs) :] + opts.configs[: round_no % len(opts.configs)]
+            )
+            for framework in opts.frameworks:
+                for config in order:
+                    result = run_one(framework, config, opts, log_dir)
+                    raw[framework][config].append(result)
+                    print(
+                        f"round {round_no + 1}/{opts.rounds} {framework:8} {config:22} {result['rps']:8.0f} req/s "
+                        f"p50 {result['p50_ms']:.2f} ms p99 {result['p99_ms']:.2f} ms "
+                        f"low {1000 * result['lowload_p50_ms']:.0f} us rss {result['rss_mb']:.0f} MB "
+                        f"spans/req {result['spans_per_request']:.2f}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+        env = _otlp_env("bench-logs")
+        logbench = _json_subprocess(
+            [
+                *_taskset(0),
+                str(MAIN_BIN / "python"),
+                str(HERE / "logbench.py"),
+                "--records",
+                str(opts.logbench_records),
+                "--telemetry",
+                telemetry_url(),
+            ],
+            env,
+        )
+        print(f"log path: {logbench}", file=sys.stderr)
+        collector_result = _json_subprocess(
+            [
+                *_taskset(0),
+                str(MAIN_BIN / "python"),
+                str(HERE / "collectorbench.py"),
+                "--port",
+                str(PORTS["http"]),
+                "--telemetry",
+                telemetry_url(),
+                "--pid",
+                str(coll.pid),
+                "--duration",
+                str(opts.collector_seconds),
+            ]
+        )
+        print(f"collector: {collector_result}", file=sys.stderr)
+    result: dict[str, object] = {
+        "meta": {
+            "when": time.strftime("%Y-%m-%d %H:%M"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+            "rounds": opts.rounds,
+            "duration_s": opts.duration,
+            "connections": opts.connections,
+            "lowload_requests": opts.lowload_requests,
+            "configs": opts.configs,
+            "frameworks": opts.frameworks,
+        },
+        "summary": summarise(raw),
+        "runs": raw,
+        "logbench": logbench,
+        "collector": collector_result,
+    }
+    (opts.out / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
+    table = markdown(result)
+    (opts.out / "latest.md").write_text(table + "\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

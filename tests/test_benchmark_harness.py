@@ -1,0 +1,72 @@
+"""The overhead benchmark harness runs end to end and writes results of the documented shape.
+
+A smoke run only: a second of load per configuration, no peers, and no timing
+assertions (the numbers belong to benchmarks/results, not to a test).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+COLLECTOR = Path.home() / ".cache" / "otel-correlate" / "bin" / "otelcol-correlate"
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (./run setup installs it)")
+@pytest.mark.skipif(not COLLECTOR.exists(), reason="the collector is not built (./run setup builds it)")
+def test_quick_benchmark_writes_a_table_and_json_for_every_configuration(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--quick",
+            "--duration",
+            "1",
+            "--configs",
+            "uninstrumented,otel-correlate",
+            "--port-base",
+            "25000",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "latest.json").read_text())
+    assert set(result) == {"meta", "summary", "runs", "logbench", "collector"}
+    assert result["meta"]["configs"] == ["uninstrumented", "otel-correlate"]
+    for framework in ("fastapi", "flask"):
+        rows = result["summary"][framework]
+        assert set(rows) == {"uninstrumented", "otel-correlate"}
+        ours = rows["otel-correlate"]
+        for key in (
+            "rps",
+            "throughput_ratio",
+            "added_p50_ms",
+            "added_p99_ms",
+            "added_lowload_p50_us",
+            "pss_mb",
+        ):
+            assert isinstance(ours[key], float), (framework, key, ours)
+        assert ours["errors"] == 0
+        # One server span and one log record per request, never duplicated (the exact share exported
+        # under load is a measurement, reported in the table, not asserted here).
+        assert 0.5 < ours["spans_per_request"] < 1.1  # wrk leaves up to c requests uncounted
+        assert 0.5 < ours["logs_per_request"] < 1.1
+        assert rows["uninstrumented"]["spans_per_request"] == 0
+    logs = result["logbench"]
+    assert set(logs) >= {"records", "accepted_by_collector", "dropped", "exported_per_s", "logged_per_s"}
+    assert 0 < logs["accepted_by_collector"] <= logs["records"]
+    assert result["collector"]["spans"] > 0
+    table = (tmp_path / "latest.md").read_text()
+    assert "## fastapi" in table and "## flask" in table and "| otel-correlate |" in table
