@@ -384,6 +384,8 @@ def test_native_engines_start_with_their_config_source(
         used = Path(config_flag_value(engine.argv(tmp_path, binaries)))
         if engine.name == "alertmanager":  # a rendered copy, with the Telegram token filled in
             assert used == tmp_path / "alertmanager" / "alertmanager.yml"
+        elif engine.name == "prometheus":  # a rendered copy, with target ports offset
+            assert used == tmp_path / "prometheus-config" / "prometheus.yml"
         else:
             assert used == engine.config_source()
 

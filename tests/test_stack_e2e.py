@@ -60,7 +60,8 @@ def _background_traffic(orders_url: str, stop: threading.Event) -> None:
 
 @pytest.fixture(scope="module")
 def running(stack: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    with demo_services(_stack.OTLP_ENDPOINT, tmp_path_factory.mktemp("services")) as urls:
+    engines = _stack.endpoints()
+    with demo_services(engines["otlp"], tmp_path_factory.mktemp("services")) as urls:
         client = httpx.Client(base_url=urls.orders, timeout=15)
         created = client.post(
             "/orders", json={"customer": "e2e", "amount": 42}, headers={"X-Request-ID": "e2e-req-1"}
@@ -72,7 +73,14 @@ def running(stack: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
         traffic = threading.Thread(target=_background_traffic, args=(urls.orders, stop), daemon=True)
         traffic.start()
         try:
-            yield Running(urls.orders, Tempo(), Loki(), Prometheus(), order_id, "e2e-req-1")
+            yield Running(
+                urls.orders,
+                Tempo(engines["tempo"]),
+                Loki(engines["loki"]),
+                Prometheus(engines["prometheus"]),
+                order_id,
+                "e2e-req-1",
+            )
         finally:
             stop.set()
             traffic.join(timeout=30)
@@ -115,7 +123,8 @@ def test_logql_by_order_id_returns_both_services_lines_with_one_trace_id(running
     notifications = running.loki.query(f'{{service_name="notifications"}} | orderId="{running.order_id}"')
     same_trace = [line.line for line in notifications if line.metadata.get("trace_id") == created_trace]
     assert same_trace == [
-        "sending notification: Order " + running.order_id + ": created",
+        f"sending notification: Order {running.order_id}: created",
+        "telegram notification sent after 1 attempt(s)",
         "notification sent",
     ]
 

@@ -21,7 +21,7 @@ def test_a_taken_port_is_refused_with_what_to_do(state: Path, monkeypatch: pytes
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        engine = _stack.Engine("prometheus", (port,), f"http://127.0.0.1:{port}/-/ready", "Prometheus")
+        engine = _stack.Engine("prometheus", (port,), "/-/ready", "Prometheus")
         monkeypatch.setattr(_stack, "ENGINES", (engine,))
         with pytest.raises(_stack.StackError) as raised:
             _stack.up(progress=lambda _line: None)
@@ -72,3 +72,30 @@ def test_without_a_token_file_the_placeholder_stays(
 ) -> None:
     monkeypatch.setenv("OTEL_CORRELATE_SECRETS_DIR", str(tmp_path / "none"))
     assert _stack.TELEGRAM_TOKEN_PLACEHOLDER in _stack.render_alertmanager_config(state).read_text()
+
+
+def test_prometheus_config_copy_offsets_every_target_and_keeps_the_rules(
+    state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_CORRELATE_PORT_OFFSET", "20000")
+    rendered = _stack.render_prometheus_config(state)
+    source = _stack.ROOT / "stack" / "prometheus"
+    targets = {path.name: path.read_text() for path in (rendered.parent / "targets").glob("*.yml")}
+    assert set(targets) == {path.name for path in (source / "targets").glob("*.yml")}
+    assert "'127.0.0.1:29090'" in targets["prometheus.yml"]
+    assert "'127.0.0.1:29093'" in targets["alertmanager.yml"]
+    assert "'127.0.0.1:28888'" in targets["otel-collector.yml"]
+    assert f"- {_stack.ROOT / 'alerts'}/*.yml" in rendered.read_text()
+
+
+def test_an_offset_moves_every_endpoint_and_engine_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_CORRELATE_PORT_OFFSET", "100")
+    assert _stack.endpoints() == {
+        "tempo": "http://127.0.0.1:3300",
+        "loki": "http://127.0.0.1:3200",
+        "prometheus": "http://127.0.0.1:9190",
+        "alertmanager": "http://127.0.0.1:9193",
+        "otlp": "http://127.0.0.1:4418",
+    }
+    env = _stack._engine_env(Path("/state"))
+    assert env["OTEL_CORRELATE_LOKI_PORT"] == "3200" and env["OTEL_CORRELATE_TEMPO_OTLP"] == "127.0.0.1:4517"

@@ -306,6 +306,12 @@ STACK_READY_TIMEOUT = Setting(
     doc="Seconds `otel-correlate stack up` waits for an engine to answer ready before it gives up.",
 )
 
+PORT_OFFSET = Setting(
+    env="OTEL_CORRELATE_PORT_OFFSET",
+    default=0,
+    parse=int,
+    doc="Added to every port of the native stack, so a second stack (a test run) can run beside the first.",
+)
 SECRETS_DIR = Setting(
     env="OTEL_CORRELATE_SECRETS_DIR",
     default="/etc/otel-correlate/secrets",

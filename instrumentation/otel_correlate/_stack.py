@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import socket
@@ -42,15 +43,30 @@ class Engine:
 
     Attributes:
         name: Short name used in status lines, pid and log files.
-        ports: Loopback TCP ports it listens on (checked free before start).
-        ready_url: Answers 200 once the engine is ready.
-        endpoint: What ``up`` prints for humans.
+        ports: Loopback TCP ports it listens on at offset 0 (checked free before start);
+            the first one answers HTTP.
+        ready_path: Path on the first port that answers 200 once the engine is ready.
+        label: What ``up`` prints before the endpoint.
     """
 
     name: str
     ports: tuple[int, ...]
-    ready_url: str
-    endpoint: str
+    ready_path: str
+    label: str
+
+    @property
+    def url(self) -> str:
+        """Base URL of the engine's HTTP port, with ``OTEL_CORRELATE_PORT_OFFSET`` applied."""
+        return f"http://127.0.0.1:{self.ports[0] + port_offset()}"
+
+    @property
+    def ready_url(self) -> str:
+        """Answers 200 once the engine is ready."""
+        return self.url + self.ready_path
+
+    def live_ports(self) -> list[int]:
+        """The ports this engine listens on, offset applied."""
+        return [port + port_offset() for port in self.ports]
 
     def config_source(self) -> Path:
         """The repository config file this engine runs with (Alertmanager runs a rendered copy of it)."""
@@ -80,9 +96,9 @@ class Engine:
         if self.name == "prometheus":
             return [
                 _system_binary("prometheus"),
-                f"--config.file={config}",
+                f"--config.file={render_prometheus_config(state)}",
                 f"--storage.tsdb.path={state / 'prometheus'}",
-                "--web.listen-address=127.0.0.1:9090",
+                f"--web.listen-address=127.0.0.1:{9090 + port_offset()}",
                 "--web.enable-remote-write-receiver",
                 "--enable-feature=exemplar-storage",
                 "--web.enable-lifecycle",
@@ -93,7 +109,7 @@ class Engine:
                 _system_binary("prometheus-alertmanager"),
                 f"--config.file={render_alertmanager_config(state)}",
                 f"--storage.path={state / 'alertmanager'}",
-                "--web.listen-address=127.0.0.1:9093",
+                f"--web.listen-address=127.0.0.1:{9093 + port_offset()}",
                 "--cluster.listen-address=",
                 "--log.level=warn",
             ]
@@ -104,20 +120,26 @@ class Engine:
 
 #: Start order: the backends first, the collector (which sends to them) last.
 ENGINES: tuple[Engine, ...] = (
-    Engine(
-        "tempo", (3200, 9097, 4417, 4418), "http://127.0.0.1:3200/ready", "Tempo       http://127.0.0.1:3200"
-    ),
-    Engine("loki", (3100, 9096), "http://127.0.0.1:3100/ready", "Loki        http://127.0.0.1:3100"),
-    Engine("prometheus", (9090,), "http://127.0.0.1:9090/-/ready", "Prometheus  http://127.0.0.1:9090"),
-    Engine("alertmanager", (9093,), "http://127.0.0.1:9093/-/ready", "Alertmanager http://127.0.0.1:9093"),
-    Engine(
-        "collector",
-        (4317, 4318, 13133, 8888, 1777),
-        "http://127.0.0.1:13133/",
-        "Collector   OTLP http://127.0.0.1:4318 (gRPC 127.0.0.1:4317), own metrics :8888",
-    ),
+    Engine("tempo", (3200, 9097, 4417, 4418), "/ready", "Tempo"),
+    Engine("loki", (3100, 9096), "/ready", "Loki"),
+    Engine("prometheus", (9090,), "/-/ready", "Prometheus"),
+    Engine("alertmanager", (9093,), "/-/ready", "Alertmanager"),
+    Engine("collector", (13133, 4317, 4318, 8888, 1777), "/", "Collector health"),
 )
+#: The collector's OTLP/HTTP endpoint of a stack at offset 0.
 OTLP_ENDPOINT = "http://127.0.0.1:4318"
+
+
+def port_offset() -> int:
+    """``OTEL_CORRELATE_PORT_OFFSET``: added to every port, so a second stack can run beside the first."""
+    return _settings.PORT_OFFSET.get()
+
+
+def endpoints() -> dict[str, str]:
+    """Base URLs of the stack with the current offset: ``otlp``, ``tempo``, ``loki``, ``prometheus``, ``alertmanager``."""
+    urls = {engine.name: engine.url for engine in ENGINES if engine.name != "collector"}
+    urls["otlp"] = f"http://127.0.0.1:{4318 + port_offset()}"
+    return urls
 
 
 def _system_binary(name: str) -> str:
@@ -154,6 +176,29 @@ def render_alertmanager_config(state: Path) -> Path:
     target.chmod(0o600)
     target.write_text(text)
     return target
+
+
+def render_prometheus_config(state: Path) -> Path:
+    """Prometheus' config and scrape targets, copied into the state directory with ports offset.
+
+    Prometheus 2.42 does not expand environment variables, so the launcher writes
+    the copy: target ports get ``OTEL_CORRELATE_PORT_OFFSET`` added and rule files
+    point at the repository's ``alerts/``.
+    """
+    source = ROOT / "stack" / "prometheus"
+    target = state / "prometheus-config"
+    (target / "targets").mkdir(parents=True, exist_ok=True)
+    offset = port_offset()
+
+    def shift(match: re.Match[str]) -> str:
+        return f"127.0.0.1:{int(match.group(1)) + offset}"
+
+    for targets in sorted((source / "targets").glob("*.yml")):
+        text = re.sub(r"127\.0\.0\.1:(\d+)", shift, targets.read_text())
+        (target / "targets" / targets.name).write_text(text)
+    config = (source / "prometheus.yml").read_text().replace("../../alerts/", f"{ROOT / 'alerts'}/")
+    (target / "prometheus.yml").write_text(config)
+    return target / "prometheus.yml"
 
 
 def state_dir() -> Path:
@@ -214,6 +259,26 @@ def _tail(path: Path, lines: int = 25) -> str:
 def _engine_env(state: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["OTEL_CORRELATE_STATE_DIR"] = str(state)
+    o = port_offset()
+    env.update(
+        {
+            "OTEL_CORRELATE_OTLP_GRPC_PORT": str(4317 + o),
+            "OTEL_CORRELATE_OTLP_HTTP_PORT": str(4318 + o),
+            "OTEL_CORRELATE_HEALTH_PORT": str(13133 + o),
+            "OTEL_CORRELATE_TELEMETRY_PORT": str(8888 + o),
+            "OTEL_CORRELATE_PPROF_ENDPOINT": f"127.0.0.1:{1777 + o}",
+            "OTEL_CORRELATE_TEMPO_OTLP": f"127.0.0.1:{4417 + o}",
+            "OTEL_CORRELATE_LOKI_OTLP": f"http://127.0.0.1:{3100 + o}/otlp",
+            "OTEL_CORRELATE_PROM_WRITE": f"http://127.0.0.1:{9090 + o}/api/v1/write",
+            "OTEL_CORRELATE_ALERTMANAGER_URL": f"http://127.0.0.1:{9093 + o}",
+            "OTEL_CORRELATE_LOKI_PORT": str(3100 + o),
+            "OTEL_CORRELATE_LOKI_GRPC_PORT": str(9096 + o),
+            "OTEL_CORRELATE_TEMPO_PORT": str(3200 + o),
+            "OTEL_CORRELATE_TEMPO_GRPC_PORT": str(9097 + o),
+            "OTEL_CORRELATE_TEMPO_OTLP_GRPC": str(4417 + o),
+            "OTEL_CORRELATE_TEMPO_OTLP_HTTP": str(4418 + o),
+        }
+    )
     env.setdefault("OTEL_CORRELATE_LOKI_RULES_DIR", str(ROOT / "alerts" / "loki"))
     # The engines are Go programs: keep the machine usable while they start.
     env.setdefault("GOMAXPROCS", "2")
@@ -236,7 +301,7 @@ def up(*, progress: Callable[[str], None] = print, names: Sequence[str] | None =
         (state / sub).mkdir(parents=True, exist_ok=True)
     to_start = [e for e in engines if _running_pid(state, e) is None]
     for engine in to_start:
-        taken = [port for port in engine.ports if _port_taken(port)]
+        taken = [port for port in engine.live_ports() if _port_taken(port)]
         if taken:
             raise StackError(
                 f"{engine.name} cannot start: port {', '.join(map(str, taken))} on 127.0.0.1 is taken by another "
@@ -260,7 +325,8 @@ def up(*, progress: Callable[[str], None] = print, names: Sequence[str] | None =
         _wait_ready(state, engine, progress)
     progress("[stack] ready:")
     for engine in engines:
-        progress(f"  {engine.endpoint}")
+        progress(f"  {engine.label:<17} {engine.url}")
+    progress(f"  {'OTLP (HTTP)':<17} {endpoints()['otlp']}")
     progress(f"  state and logs: {state}")
 
 

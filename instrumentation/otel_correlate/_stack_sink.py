@@ -14,8 +14,10 @@ class StackSink:
     """Telemetry goes to our collector; the report is read back from the engines' query APIs."""
 
     def __init__(self) -> None:
-        self.endpoint = _stack.OTLP_ENDPOINT
-        self.tempo, self.loki, self.prometheus = Tempo(), Loki(), Prometheus()
+        urls = _stack.endpoints()
+        self.endpoint = urls["otlp"]
+        self.tempo, self.loki = Tempo(urls["tempo"]), Loki(urls["loki"])
+        self.prometheus = Prometheus(urls["prometheus"])
 
     @classmethod
     def from_running_stack(cls) -> StackSink:
