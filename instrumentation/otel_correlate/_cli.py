@@ -77,9 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     settings.set_defaults(handler=_cmd_settings)
 
-    from otel_correlate import _dead_letters, _recovery, _stack
+    from otel_correlate import _backup, _dead_letters, _recovery, _stack
 
-    for module in (_stack, _dead_letters, _recovery):
+    for module in (_stack, _dead_letters, _recovery, _backup):
         module.add_cli(commands)
     return parser
 

@@ -1,9 +1,14 @@
-"""FastAPI (Starlette) integration: requestId middleware and route-parameter keys.
+"""FastAPI (Starlette) integration: the server span, requestId and route-parameter keys.
 
-Under ``opentelemetry-instrument`` the distro calls :func:`patch_fastapi_class` after
-the contrib FastAPI instrumentor swapped ``fastapi.FastAPI``; every app created
-afterwards gets :class:`RequestContextMiddleware`. For apps configured by hand,
-:func:`instrument_fastapi_app` does the same for one app.
+Under ``opentelemetry-instrument`` the distro calls :func:`patch_fastapi_class`
+instead of loading the contrib FastAPI instrumentor: every app created afterwards
+gets :class:`~otel_correlate._asgi_server.ServerTelemetryMiddleware`, one lean
+layer that does the contrib middleware's job (server span, HTTP server metrics)
+and ours (business keys, ``X-Request-ID``), and FastAPI's own native telemetry
+is switched off for it so requests are not traced twice. For apps configured by
+hand, :func:`instrument_fastapi_app` does the same for one app.
+:class:`RequestContextMiddleware` remains for apps the contrib instrumentor
+already traces.
 """
 
 from __future__ import annotations
@@ -115,8 +120,25 @@ def patch_route_params() -> None:
     _ROUTE_PATCHED["original"] = original
 
 
+def _disable_native_telemetry(app: Any) -> None:
+    """Switch off FastAPI's built-in telemetry (FastAPI >= 0.16x) for an app we trace ourselves."""
+    config = getattr(app, "_telemetry", None)
+    if isinstance(config, dict):
+        config.update(tracing=False, metrics=False, logs=False)
+
+
+def _add_server_telemetry(app: Any) -> None:
+    from otel_correlate._asgi_server import ServerTelemetryMiddleware
+
+    if any(m.cls in (ServerTelemetryMiddleware, RequestContextMiddleware) for m in app.user_middleware):
+        return
+    _disable_native_telemetry(app)
+    app.add_middleware(ServerTelemetryMiddleware)
+    app._is_instrumented_by_opentelemetry = True
+
+
 def patch_fastapi_class() -> None:
-    """Give every FastAPI app created from now on our middleware (zero-code path)."""
+    """Give every FastAPI app created from now on our server middleware (zero-code path)."""
     fastapi = _require_fastapi()
     base = fastapi.FastAPI
     if getattr(base, "_otel_correlate", False):
@@ -127,7 +149,7 @@ def patch_fastapi_class() -> None:
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self.add_middleware(RequestContextMiddleware)
+            _add_server_telemetry(self)
 
     CorrelatedFastAPI.__name__ = "FastAPI"
     CorrelatedFastAPI.__qualname__ = "FastAPI"
@@ -146,13 +168,14 @@ def instrument_fastapi_app(app: Any) -> Any:
         >>> app = instrument_fastapi_app(FastAPI())
     """
     _require_fastapi()
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    if getattr(app, "_is_instrumented_by_opentelemetry", False):
+        # Traced by the contrib instrumentor already: add only the business keys.
+        if not any(m.cls is RequestContextMiddleware for m in app.user_middleware):
+            from otel_correlate._asgi_server import ServerTelemetryMiddleware
 
-    if not getattr(app, "_is_instrumented_by_opentelemetry", False):
-        FastAPIInstrumentor.instrument_app(
-            app, excluded_urls=_web.EXCLUDED_URLS, exclude_spans=["send", "receive"]
-        )
-    if not any(m.cls is RequestContextMiddleware for m in app.user_middleware):
-        app.add_middleware(RequestContextMiddleware)
+            if not any(m.cls is ServerTelemetryMiddleware for m in app.user_middleware):
+                app.add_middleware(RequestContextMiddleware)
+    else:
+        _add_server_telemetry(app)
     patch_route_params()
     return app

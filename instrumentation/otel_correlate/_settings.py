@@ -319,6 +319,48 @@ SECRETS_DIR = Setting(
     doc="Folder of the stack's secret files (Slack URL, PagerDuty keys, SMTP and Telegram credentials).",
 )
 
+# --- backup and restore (issue 7) ---
+BACKUP_DIR = Setting(
+    env="OTEL_CORRELATE_BACKUP_DIR",
+    default="~/.local/share/otel-correlate/backups",
+    parse=str,
+    doc="Folder `otel-correlate backup` writes timestamped backups to (keep it outside the state directory).",
+)
+BACKUP_MAX_AGE_DAYS = Setting(
+    env="OTEL_CORRELATE_BACKUP_MAX_AGE_DAYS",
+    default=30.0,
+    parse=parse_positive_float,
+    doc="Backups older than this many days are deleted after each backup; the newest one never is.",
+    shown_default="30",
+)
+BACKUP_S3_BUCKET = Setting(
+    env="OTEL_CORRELATE_BACKUP_S3_BUCKET",
+    default="",
+    parse=str,
+    doc="Upload each backup to this S3 bucket (needs `otel-correlate[s3]`; credentials from the standard `AWS_*` variables).",
+    shown_default="(none: no upload)",
+)
+BACKUP_S3_ENDPOINT = Setting(
+    env="OTEL_CORRELATE_BACKUP_S3_ENDPOINT",
+    default="",
+    parse=lambda raw: raw.rstrip("/"),
+    doc="Endpoint URL of an S3-compatible store such as MinIO; empty means AWS S3.",
+    shown_default="(AWS)",
+)
+BACKUP_S3_PREFIX = Setting(
+    env="OTEL_CORRELATE_BACKUP_S3_PREFIX",
+    default="otel-correlate/backups",
+    parse=lambda raw: raw.strip("/"),
+    doc="Key prefix the backups are uploaded under, one folder per backup.",
+)
+BACKUP_METRICS_ENDPOINT = Setting(
+    env="OTEL_CORRELATE_BACKUP_METRICS_ENDPOINT",
+    default="",
+    parse=lambda raw: raw.rstrip("/"),
+    doc="OTLP/HTTP endpoint that receives each backup's duration, size and timestamp; empty means the stack's collector.",
+    shown_default="(the stack's collector)",
+)
+
 SETTINGS: tuple[Setting[object], ...] = tuple(  # every Setting defined in this module
     value for value in list(globals().values()) if isinstance(value, Setting)
 )

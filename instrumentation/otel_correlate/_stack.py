@@ -102,6 +102,8 @@ class Engine:
                 "--web.enable-remote-write-receiver",
                 "--enable-feature=exemplar-storage",
                 "--web.enable-lifecycle",
+                # POST /api/v1/admin/tsdb/snapshot for `otel-correlate backup`; loopback only here.
+                "--web.enable-admin-api",
                 "--log.level=warn",
             ]
         if self.name == "alertmanager":

@@ -1,0 +1,280 @@
+"""A lean ASGI server middleware: the server span, the HTTP server metrics and the business keys.
+
+It replaces the contrib ``OpenTelemetryMiddleware`` plus our former request-context
+middleware with one pure-ASGI layer that does only what a request needs: extract the
+inbound context, start one SERVER span, decide the business keys, echo
+``X-Request-ID``, and at the end record ``http.server.request.duration`` (with the
+span current, so exemplars link to the trace) and ``http.server.active_requests``.
+The span name, attributes and metrics follow the stable HTTP semantic conventions
+the contrib instrumentation emits with ``OTEL_SEMCONV_STABILITY_OPT_IN=http``.
+
+The route (``http.route``) comes from the route Starlette/FastAPI matched
+(``scope["route"]``), not from matching every route a second time.
+
+Example:
+    >>> from starlette.applications import Starlette
+    >>> app = ServerTelemetryMiddleware(Starlette())
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from opentelemetry import context, metrics, propagate, trace
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.util.http import ExcludeList, parse_excluded_urls
+
+from otel_correlate import _web
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+SCOPE_NAME = "otel_correlate.asgi"
+_KNOWN_METHODS = frozenset(
+    {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE", "QUERY"}
+)
+#: The stable HTTP semconv's advisory buckets for http.server.request.duration (seconds).
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+
+
+class _HeaderListGetter(Getter[dict[str, str]]):
+    """Reads propagation headers from a ``{lower-case name: value}`` dict."""
+
+    def get(self, carrier: dict[str, str], key: str) -> list[str] | None:
+        value = carrier.get(key)
+        return None if value is None else [value]
+
+    def keys(self, carrier: dict[str, str]) -> list[str]:
+        return list(carrier)
+
+
+_GETTER = _HeaderListGetter()
+#: Headers the middleware reads; everything else in the request is never decoded.
+_WANTED = {b"traceparent", b"tracestate", b"baggage", b"user-agent", b"host", b"content-length"}
+
+
+def excluded_urls() -> ExcludeList | None:
+    """``OTEL_PYTHON_FASTAPI_EXCLUDED_URLS`` (or ``OTEL_PYTHON_EXCLUDED_URLS``), else our default."""
+    urls = (
+        os.environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS")
+        or os.environ.get("OTEL_PYTHON_EXCLUDED_URLS")
+        or _web.EXCLUDED_URLS
+    )
+    return parse_excluded_urls(urls)
+
+
+class _Instruments:
+    """The tracer and instruments, created on first use from the then-current global providers."""
+
+    def __init__(self) -> None:
+        self.tracer: trace.Tracer | None = None
+
+    def load(self) -> None:
+        from otel_correlate._distro import _version
+
+        version = _version()
+        meter = metrics.get_meter(SCOPE_NAME, version)
+        self.duration = meter.create_histogram(
+            "http.server.request.duration",
+            unit="s",
+            description="Duration of HTTP server requests.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.active = meter.create_up_down_counter(
+            "http.server.active_requests",
+            unit="{request}",
+            description="Number of active HTTP server requests.",
+        )
+        self.request_size = meter.create_histogram(
+            "http.server.request.body.size", unit="By", description="Size of HTTP server request bodies."
+        )
+        self.response_size = meter.create_histogram(
+            "http.server.response.body.size", unit="By", description="Size of HTTP server response bodies."
+        )
+        self.tracer = trace.get_tracer(SCOPE_NAME, version)
+
+
+class ServerTelemetryMiddleware:
+    """Pure ASGI middleware: one SERVER span and the HTTP server metrics per request, with business keys.
+
+    URLs matching ``OTEL_PYTHON_FASTAPI_EXCLUDED_URLS`` (``/health``, ``/metrics`` by
+    default) pass through untouched.
+
+    Example:
+        >>> from fastapi import FastAPI
+        >>> app = FastAPI()
+        >>> app.add_middleware(ServerTelemetryMiddleware)
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._header = _web.request_id_header().lower().encode("latin-1")
+        self._excluded = excluded_urls()
+        self._instruments = _Instruments()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        query: bytes = scope.get("query_string", b"")
+        excluded = self._excluded
+        if excluded is not None and excluded.url_disabled(
+            f"{path}?{query.decode('latin-1')}" if query else path
+        ):
+            await self.app(scope, receive, send)
+            return
+        try:
+            state = _RequestState(self, scope)
+        except Exception:  # telemetry must never fail the request
+            await self.app(scope, receive, send)
+            return
+        token = context.attach(state.ctx)
+        try:
+            await self.app(scope, receive, state.send_wrapper(send))
+        except BaseException as exc:
+            state.error = exc
+            raise
+        finally:
+            try:
+                state.finish(scope)
+            finally:
+                context.detach(token)
+
+
+class _RequestState:
+    """Everything one request's telemetry needs between its start and its end."""
+
+    __slots__ = (
+        "active_attributes",
+        "attributes",
+        "ctx",
+        "error",
+        "instruments",
+        "method",
+        "request_id_header",
+        "response_size",
+        "span",
+        "start",
+        "status",
+    )
+
+    def __init__(self, owner: ServerTelemetryMiddleware, scope: Scope) -> None:
+        self.start = time.perf_counter()
+        instruments = owner._instruments
+        if instruments.tracer is None:
+            instruments.load()
+        self.instruments = instruments
+        headers: dict[str, str] = {}
+        request_id: str | None = None
+        wanted = owner._header
+        for name, value in scope.get("headers", ()):
+            if name == wanted:
+                request_id = value.decode("latin-1")
+            elif name in _WANTED:
+                headers[name.decode("latin-1")] = value.decode("latin-1")
+        raw_method: str = scope.get("method", "")
+        method = raw_method if raw_method in _KNOWN_METHODS else "_OTHER"
+        self.method = method
+        scheme: str = scope.get("scheme", "http")
+        self.attributes: dict[str, Any] = {"http.request.method": method, "url.scheme": scheme}
+        self.active_attributes = dict(self.attributes)
+        version = scope.get("http_version")
+        if version:
+            self.attributes["network.protocol.version"] = version
+        span_attributes = dict(self.attributes)
+        span_attributes["url.path"] = scope.get("path", "")
+        query: bytes = scope.get("query_string", b"")
+        if query:
+            span_attributes["url.query"] = query.decode("latin-1")
+        if method != raw_method:
+            span_attributes["http.request.method_original"] = raw_method
+        host = headers.get("host")
+        if host:
+            address, _, port = host.rpartition(":") if host.rpartition(":")[2].isdigit() else (host, "", "")
+            span_attributes["server.address"] = address
+            if port:
+                span_attributes["server.port"] = int(port)
+        elif scope.get("server"):
+            span_attributes["server.address"], span_attributes["server.port"] = scope["server"][:2]
+        client = scope.get("client")
+        if client:
+            span_attributes["client.address"], span_attributes["client.port"] = client[:2]
+        agent = headers.get("user-agent")
+        if agent:
+            span_attributes["user_agent.original"] = agent
+        parent = propagate.extract(headers, getter=_GETTER) if headers else context.Context()
+        assert instruments.tracer is not None
+        self.span = instruments.tracer.start_span(
+            "HTTP" if method == "_OTHER" else method,
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes=span_attributes,
+        )
+        ctx = trace.set_span_in_context(self.span, parent)
+        try:
+            ctx, keys = _web.enter_request(request_id, ctx=ctx)
+            self.request_id_header: tuple[bytes, bytes] | None = (wanted, keys["requestId"].encode("latin-1"))
+        except Exception:  # keys are best effort; the span and metrics still happen
+            self.request_id_header = None
+        self.ctx = ctx
+        self.status: int | None = None
+        self.response_size: int | None = None
+        self.error: BaseException | None = None
+        length = headers.get("content-length")
+        if length and length.isdigit():
+            instruments.request_size.record(int(length), self.attributes, context=ctx)
+        instruments.active.add(1, self.active_attributes)
+
+    def send_wrapper(self, send: Send) -> Send:
+        echoed = self.request_id_header
+
+        async def send_with_telemetry(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.status = message["status"]
+                headers = message.get("headers") or []
+                for name, value in headers:
+                    if name.lower() == b"content-length":
+                        self.response_size = int(value) if value.isdigit() else None
+                if echoed is not None:
+                    kept = [h for h in headers if h[0].lower() != echoed[0]]
+                    kept.append(echoed)
+                    message = {**message, "headers": kept}
+            await send(message)
+
+        return send_with_telemetry
+
+    def finish(self, scope: Scope) -> None:
+        attributes = self.attributes
+        route = getattr(scope.get("route"), "path", None)
+        span = self.span
+        if route:
+            attributes["http.route"] = route
+            span.update_name(f"{'HTTP' if self.method == '_OTHER' else self.method} {route}")
+        status = self.status
+        if status is None and self.error is not None:
+            status = 500  # the error middleware outside answers 500
+        if status is not None:
+            attributes["http.response.status_code"] = status
+        if self.error is not None:
+            attributes["error.type"] = type(self.error).__qualname__
+        elif status is not None and status >= 500:
+            attributes["error.type"] = str(status)
+        span.set_attributes(attributes)
+        if self.error is not None:
+            span.record_exception(self.error)
+        if (status is not None and status >= 500) or self.error is not None:
+            span.set_status(StatusCode.ERROR)
+        instruments = self.instruments
+        instruments.duration.record(max(time.perf_counter() - self.start, 0.0), attributes, context=self.ctx)
+        if self.response_size is not None:
+            instruments.response_size.record(self.response_size, attributes, context=self.ctx)
+        instruments.active.add(-1, self.active_attributes)
+        span.end()
