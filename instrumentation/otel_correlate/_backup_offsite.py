@@ -28,7 +28,7 @@ from otel_correlate import _settings
 from otel_correlate._optional import require_extra
 
 if TYPE_CHECKING:
-    from otel_correlate._backup import Backup
+    from otel_correlate._backup_files import Backup
 
 #: The ``service.name`` (so the ``job`` label) of the backup metrics.
 METRICS_SERVICE = "otel-correlate-backup"
@@ -54,7 +54,7 @@ def upload(backup: Backup) -> str:
             does not exist; the local backup is untouched.
         ImportError: boto3 is missing; the message names the extra.
     """
-    from otel_correlate._backup import MANIFEST
+    from otel_correlate._backup_files import MANIFEST
 
     boto3 = require_extra("boto3", extra="s3", feature="Uploading backups to S3")
     from botocore.config import Config
