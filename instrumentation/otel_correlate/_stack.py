@@ -98,6 +98,8 @@ class Engine:
                 _system_binary("prometheus"),
                 f"--config.file={render_prometheus_config(state)}",
                 f"--storage.tsdb.path={state / 'prometheus'}",
+                # Metrics retention (docs/operations.md); compose passes the same flag.
+                "--storage.tsdb.retention.time=30d",
                 f"--web.listen-address=127.0.0.1:{9090 + port_offset()}",
                 "--web.enable-remote-write-receiver",
                 "--enable-feature=exemplar-storage",
