@@ -133,6 +133,14 @@ def configure_sdk(*, auto_instrumentation_version: str | None = None) -> None:
     }
     if auto_instrumentation_version:
         attributes["telemetry.auto.version"] = auto_instrumentation_version
+    if any(
+        cls.__module__.startswith("opentelemetry.exporter.otlp.proto.http")
+        for cls in (*span_classes.values(), *log_classes.values())
+    ):
+        # Same OTLP bytes, a fifth of the GIL time per span and log record.
+        from otel_correlate import _otlp_encode
+
+        _otlp_encode.install()
     readers = [cls() for cls in metric_classes.values() if issubclass(cls, MetricReader)]
     providers = _pipeline.build_providers(
         resource=Resource.create(attributes),

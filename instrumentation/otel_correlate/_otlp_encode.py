@@ -1,0 +1,316 @@
+"""OTLP protobuf encoding of spans and log records, written straight to bytes.
+
+The OTLP/HTTP exporters build one protobuf object per span, attribute and value
+and then serialise them; in a service that is about 70 µs of GIL-holding work per
+span and 35 µs per log record, taken from the request threads. This module writes
+the same wire format directly, caches the encoding of repeated attributes
+(``http.request.method=GET``, ``http.route=…``), the resource and the scopes, and
+groups by object identity instead of hashing the resource per record. The result
+decodes to the same ``ExportTraceServiceRequest`` / ``ExportLogsServiceRequest``
+(``tests/test_otlp_encode.py`` compares them field by field).
+
+:func:`install` makes the OTLP/HTTP span and log exporters use it; everything else
+about them (retries, size limits, their own metrics) stays as it is.
+
+Example:
+    >>> from opentelemetry.sdk.trace import TracerProvider
+    >>> provider = TracerProvider()
+    >>> span = provider.get_tracer("doc").start_span("work")
+    >>> span.end()
+    >>> len(encode_spans([span]).SerializeToString()) > 0
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+_log = logging.getLogger("otel_correlate")
+
+_pack_q = struct.Struct("<Q").pack
+_pack_i = struct.Struct("<I").pack
+_pack_d = struct.Struct("<d").pack
+_SMALL = [bytes((n,)) for n in range(128)]
+_CACHE_LIMIT = 8192
+_KV_CACHE: dict[tuple[str, type, object], bytes] = {}
+
+
+def _varint(n: int) -> bytes:
+    if n < 0:
+        n += 1 << 64
+    if n < 0x80:
+        return _SMALL[n]
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field(tag: bytes, body: bytes) -> bytes:
+    """A length-delimited field: tag, length, body."""
+    return tag + _varint(len(body)) + body
+
+
+def _string(tag: bytes, value: str) -> bytes:
+    data = value.encode("utf-8")
+    return tag + _varint(len(data)) + data
+
+
+def _any_value(value: Any) -> bytes:
+    """The body of an ``AnyValue`` message."""
+    if value is None:
+        return b""
+    if isinstance(value, bool):
+        return b"\x10\x01" if value else b"\x10\x00"
+    if isinstance(value, str):
+        return _string(b"\x0a", value)
+    if isinstance(value, int):
+        return b"\x18" + _varint(value)
+    if isinstance(value, float):
+        return b"\x21" + _pack_d(value)
+    if isinstance(value, bytes):
+        return b"\x3a" + _varint(len(value)) + value
+    if isinstance(value, Sequence):
+        return _field(b"\x2a", b"".join([_field(b"\x0a", _any_value(v)) for v in value]))
+    if isinstance(value, Mapping):
+        return _field(b"\x32", b"".join([_field(b"\x0a", _key_value(str(k), v)) for k, v in value.items()]))
+    raise TypeError(f"Invalid type {type(value)} of value {value}")
+
+
+def _key_value(key: str, value: Any) -> bytes:
+    """The body of a ``KeyValue`` message."""
+    return _string(b"\x0a", key) + _field(b"\x12", _any_value(value))
+
+
+def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
+    """Repeated ``KeyValue`` fields under ``tag``; scalar pairs come from a bounded cache."""
+    if not attributes:
+        return b""
+    cache = _KV_CACHE
+    parts = []
+    for key, value in attributes.items():
+        kind = type(value)
+        if kind is str or kind is int or kind is bool or kind is float:
+            cache_key = (key, kind, value)
+            encoded = cache.get(cache_key)
+            if encoded is None:
+                body = _key_value(key, value)
+                encoded = _varint(len(body)) + body
+                if len(cache) >= _CACHE_LIMIT:
+                    cache.clear()
+                cache[cache_key] = encoded
+            parts.append(tag + encoded)
+            continue
+        try:
+            parts.append(_field(tag, _key_value(key, value)))
+        except Exception as error:  # the SDK's encoder skips such attributes too
+            _log.warning("otel-correlate: could not encode attribute %s: %s", key, error)
+    return b"".join(parts)
+
+
+class _Memo:
+    """Encodings of resources and scopes, keyed by identity and checked against the object."""
+
+    def __init__(self) -> None:
+        self._items: dict[int, tuple[object, bytes]] = {}
+
+    def get(self, obj: object, encode: Any) -> bytes:
+        hit = self._items.get(id(obj))
+        if hit is not None and hit[0] is obj:
+            return hit[1]
+        encoded: bytes = encode(obj)
+        if len(self._items) >= 256:
+            self._items.clear()
+        self._items[id(obj)] = (obj, encoded)
+        return encoded
+
+
+_RESOURCES = _Memo()
+_SCOPES = _Memo()
+
+
+def _resource(resource: Any) -> bytes:
+    body = _attributes(b"\x0a", resource.attributes) if resource is not None else b""
+    return _field(b"\x0a", body)
+
+
+def _scope(scope: Any) -> bytes:
+    if scope is None:
+        return _field(b"\x0a", b"")
+    body = _string(b"\x0a", scope.name) if scope.name else b""
+    if scope.version:
+        body += _string(b"\x12", scope.version)
+    body += _attributes(b"\x1a", scope.attributes)
+    return _field(b"\x0a", body)
+
+
+class Encoded:
+    """Serialised OTLP bytes behind the two methods the exporters call."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def SerializeToString(self) -> bytes:  # the protobuf method name the exporters call
+        return self._data
+
+    def SerializePartialToString(self) -> bytes:
+        return self._data
+
+
+def _group(items: Sequence[Any]) -> dict[int, tuple[Any, dict[int, tuple[Any, list[Any]]]]]:
+    groups: dict[int, tuple[Any, dict[int, tuple[Any, list[Any]]]]] = {}
+    for item in items:
+        resource = item.resource
+        scope = item.instrumentation_scope or None
+        by_scope = groups.get(id(resource))
+        if by_scope is None:
+            by_scope = groups[id(resource)] = (resource, {})
+        entry = by_scope[1].get(id(scope))
+        if entry is None:
+            entry = by_scope[1][id(scope)] = (scope, [])
+        entry[1].append(item)
+    return groups
+
+
+def _envelope(items: Sequence[Any], encode_item: Any, item_tag: bytes) -> bytes:
+    """Resource{Spans,Logs} -> Scope{Spans,Logs} -> items, as the request body."""
+    out = []
+    for resource, scopes in _group(items).values():
+        body = [_RESOURCES.get(resource, _resource)]
+        for scope, members in scopes.values():
+            scoped = [_SCOPES.get(scope, _scope)]
+            scoped.extend([_field(item_tag, encode_item(member)) for member in members])
+            if scope is not None and scope.schema_url:
+                scoped.append(_string(b"\x1a", scope.schema_url))
+            body.append(_field(b"\x12", b"".join(scoped)))
+        if resource is not None and resource.schema_url:
+            body.append(_string(b"\x1a", resource.schema_url))
+        out.append(_field(b"\x0a", b"".join(body)))
+    return b"".join(out)
+
+
+def _flags(parent: Any) -> bytes:
+    # SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE (0x100), plus IS_REMOTE (0x200) for a remote parent.
+    return b"\x85\x01" + _pack_i(0x300 if parent is not None and parent.is_remote else 0x100)
+
+
+def _span(span: Any) -> bytes:
+    ctx = span.get_span_context()
+    parts = [
+        b"\x0a\x10" + ctx.trace_id.to_bytes(16, "big"),
+        b"\x12\x08" + ctx.span_id.to_bytes(8, "big"),
+    ]
+    trace_state = ctx.trace_state
+    if trace_state:
+        parts.append(_string(b"\x1a", ",".join(f"{k}={v}" for k, v in trace_state.items())))
+    parent = span.parent
+    if parent is not None:
+        parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
+    if span.name:
+        parts.append(_string(b"\x2a", span.name))
+    parts.append(b"\x30" + _SMALL[span.kind.value + 1])
+    if span.start_time:
+        parts.append(b"\x39" + _pack_q(span.start_time))
+    if span.end_time:
+        parts.append(b"\x41" + _pack_q(span.end_time))
+    parts.append(_attributes(b"\x4a", span.attributes))
+    if span.dropped_attributes:
+        parts.append(b"\x50" + _varint(span.dropped_attributes))
+    for event in span.events:
+        body = b"\x09" + _pack_q(event.timestamp) if event.timestamp else b""
+        if event.name:
+            body += _string(b"\x12", event.name)
+        body += _attributes(b"\x1a", event.attributes)
+        if event.dropped_attributes:
+            body += b"\x20" + _varint(event.dropped_attributes)
+        parts.append(_field(b"\x5a", body))
+    if span.dropped_events:
+        parts.append(b"\x60" + _varint(span.dropped_events))
+    for link in span.links:
+        body = b"\x0a\x10" + link.context.trace_id.to_bytes(16, "big")
+        body += b"\x12\x08" + link.context.span_id.to_bytes(8, "big")
+        body += _attributes(b"\x22", link.attributes)
+        if link.dropped_attributes:
+            body += b"\x28" + _varint(link.dropped_attributes)
+        body += b"\x35" + _pack_i(0x300 if link.context.is_remote else 0x100)
+        parts.append(_field(b"\x6a", body))
+    if span.dropped_links:
+        parts.append(b"\x70" + _varint(span.dropped_links))
+    status = span.status
+    if status is not None:
+        body = _string(b"\x12", status.description) if status.description else b""
+        if status.status_code.value:
+            body += b"\x18" + _SMALL[status.status_code.value]
+        parts.append(_field(b"\x7a", body))
+    parts.append(_flags(parent))
+    return b"".join(parts)
+
+
+def encode_spans(spans: Sequence[Any]) -> Encoded:
+    """An ``ExportTraceServiceRequest`` for ``spans`` (SDK ``ReadableSpan`` objects)."""
+    return Encoded(_envelope(spans, _span, b"\x12"))
+
+
+def _log_record(readable: Any) -> bytes:
+    record = readable.log_record
+    parts = []
+    if record.timestamp:
+        parts.append(b"\x09" + _pack_q(record.timestamp))
+    severity = getattr(record.severity_number, "value", None)
+    if severity:
+        parts.append(b"\x10" + _varint(severity))
+    if record.severity_text:
+        parts.append(_string(b"\x1a", record.severity_text))
+    parts.append(_field(b"\x2a", _any_value(record.body)))
+    parts.append(_attributes(b"\x32", record.attributes))
+    if readable.dropped_attributes:
+        parts.append(b"\x38" + _varint(readable.dropped_attributes))
+    flags = int(record.trace_flags) if record.trace_flags is not None else 0
+    if flags:
+        parts.append(b"\x45" + _pack_i(flags))
+    if record.trace_id:
+        parts.append(b"\x4a\x10" + record.trace_id.to_bytes(16, "big"))
+    if record.span_id:
+        parts.append(b"\x52\x08" + record.span_id.to_bytes(8, "big"))
+    if record.observed_timestamp:
+        parts.append(b"\x59" + _pack_q(record.observed_timestamp))
+    if record.event_name:
+        parts.append(_string(b"\x62", record.event_name))
+    return b"".join(parts)
+
+
+def encode_logs(records: Sequence[Any]) -> Encoded:
+    """An ``ExportLogsServiceRequest`` for ``records`` (SDK ``ReadableLogRecord`` objects)."""
+    return Encoded(_envelope(records, _log_record, b"\x12"))
+
+
+_INSTALLED: dict[str, Any] = {}
+
+
+def install() -> None:
+    """Make the OTLP/HTTP span and log exporters encode with this module (idempotent)."""
+    if _INSTALLED:
+        return
+    from opentelemetry.exporter.otlp.proto.http import _log_exporter, trace_exporter
+
+    _INSTALLED["spans"] = getattr(trace_exporter, "encode_spans")  # noqa: B009
+    _INSTALLED["logs"] = getattr(_log_exporter, "encode_logs")  # noqa: B009
+    setattr(trace_exporter, "encode_spans", encode_spans)  # noqa: B010
+    setattr(_log_exporter, "encode_logs", encode_logs)  # noqa: B010
+
+
+def uninstall() -> None:
+    """Restore the exporters' own encoders (tests use this)."""
+    if not _INSTALLED:
+        return
+    from opentelemetry.exporter.otlp.proto.http import _log_exporter, trace_exporter
+
+    setattr(trace_exporter, "encode_spans", _INSTALLED.pop("spans"))  # noqa: B010
+    setattr(_log_exporter, "encode_logs", _INSTALLED.pop("logs"))  # noqa: B010

@@ -1,0 +1,95 @@
+"""Our direct OTLP encoder decodes to exactly what the SDK's protobuf encoder builds."""
+
+from __future__ import annotations
+
+from opentelemetry import trace
+from opentelemetry._logs import LogRecord, SeverityNumber
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs as sdk_encode_logs
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode_spans
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
+
+from otel_correlate import _otlp_encode
+
+RESOURCE = Resource.create({"service.name": "orders", "service.instance.id": "i-1"}, schema_url="https://x/1")
+ATTRIBUTES = {
+    "http.request.method": "GET",
+    "http.response.status_code": 200,
+    "orderId": "ORD-ü-1",
+    "ratio": 0.25,
+    "negative": -42,
+    "flag": False,
+    "empty": "",
+    "tags": ("a", "b"),
+    "codes": (1, 2, 3),
+}
+
+
+def _spans() -> list[object]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=RESOURCE)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("tests.encode", "1.2", schema_url="https://scope/1")
+    other = provider.get_tracer("tests.other")
+    remote = SpanContext(
+        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+        span_id=0xB7AD6B7169203331,
+        is_remote=True,
+        trace_flags=TraceFlags(1),
+        trace_state=TraceState([("vendor", "v1"), ("x", "y")]),
+    )
+    parent = trace.set_span_in_context(trace.NonRecordingSpan(remote))
+    with tracer.start_as_current_span(
+        "GET /orders/{order_id}", context=parent, kind=SpanKind.SERVER
+    ) as server:
+        server.set_attributes(ATTRIBUTES)
+        server.add_event("retry", {"attempt": 2, "delay": 0.5})
+        server.add_event("bare")
+        with other.start_as_current_span("charge", links=[Link(remote, {"why": "batch"})]) as child:
+            child.set_status(Status(StatusCode.ERROR, "card declined"))
+            child.record_exception(ValueError("declined"))
+        with tracer.start_as_current_span("ok", kind=SpanKind.CLIENT) as ok:
+            ok.set_status(Status(StatusCode.OK))
+    tracer.start_span("internal", kind=SpanKind.CONSUMER).end()
+    return list(exporter.get_finished_spans())
+
+
+def test_spans_decode_to_what_the_sdk_encoder_builds() -> None:
+    spans = _spans()
+    ours = ExportTraceServiceRequest.FromString(_otlp_encode.encode_spans(spans).SerializeToString())
+    assert ours == sdk_encode_spans(spans)
+    # A second pass answers from the attribute, resource and scope caches: same bytes.
+    assert (
+        _otlp_encode.encode_spans(spans).SerializeToString()
+        == _otlp_encode.encode_spans(spans).SerializeToString()
+    )
+
+
+def test_log_records_decode_to_what_the_sdk_encoder_builds() -> None:
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider(resource=RESOURCE)
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    logger = provider.get_logger("tests.encode.logs", "0.1")
+    tracer = TracerProvider(resource=RESOURCE).get_tracer("t")
+    with tracer.start_as_current_span("s"):
+        logger.emit(
+            LogRecord(
+                timestamp=1_700_000_000_000_000_000,
+                severity_number=SeverityNumber.INFO,
+                severity_text="INFO",
+                body="order ORD-1 looked up",
+                attributes={**ATTRIBUTES, "code.line.number": 12},
+            )
+        )
+    logger.emit(LogRecord(severity_number=SeverityNumber.ERROR, body={"nested": {"k": [1, "x"]}}))
+    logger.emit(LogRecord(body=None, event_name="app.started"))
+    records = list(exporter.get_finished_logs())
+    ours = ExportLogsServiceRequest.FromString(_otlp_encode.encode_logs(records).SerializeToString())
+    assert ours == sdk_encode_logs(records)
