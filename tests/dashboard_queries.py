@@ -17,13 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from otel_correlate import _stack
+
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARDS = ROOT / "dashboards" / "json"
-ENGINES = {
-    "prometheus": "http://127.0.0.1:9090",
-    "loki": "http://127.0.0.1:3100",
-    "tempo": "http://127.0.0.1:3200",
-}
+ENGINE_KINDS = ("prometheus", "loki", "tempo")
+
+
+def engines() -> dict[str, str]:
+    """Base URLs of the stack's query engines (``OTEL_CORRELATE_PORT_OFFSET`` applied)."""
+    urls = _stack.endpoints()
+    return {kind: urls[kind] for kind in ENGINE_KINDS}
+
+
 #: Grafana's $__rate_interval is max(4 x scrape interval (15 s), step + scrape interval): 60 s at a 15 s step.
 RATE_INTERVAL = "1m"
 STEP_SECONDS = 15
@@ -82,10 +88,10 @@ def run_target(target: dict[str, Any], variables: dict[str, str], *, window_seco
     if kind == "prometheus":
         query = substitute(target["expr"], variables)
         if target.get("instant"):
-            answer = _get(f"{ENGINES[kind]}/api/v1/query", {"query": query, "time": f"{now:.3f}"})
+            answer = _get(f"{engines()[kind]}/api/v1/query", {"query": query, "time": f"{now:.3f}"})
         else:
             answer = _get(
-                f"{ENGINES[kind]}/api/v1/query_range",
+                f"{engines()[kind]}/api/v1/query_range",
                 {"query": query, "start": f"{start:.3f}", "end": f"{now:.3f}", "step": str(STEP_SECONDS)},
             )
         if answer.get("status") != "success":
@@ -94,7 +100,7 @@ def run_target(target: dict[str, Any], variables: dict[str, str], *, window_seco
     if kind == "loki":
         query = substitute(target["expr"], variables)
         answer = _get(
-            f"{ENGINES[kind]}/loki/api/v1/query_range",
+            f"{engines()[kind]}/loki/api/v1/query_range",
             {
                 "query": query,
                 "start": str(int(start * 1e9)),
@@ -109,7 +115,7 @@ def run_target(target: dict[str, Any], variables: dict[str, str], *, window_seco
     if kind == "tempo":
         query = substitute(target["query"], variables)
         answer = _get(
-            f"{ENGINES[kind]}/api/search",
+            f"{engines()[kind]}/api/search",
             {
                 "q": query,
                 "start": str(int(start)),
@@ -118,7 +124,7 @@ def run_target(target: dict[str, Any], variables: dict[str, str], *, window_seco
             },
         )
         return query, len(answer.get("traces") or [])
-    raise ValueError(f"panel target with datasource uid {kind!r}: no engine for it in {sorted(ENGINES)}")
+    raise ValueError(f"panel target with datasource uid {kind!r}: no engine for it in {sorted(ENGINE_KINDS)}")
 
 
 def run_dashboard(

@@ -49,23 +49,10 @@ from otel_correlate._procs import free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[1]
-ALERTMANAGER = "http://127.0.0.1:9093"
-RECOVERY_PORT = 9095  # where stack/alertmanager/alertmanager.yml sends critical and warning alerts
+#: Where stack/alertmanager/alertmanager.yml sends critical and warning alerts (the launcher offsets it too).
+RECOVERY_PORT = 9095 + _stack.port_offset()
 TEST_STACK_LABEL = "otel-correlate-alert-e2e"
 ERROR_RATIO_GROUP = '{}/{severity=~"critical|warning"}:{alertname="ServiceHighErrorRatio", service="orders"}'
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[Path]:
-    """The stack of ``OTEL_CORRELATE_STATE_DIR``: reused when it already runs, else started and stopped here."""
-    already_running = all(line.endswith(", ready") for line in _stack.status().values())
-    if not already_running:
-        _stack.up()
-    try:
-        yield _stack.state_dir()
-    finally:
-        if not already_running:
-            _stack.down()
 
 
 def shortened_error_ratio_rule() -> dict[str, Any]:
@@ -116,7 +103,7 @@ def recovery(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def fast_prometheus(stack: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def fast_prometheus(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A second Prometheus evaluating the shortened rule on the stack Prometheus' data (see the module doc)."""
     folder = tmp_path_factory.mktemp("fast-prometheus")
     (folder / "rules.yml").write_text(
@@ -132,9 +119,15 @@ def fast_prometheus(stack: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         "rule_files": [str(folder / "rules.yml")],
         # filter_external_labels: false, else our external label becomes a matcher no stored series has.
         "remote_read": [
-            {"url": "http://127.0.0.1:9090/api/v1/read", "read_recent": True, "filter_external_labels": False}
+            {
+                "url": f"{stack['prometheus']}/api/v1/read",
+                "read_recent": True,
+                "filter_external_labels": False,
+            }
         ],
-        "alerting": {"alertmanagers": [{"static_configs": [{"targets": ["127.0.0.1:9093"]}]}]},
+        "alerting": {
+            "alertmanagers": [{"static_configs": [{"targets": [stack["alertmanager"].split("//")[1]]}]}]
+        },
     }
     (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
     log = (folder / "prometheus.log").open("w")
@@ -172,7 +165,9 @@ def _active_alerts(alertname: str, **labels: str) -> list[dict[str, Any]]:
     matchers = [f'alertname="{alertname}"', *(f'{k}="{v}"' for k, v in labels.items())]
     query = urllib.parse.urlencode([("filter", m) for m in matchers])
     try:
-        return list(httpx.get(f"{ALERTMANAGER}/api/v2/alerts?{query}", timeout=5).json())
+        return list(
+            httpx.get(f"{_stack.endpoints()['alertmanager']}/api/v2/alerts?{query}", timeout=5).json()
+        )
     except (httpx.HTTPError, ValueError):
         return []  # Alertmanager restarting under another test: ask again
 
@@ -202,14 +197,14 @@ def _drive(orders_url: str, stop: threading.Event, failing: threading.Event) -> 
 
 
 def test_error_injection_fires_the_error_ratio_alert_into_the_recovery_action_once_then_resolves(
-    stack: Path, recovery: Path, fast_prometheus: str, tmp_path: Path
+    stack: dict[str, str], recovery: Path, fast_prometheus: str, tmp_path: Path
 ) -> None:
     stale = [a for a in _active_alerts("ServiceHighErrorRatio", service="orders")]
     assert not stale, (
         f"ServiceHighErrorRatio for orders already active in Alertmanager; its group would hide ours: {stale}"
     )
     stop, failing = threading.Event(), threading.Event()
-    with demo_services(_stack.OTLP_ENDPOINT, tmp_path / "services") as urls:
+    with demo_services(_stack.endpoints()["otlp"], tmp_path / "services") as urls:
         drivers = [
             threading.Thread(target=_drive, args=(urls.orders, stop, failing), daemon=True) for _ in range(2)
         ]
@@ -315,12 +310,12 @@ def _push_dead_letter_line(service_name: str, order_id: str) -> None:
             }
         ]
     }
-    answer = httpx.post(f"{_stack.OTLP_ENDPOINT}/v1/logs", json=body, timeout=10)
+    answer = httpx.post(f"{_stack.endpoints()['otlp']}/v1/logs", json=body, timeout=10)
     assert answer.status_code == 200, answer.text
 
 
 def test_a_dead_letter_line_fires_the_loki_ruler_alert_into_the_recovery_action_once(
-    stack: Path, recovery: Path
+    stack: dict[str, str], recovery: Path
 ) -> None:
     # A service name of its own makes a new alert group (grouped by alertname and service), so the
     # notification goes out after group_wait instead of joining a group that fired earlier.

@@ -16,12 +16,10 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
 
-from otel_correlate import _stack
 from otel_correlate._demo import demo_services
 from tests.dashboard_queries import QueryResult, default_variables, load_dashboards, run_dashboard
 
@@ -34,19 +32,6 @@ DEADLINE_SECONDS = 150
 @dataclass
 class Traffic:
     order_id: str
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[Path]:
-    """The stack of ``OTEL_CORRELATE_STATE_DIR``: reused when it already runs, else started and stopped here."""
-    already_running = all(line.endswith(", ready") for line in _stack.status().values())
-    if not already_running:
-        _stack.up()
-    try:
-        yield _stack.state_dir()
-    finally:
-        if not already_running:
-            _stack.down()
 
 
 def _background(orders_url: str, notifications_url: str, stop: threading.Event) -> None:
@@ -72,8 +57,8 @@ def _background(orders_url: str, notifications_url: str, stop: threading.Event) 
 
 
 @pytest.fixture(scope="module")
-def traffic(stack: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Traffic]:
-    with demo_services(_stack.OTLP_ENDPOINT, tmp_path_factory.mktemp("dashboard-services")) as urls:
+def traffic(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Traffic]:
+    with demo_services(stack["otlp"], tmp_path_factory.mktemp("dashboard-services")) as urls:
         client = httpx.Client(timeout=30)
         created = client.post(f"{urls.orders}/orders", json={"customer": "dashboards", "amount": 7})
         assert created.status_code == 201, created.text

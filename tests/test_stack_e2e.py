@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -34,19 +33,6 @@ class Running:
     request_id: str
 
 
-@pytest.fixture(scope="module")
-def stack() -> Iterator[Path]:
-    """The stack of ``OTEL_CORRELATE_STATE_DIR``: reused when it already runs, else started and stopped here."""
-    already_running = all(line.endswith(", ready") for line in _stack.status().values())
-    if not already_running:
-        _stack.up()
-    try:
-        yield _stack.state_dir()
-    finally:
-        if not already_running:
-            _stack.down()
-
-
 def _background_traffic(orders_url: str, stop: threading.Event) -> None:
     """Steady traffic while the module runs: rates need samples over time, errors included."""
     with httpx.Client(base_url=orders_url, timeout=15) as client:
@@ -59,8 +45,8 @@ def _background_traffic(orders_url: str, stop: threading.Event) -> None:
 
 
 @pytest.fixture(scope="module")
-def running(stack: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    engines = _stack.endpoints()
+def running(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    engines = stack
     with demo_services(engines["otlp"], tmp_path_factory.mktemp("services")) as urls:
         client = httpx.Client(base_url=urls.orders, timeout=15)
         created = client.post(

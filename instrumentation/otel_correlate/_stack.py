@@ -163,6 +163,7 @@ TELEGRAM_TOKEN_PLACEHOLDER = "RENDERED_FROM_SECRETS_telegram_bot_token"
 def render_alertmanager_config(state: Path) -> Path:
     """A private copy of the Alertmanager config with the Telegram bot token filled in.
 
+    Loopback webhook ports (the recovery service) move with ``OTEL_CORRELATE_PORT_OFFSET``.
     Alertmanager 0.25 (Debian bookworm) has no ``bot_token_file``, so the token is
     read from ``$OTEL_CORRELATE_SECRETS_DIR/telegram_bot_token`` and written into a
     copy only the owner can read. Without the file the placeholder stays and
@@ -173,6 +174,8 @@ def render_alertmanager_config(state: Path) -> Path:
     target = state / "alertmanager" / "alertmanager.yml"
     target.parent.mkdir(parents=True, exist_ok=True)
     text = source.read_text()
+    offset = port_offset()
+    text = re.sub(r"127\.0\.0\.1:(\d+)", lambda m: f"127.0.0.1:{int(m.group(1)) + offset}", text)
     token_file = Path(_settings.SECRETS_DIR.get()) / "telegram_bot_token"
     if token_file.is_file():
         text = text.replace(TELEGRAM_TOKEN_PLACEHOLDER, token_file.read_text().strip())
