@@ -1,0 +1,92 @@
+"""The lean ASGI server middleware emits the span and HTTP metrics the contrib middleware did."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from otel_correlate import instrument_fastapi_app
+from otel_correlate._capture import TelemetryCapture
+
+
+def _client() -> TestClient:
+    app = FastAPI()
+
+    @app.get("/orders/{order_id}")
+    def get_order(order_id: str) -> dict[str, str]:
+        return {"id": order_id}
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("boom")
+
+    return TestClient(instrument_fastapi_app(app), raise_server_exceptions=False)
+
+
+def test_server_span_has_route_name_and_stable_http_attributes(otel_capture: TelemetryCapture) -> None:
+    response = _client().get("/orders/A-1?verbose=1", headers={"User-Agent": "t/1", "X-Request-ID": "r-1"})
+    assert response.status_code == 200
+    [span] = otel_capture.spans()
+    assert span.name == "GET /orders/{order_id}"
+    assert span.kind.name == "SERVER"
+    assert span.status.status_code.name == "UNSET"
+    attributes = dict(span.attributes or {})
+    assert attributes.pop("client.port") > 0
+    assert attributes == {
+        "http.request.method": "GET",
+        "url.scheme": "http",
+        "network.protocol.version": "1.1",
+        "url.path": "/orders/A-1",
+        "url.query": "verbose=1",
+        "server.address": "testserver",
+        "client.address": "testclient",
+        "user_agent.original": "t/1",
+        "http.route": "/orders/{order_id}",
+        "http.response.status_code": 200,
+        "requestId": "r-1",
+        "orderId": "A-1",
+    }
+
+
+def test_request_duration_links_to_the_trace_and_active_requests_return_to_zero(
+    otel_capture: TelemetryCapture,
+) -> None:
+    _client().get("/orders/A-2")
+    [span] = otel_capture.spans()
+    points = {p.name: p for p in otel_capture.metrics() if p.name.startswith("http.server.")}
+    duration = points["http.server.request.duration"]
+    assert duration.attributes == {
+        "http.request.method": "GET",
+        "url.scheme": "http",
+        "network.protocol.version": "1.1",
+        "http.route": "/orders/{order_id}",
+        "http.response.status_code": 200,
+    }
+    assert duration.unit == "s"
+    [exemplar] = duration.exemplars
+    assert exemplar["trace_id"] == format(span.context.trace_id, "032x")
+    active = points["http.server.active_requests"]
+    assert (active.attributes, active.value, active.unit) == (
+        {"http.request.method": "GET", "url.scheme": "http"},
+        0,
+        "{request}",
+    )
+
+
+def test_unhandled_exception_marks_the_span_and_metric_as_a_500(otel_capture: TelemetryCapture) -> None:
+    assert _client().get("/boom").status_code == 500
+    [span] = otel_capture.spans()
+    assert span.name == "GET /boom"
+    assert span.status.status_code.name == "ERROR"
+    assert span.attributes["http.response.status_code"] == 500
+    assert span.attributes["error.type"] == "RuntimeError"
+    assert [e.name for e in span.events] == ["exception"]
+    [duration] = [p for p in otel_capture.metrics() if p.name == "http.server.request.duration"]
+    assert duration.attributes["error.type"] == "RuntimeError"
+
+
+def test_health_and_metrics_urls_are_not_traced(otel_capture: TelemetryCapture) -> None:
+    client = _client()
+    for path in ("/health", "/health/live", "/metrics?x=1"):
+        client.get(path)
+    assert otel_capture.spans() == []
