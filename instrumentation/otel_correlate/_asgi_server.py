@@ -173,10 +173,10 @@ class ServerTelemetryMiddleware:
         if excluded is not None and excluded.url_disabled(
             f"{path}?{query.decode('latin-1')}" if query else path
         ):
-            await self.app(scope, receive, send)
+            await self._untraced(scope, receive, send)
             return
         try:
-            state = _RequestState(self, scope)
+            state = self._start(scope)
         except Exception:  # telemetry must never fail the request
             await self.app(scope, receive, send)
             return
@@ -188,9 +188,60 @@ class ServerTelemetryMiddleware:
             raise
         finally:
             try:
-                state.finish(scope)
+                state.finish(getattr(scope.get("route"), "path", None))
             finally:
                 context.detach(token)
+
+    async def _untraced(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """An excluded URL: no span and no metrics, but the requestId and its header still apply."""
+        wanted = self._header
+        raw = next(
+            (value.decode("latin-1") for name, value in scope.get("headers", ()) if name == wanted), None
+        )
+        try:
+            ctx, keys = _web.enter_request(raw)
+        except Exception:  # telemetry must never fail the request
+            await self.app(scope, receive, send)
+            return
+        echoed = (wanted, keys["requestId"].encode("latin-1"))
+
+        async def send_with_request_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers") or () if h[0].lower() != wanted]
+                headers.append(echoed)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        token = context.attach(ctx)
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        finally:
+            context.detach(token)
+
+    def _start(self, scope: Scope) -> _RequestState:
+        headers: dict[str, str] = {}
+        request_id: str | None = None
+        wanted = self._header
+        for name, value in scope.get("headers", ()):
+            if name == wanted:
+                request_id = value.decode("latin-1")
+            elif name in _WANTED:
+                headers[name.decode("latin-1")] = value.decode("latin-1")
+        client = scope.get("client")
+        server = scope.get("server")
+        return _RequestState(
+            self._instruments,
+            wanted,
+            raw_method=scope.get("method", ""),
+            scheme=scope.get("scheme", "http"),
+            path=scope.get("path", ""),
+            query=scope.get("query_string", b"").decode("latin-1"),
+            version=scope.get("http_version"),
+            headers=headers,
+            request_id=request_id,
+            client=(client[0], client[1]) if client else None,
+            server=(server[0], server[1]) if server else None,
+        )
 
 
 class _RequestState:
@@ -210,34 +261,35 @@ class _RequestState:
         "status",
     )
 
-    def __init__(self, owner: ServerTelemetryMiddleware, scope: Scope) -> None:
+    def __init__(
+        self,
+        instruments: _Instruments,
+        header_name: bytes,
+        *,
+        raw_method: str,
+        scheme: str,
+        path: str,
+        query: str,
+        version: str | None,
+        headers: dict[str, str],
+        request_id: str | None,
+        client: tuple[str, int | None] | None,
+        server: tuple[str, int] | None,
+    ) -> None:
         self.start = time.perf_counter()
-        instruments = owner._instruments
         if instruments.tracer is None:
             instruments.load()
         self.instruments = instruments
-        headers: dict[str, str] = {}
-        request_id: str | None = None
-        wanted = owner._header
-        for name, value in scope.get("headers", ()):
-            if name == wanted:
-                request_id = value.decode("latin-1")
-            elif name in _WANTED:
-                headers[name.decode("latin-1")] = value.decode("latin-1")
-        raw_method: str = scope.get("method", "")
         method = raw_method if raw_method in _KNOWN_METHODS else "_OTHER"
         self.method = method
-        scheme: str = scope.get("scheme", "http")
         self.attributes: dict[str, Any] = {"http.request.method": method, "url.scheme": scheme}
         self.active_key = (method, scheme)
-        version = scope.get("http_version")
         if version:
             self.attributes["network.protocol.version"] = version
         span_attributes = dict(self.attributes)
-        span_attributes["url.path"] = scope.get("path", "")
-        query: bytes = scope.get("query_string", b"")
+        span_attributes["url.path"] = path
         if query:
-            span_attributes["url.query"] = query.decode("latin-1")
+            span_attributes["url.query"] = query
         if method != raw_method:
             span_attributes["http.request.method_original"] = raw_method
         host = headers.get("host")
@@ -246,11 +298,12 @@ class _RequestState:
             span_attributes["server.address"] = address
             if port:
                 span_attributes["server.port"] = int(port)
-        elif scope.get("server"):
-            span_attributes["server.address"], span_attributes["server.port"] = scope["server"][:2]
-        client = scope.get("client")
+        elif server:
+            span_attributes["server.address"], span_attributes["server.port"] = server
         if client:
-            span_attributes["client.address"], span_attributes["client.port"] = client[:2]
+            span_attributes["client.address"] = client[0]
+            if client[1] is not None:
+                span_attributes["client.port"] = client[1]
         agent = headers.get("user-agent")
         if agent:
             span_attributes["user_agent.original"] = agent
@@ -265,7 +318,10 @@ class _RequestState:
         ctx = trace.set_span_in_context(self.span, parent)
         try:
             ctx, keys = _web.enter_request(request_id, ctx=ctx)
-            self.request_id_header: tuple[bytes, bytes] | None = (wanted, keys["requestId"].encode("latin-1"))
+            self.request_id_header: tuple[bytes, bytes] | None = (
+                header_name,
+                keys["requestId"].encode("latin-1"),
+            )
         except Exception:  # keys are best effort; the span and metrics still happen
             self.request_id_header = None
         self.ctx = ctx
@@ -295,9 +351,8 @@ class _RequestState:
 
         return send_with_telemetry
 
-    def finish(self, scope: Scope) -> None:
+    def finish(self, route: str | None) -> None:
         attributes = self.attributes
-        route = getattr(scope.get("route"), "path", None)
         span = self.span
         if route:
             attributes["http.route"] = route

@@ -51,9 +51,9 @@ class CorrelateDistro(BaseDistro):  # type: ignore[misc]
 
     def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
         name = entry_point.name
-        if name != "fastapi":
-            # FastAPI gets our lean server middleware instead of the contrib ASGI one
-            # (same span and metrics, a fraction of the per-request work).
+        if name not in ("fastapi", "flask"):
+            # FastAPI and Flask get our lean server middleware instead of the contrib
+            # ASGI/WSGI ones (same span and metrics, a fraction of the per-request work).
             super().load_instrumentor(entry_point, **kwargs)
         try:
             if name == "fastapi":

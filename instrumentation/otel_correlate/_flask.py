@@ -1,9 +1,11 @@
-"""Flask integration: business keys per request and ``X-Request-ID`` on every response.
+"""Flask integration: the server span, business keys and ``X-Request-ID`` on every response.
 
-Under ``opentelemetry-instrument`` the distro calls :func:`patch_flask_class` after
-the contrib Flask instrumentor swapped ``flask.Flask``; every app created
-afterwards registers our request hooks. :func:`instrument_flask_app` does the
-same for one app configured by hand.
+Under ``opentelemetry-instrument`` the distro calls :func:`patch_flask_class`
+instead of loading the contrib Flask instrumentor: every app created afterwards
+is traced by :mod:`otel_correlate._wsgi_server` (one lean WSGI wrapper and two
+hooks doing the contrib instrumentation's job and ours). :func:`instrument_flask_app`
+does the same for one app configured by hand; for an app the contrib instrumentor
+already traces, :func:`register_hooks` adds only the business keys.
 """
 
 from __future__ import annotations
@@ -83,7 +85,9 @@ def patch_flask_class() -> None:
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            register_hooks(self)
+            from otel_correlate import _wsgi_server
+
+            _wsgi_server.install(self)
 
     CorrelatedFlask.__name__ = "Flask"
     CorrelatedFlask.__qualname__ = "Flask"
@@ -98,9 +102,12 @@ def instrument_flask_app(app: Any) -> Any:
         >>> app = instrument_flask_app(Flask("orders"))
     """
     _require_flask()
-    from opentelemetry.instrumentation.flask import FlaskInstrumentor
+    if getattr(app, "_otel_correlate_wsgi", False):
+        return app
+    if getattr(app, "_is_instrumented_by_opentelemetry", False):
+        register_hooks(app)  # traced by the contrib instrumentor: add only the business keys
+        return app
+    from otel_correlate import _wsgi_server
 
-    if not getattr(app, "_is_instrumented_by_opentelemetry", False):
-        FlaskInstrumentor().instrument_app(app, excluded_urls=_web.EXCLUDED_URLS)
-    register_hooks(app)
+    _wsgi_server.install(app)
     return app

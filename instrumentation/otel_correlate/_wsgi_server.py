@@ -1,0 +1,192 @@
+"""A lean WSGI server wrapper for Flask: the server span, the HTTP server metrics and the business keys.
+
+The WSGI counterpart of :mod:`otel_correlate._asgi_server`, replacing the contrib
+Flask instrumentation (its WSGI middleware and request hooks) plus our former
+hooks: one wrapper around ``app.wsgi_app`` starts the SERVER span, decides the
+requestId and echoes ``X-Request-ID``; one ``before_request`` hook adds the
+matched rule (``http.route``) and route-parameter keys; ``teardown_request``
+hands an unhandled exception to the span. Span and metrics are the ones the
+contrib instrumentation emits with ``OTEL_SEMCONV_STABILITY_OPT_IN=http``.
+
+Example:
+    >>> from flask import Flask
+    >>> app = Flask("orders")
+    >>> install(app)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from opentelemetry import context
+from opentelemetry.util.http import ExcludeList, parse_excluded_urls
+
+from otel_correlate import _web
+from otel_correlate._asgi_server import _Instruments, _RequestState
+
+_STATE = "otel_correlate.request"
+_ROUTE = "otel_correlate.route"
+_ERROR = "otel_correlate.error"
+_TOKEN = "otel_correlate.route_token"
+#: Propagation and request headers as WSGI environ keys -> header names.
+_HEADERS = {
+    "HTTP_TRACEPARENT": "traceparent",
+    "HTTP_TRACESTATE": "tracestate",
+    "HTTP_BAGGAGE": "baggage",
+    "HTTP_USER_AGENT": "user-agent",
+    "HTTP_HOST": "host",
+    "CONTENT_LENGTH": "content-length",
+}
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+def excluded_urls() -> ExcludeList | None:
+    """``OTEL_PYTHON_FLASK_EXCLUDED_URLS`` (or ``OTEL_PYTHON_EXCLUDED_URLS``), else our default."""
+    urls = (
+        os.environ.get("OTEL_PYTHON_FLASK_EXCLUDED_URLS")
+        or os.environ.get("OTEL_PYTHON_EXCLUDED_URLS")
+        or _web.EXCLUDED_URLS
+    )
+    return parse_excluded_urls(urls)
+
+
+class ServerTelemetryWSGI:
+    """Wraps a WSGI app: one SERVER span and the HTTP server metrics per request, with business keys."""
+
+    def __init__(self, wsgi_app: WSGIApp) -> None:
+        self.wsgi_app = wsgi_app
+        header = _web.request_id_header()
+        self._header = header
+        self._header_lower = header.lower()
+        self._environ_key = "HTTP_" + header.upper().replace("-", "_")
+        self._excluded = excluded_urls()
+        self._instruments = _Instruments()
+
+    def _untraced(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """An excluded URL: no span and no metrics, but the requestId and its header still apply."""
+        try:
+            ctx, keys = _web.enter_request(environ.get(self._environ_key))
+        except Exception:  # telemetry must never fail the request
+            return self.wsgi_app(environ, start_response)
+        header, header_lower, request_id = self._header, self._header_lower, keys["requestId"]
+
+        def start_response_with_request_id(
+            status: str, response_headers: list[tuple[str, str]], *args: Any
+        ) -> Any:
+            response_headers = [h for h in response_headers if h[0].lower() != header_lower]
+            response_headers.append((header, request_id))
+            return start_response(status, response_headers, *args)
+
+        token = context.attach(ctx)
+        try:
+            return self.wsgi_app(environ, start_response_with_request_id)
+        finally:
+            context.detach(token)
+
+    def _start(self, environ: dict[str, Any]) -> _RequestState:
+        headers = {name: environ[key] for key, name in _HEADERS.items() if environ.get(key)}
+        protocol: str = environ.get("SERVER_PROTOCOL", "")
+        client = environ.get("REMOTE_ADDR")
+        port = environ.get("REMOTE_PORT")
+        server_port = environ.get("SERVER_PORT")
+        return _RequestState(
+            self._instruments,
+            self._header_lower.encode("latin-1"),
+            raw_method=environ.get("REQUEST_METHOD", ""),
+            scheme=environ.get("wsgi.url_scheme", "http"),
+            path=environ.get("PATH_INFO", ""),
+            query=environ.get("QUERY_STRING", ""),
+            version=protocol.partition("/")[2] or None,
+            headers=headers,
+            request_id=environ.get(self._environ_key),
+            client=(client, int(port) if port and str(port).isdigit() else None) if client else None,
+            server=(environ["SERVER_NAME"], int(server_port))
+            if environ.get("SERVER_NAME") and server_port and str(server_port).isdigit()
+            else None,
+        )
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path: str = environ.get("PATH_INFO", "")
+        query: str = environ.get("QUERY_STRING", "")
+        excluded = self._excluded
+        if excluded is not None and excluded.url_disabled(f"{path}?{query}" if query else path):
+            return self._untraced(environ, start_response)
+        try:
+            state = self._start(environ)
+        except Exception:  # telemetry must never fail the request
+            return self.wsgi_app(environ, start_response)
+        environ[_STATE] = state
+        echoed = state.request_id_header
+        header, header_lower = self._header, self._header_lower
+
+        def start_response_with_telemetry(
+            status: str, response_headers: list[tuple[str, str]], *args: Any
+        ) -> Any:
+            try:
+                state.status = int(status.split(" ", 1)[0])
+                for name, value in response_headers:
+                    if name.lower() == "content-length" and value.isdigit():
+                        state.response_size = int(value)
+                if echoed is not None:
+                    response_headers = [h for h in response_headers if h[0].lower() != header_lower]
+                    response_headers.append((header, echoed[1].decode("latin-1")))
+            except Exception:  # telemetry must never fail the request
+                pass
+            return start_response(status, response_headers, *args)
+
+        token = context.attach(state.ctx)
+        try:
+            return self.wsgi_app(environ, start_response_with_telemetry)
+        except BaseException as exc:
+            state.error = exc
+            raise
+        finally:
+            try:
+                if state.error is None:
+                    state.error = environ.get(_ERROR)
+                state.finish(environ.get(_ROUTE))
+            finally:
+                context.detach(token)
+
+
+def _before_request() -> None:
+    from flask import request
+
+    try:
+        environ = request.environ
+        if _STATE not in environ:
+            return
+        rule = request.url_rule
+        if rule is not None:
+            environ[_ROUTE] = rule.rule
+        ctx = _web.enter_route(request.view_args)
+        if ctx is not None:
+            environ[_TOKEN] = context.attach(ctx)
+    except Exception:  # telemetry must never fail the request
+        return
+
+
+def _teardown_request(exc: BaseException | None) -> None:
+    from flask import request
+
+    environ = request.environ
+    token = environ.pop(_TOKEN, None)
+    if token is not None:
+        context.detach(token)
+    if exc is not None and _STATE in environ:
+        environ[_ERROR] = exc
+
+
+def install(app: Any) -> None:
+    """Trace one Flask app with the lean wrapper (idempotent)."""
+    if getattr(app, "_otel_correlate_wsgi", False):
+        return
+    app._otel_correlate_wsgi = True
+    app._is_instrumented_by_opentelemetry = True
+    app.wsgi_app = ServerTelemetryWSGI(app.wsgi_app)
+    app.before_request(_before_request)
+    app.teardown_request(_teardown_request)

@@ -1,0 +1,86 @@
+"""The lean Flask (WSGI) server wrapper emits the span and HTTP metrics the contrib instrumentation did."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from otel_correlate import instrument_flask_app
+from otel_correlate._capture import TelemetryCapture
+
+
+def _client() -> Any:
+    app = Flask("wsgi-test")
+
+    @app.get("/orders/<order_id>")
+    def get_order(order_id: str) -> dict[str, str]:
+        return {"id": order_id}
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("boom")
+
+    @app.get("/health")
+    def health() -> str:
+        return "ok"
+
+    return instrument_flask_app(app).test_client()
+
+
+def test_server_span_has_route_name_and_stable_http_attributes(otel_capture: TelemetryCapture) -> None:
+    response = _client().get("/orders/A-1?verbose=1", headers={"User-Agent": "t/1", "X-Request-ID": "r-1"})
+    assert response.status_code == 200
+    assert response.headers["X-Request-ID"] == "r-1"
+    [span] = otel_capture.spans()
+    assert span.name == "GET /orders/<order_id>"
+    assert span.kind.name == "SERVER"
+    assert span.status.status_code.name == "UNSET"
+    attributes = dict(span.attributes or {})
+    assert attributes == {
+        "http.request.method": "GET",
+        "url.scheme": "http",
+        "network.protocol.version": "1.1",
+        "url.path": "/orders/A-1",
+        "url.query": "verbose=1",
+        "server.address": "localhost",
+        "client.address": "127.0.0.1",
+        "user_agent.original": "t/1",
+        "http.route": "/orders/<order_id>",
+        "http.response.status_code": 200,
+        "requestId": "r-1",
+        "orderId": "A-1",
+    }
+
+
+def test_request_duration_links_to_the_trace(otel_capture: TelemetryCapture) -> None:
+    _client().get("/orders/A-2")
+    [span] = otel_capture.spans()
+    points = {p.name: p for p in otel_capture.metrics() if p.name.startswith("http.server.")}
+    duration = points["http.server.request.duration"]
+    assert duration.attributes == {
+        "http.request.method": "GET",
+        "url.scheme": "http",
+        "network.protocol.version": "1.1",
+        "http.route": "/orders/<order_id>",
+        "http.response.status_code": 200,
+    }
+    [exemplar] = duration.exemplars
+    assert exemplar["trace_id"] == format(span.context.trace_id, "032x")
+    assert points["http.server.active_requests"].value == 0
+
+
+def test_unhandled_exception_marks_the_span_as_a_500(otel_capture: TelemetryCapture) -> None:
+    assert _client().get("/boom").status_code == 500
+    [span] = otel_capture.spans()
+    assert span.name == "GET /boom"
+    assert span.status.status_code.name == "ERROR"
+    assert span.attributes["http.response.status_code"] == 500
+    assert span.attributes["error.type"] == "RuntimeError"
+    assert [e.name for e in span.events] == ["exception"]
+
+
+def test_excluded_urls_are_not_traced_but_still_echo_the_request_id(otel_capture: TelemetryCapture) -> None:
+    response = _client().get("/health", headers={"X-Request-ID": "h-1"})
+    assert response.headers["X-Request-ID"] == "h-1"
+    assert otel_capture.spans() == []
