@@ -205,6 +205,19 @@ def _tree_kb(pid: int, path: str, field: str) -> float:
     return total / 1024
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its descendants (threads included)."""
+    total = 0
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        stack.extend(_children(current))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     """VmRSS of a process and all its descendants, in MiB (pages shared after fork count twice)."""
     return _tree_kb(pid, "status", "VmRSS:")
@@ -339,7 +352,10 @@ def run_one(framework: str, config: str, opts: Options, log_dir: Path) -> dict[s
         _wait_http(base + path)
         warmup = wrk(base + path, 1, opts.connections)
         pss_warm = pss_mb(proc.pid)
+        cpu_before = cpu_seconds(proc.pid)
         result = wrk(base + path, opts.duration, opts.connections)
+        # CPU per request: robust to other load on the machine, unlike req/s.
+        result["cpu_us_per_request"] = 1e6 * (cpu_seconds(proc.pid) - cpu_before) / max(result["requests"], 1)
         result.update(
             {f"lowload_{k}": v for k, v in lowload_latency(PORTS["app"], path, opts.lowload_requests).items()}
         )
@@ -369,6 +385,7 @@ def summarise(raw: dict[str, dict[str, list[dict[str, float]]]]) -> dict[str, di
         for config, runs in by_config.items():
             row: dict[str, float] = {
                 "rps": median([r["rps"] for r in runs]),
+                "cpu_us_per_request": median([r["cpu_us_per_request"] for r in runs]),
                 "p50_ms": median([r["p50_ms"] for r in runs]),
                 "p99_ms": median([r["p99_ms"] for r in runs]),
                 "lowload_p50_ms": median([r["lowload_p50_ms"] for r in runs]),
@@ -383,6 +400,9 @@ def summarise(raw: dict[str, dict[str, list[dict[str, float]]]]) -> dict[str, di
             if base_runs:
                 pairs = list(zip(runs, base_runs, strict=False))
                 row["throughput_ratio"] = median([r["rps"] / b["rps"] for r, b in pairs])
+                row["cpu_ratio"] = median(
+                    [b["cpu_us_per_request"] / r["cpu_us_per_request"] for r, b in pairs]
+                )
                 row["added_p50_ms"] = median([r["p50_ms"] - b["p50_ms"] for r, b in pairs])
                 row["added_p99_ms"] = median([r["p99_ms"] - b["p99_ms"] for r, b in pairs])
                 row["added_lowload_p50_us"] = 1000 * median(
@@ -412,19 +432,21 @@ def markdown(result: dict[str, object]) -> str:
         lines += [
             f"## {framework} ({server})",
             "",
-            "| configuration | req/s | ratio | added p50 (c8) | added p99 (c8) | added p50 low load | PSS MB | +PSS MB | PSS growth in run MB | spans/req | logs/req |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| configuration | req/s | ratio | CPU µs/req | CPU ratio | added p50 (c8) | added p99 (c8) | added p50 low load | PSS MB | +PSS MB | PSS growth in run MB | spans/req | logs/req |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for config, row in rows.items():
             if config == "uninstrumented":
                 lines.append(
-                    f"| {config} | {row['rps']:,.0f} | 1.00 | ({row['p50_ms']:.2f} ms) | ({row['p99_ms']:.2f} ms) "
+                    f"| {config} | {row['rps']:,.0f} | 1.00 | {row['cpu_us_per_request']:.0f} | 1.00 "
+                    f"| ({row['p50_ms']:.2f} ms) | ({row['p99_ms']:.2f} ms) "
                     f"| ({1000 * row['lowload_p50_ms']:.0f} µs) | {row['pss_mb']:.0f} | "
                     f"| {row['pss_growth_mb']:+.1f} | | |"
                 )
                 continue
             lines.append(
                 f"| {config} | {row['rps']:,.0f} | {row.get('throughput_ratio', float('nan')):.2f} "
+                f"| {row['cpu_us_per_request']:.0f} | {row.get('cpu_ratio', float('nan')):.2f} "
                 f"| {row.get('added_p50_ms', float('nan')):+.2f} ms | {row.get('added_p99_ms', float('nan')):+.2f} ms "
                 f"| {row.get('added_lowload_p50_us', float('nan')):+.0f} µs | {row['pss_mb']:.0f} "
                 f"| {row.get('added_pss_mb', float('nan')):+.1f} | {row['pss_growth_mb']:+.1f} "
@@ -540,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"round {round_no + 1}/{opts.rounds} {framework:8} {config:22} {result['rps']:8.0f} req/s "
                         f"p50 {result['p50_ms']:.2f} ms p99 {result['p99_ms']:.2f} ms "
                         f"low {1000 * result['lowload_p50_ms']:.0f} us rss {result['rss_mb']:.0f} MB "
-                        f"spans/req {result['spans_per_request']:.2f}",
+                        f"spans/req {result['spans_per_request']:.2f} cpu {result['cpu_us_per_request']:.0f} us/req",
                         file=sys.stderr,
                         flush=True,
                     )
