@@ -213,14 +213,27 @@ def test_error_injection_fires_the_error_ratio_alert_into_the_recovery_action_on
             driver.start()
         try:
             started = time.monotonic()
-            wait_until(
-                lambda: any(
-                    r["decision"] == "ran" for r in _decisions(recovery, "ServiceHighErrorRatio", "orders")
-                ),
-                timeout=180,
-                interval=1,
-                what="ServiceHighErrorRatio to reach the recovery webhook through Alertmanager",
-            )
+            try:
+                wait_until(
+                    lambda: any(
+                        r["decision"] == "ran"
+                        for r in _decisions(recovery, "ServiceHighErrorRatio", "orders")
+                    ),
+                    timeout=300,
+                    interval=1,
+                    what="ServiceHighErrorRatio to reach the recovery webhook through Alertmanager",
+                )
+            except TimeoutError as exc:  # say where the alert stopped, for whoever reads the CI log
+                rule_state = httpx.get(f"{fast_prometheus}/api/v1/alerts", timeout=5).text[:1500]
+                held = _active_alerts("ServiceHighErrorRatio")
+                audit = (
+                    (recovery / "audit.jsonl").read_text()[-1500:]
+                    if (recovery / "audit.jsonl").exists()
+                    else ""
+                )
+                raise AssertionError(
+                    f"{exc}\ntest Prometheus alerts: {rule_state}\nAlertmanager holds: {held}\naudit: {audit}"
+                ) from exc
             fired_after = time.monotonic() - started
             [firing] = _active_alerts("ServiceHighErrorRatio", service="orders", stack=TEST_STACK_LABEL)
             assert firing["labels"] == {
