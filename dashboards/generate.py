@@ -19,8 +19,9 @@ Conventions every panel follows (the tests check them):
   known only on ``target_info``: it filters the service list (chained
   variables) and the Loki and Tempo queries, which carry it directly.
 
-Python process CPU and memory are not exported by the services yet; the
-resource panels show what exists: the collector's own process metrics and the
+CPU and memory of each service process come from the distro's process metrics
+(``process_cpu_time_seconds_total``, ``process_memory_usage_bytes``, one series
+per worker ``instance``); the SRE dashboard adds the collector's own and the
 scraped engines' ``process_*`` metrics.
 """
 
@@ -364,23 +365,26 @@ def service_overview() -> dict[str, Any]:
             links=CORRELATION_LINKS,
         ),
         timeseries(
-            "CPU",
-            "CPU used, in cores. The Python services do not export process metrics yet, so this shows what "
-            "exists: the collector (otelcol_process_cpu_seconds) and the scraped engines (process_cpu_seconds_total).",
+            "CPU per process",
+            "CPU used by each service process (worker), in cores: user plus system time from the distro's "
+            "process.cpu.time metric.",
             [
-                prom("sum by (job) (rate(otelcol_process_cpu_seconds[$__rate_interval]))", "{{job}}"),
-                prom("sum by (job) (rate(process_cpu_seconds_total[$__rate_interval]))", "{{job}}"),
+                prom(
+                    'sum by (job, instance) (rate(process_cpu_time_seconds_total{job=~"$service"}[$__rate_interval]))',
+                    "{{job}} {{instance}}",
+                ),
             ],
             unit="percentunit",
             links=CORRELATION_LINKS,
         ),
         timeseries(
-            "Memory (RSS)",
-            "Resident memory. The Python services do not export process metrics yet, so this shows the "
-            "collector (otelcol_process_memory_rss) and the scraped engines (process_resident_memory_bytes).",
+            "Memory per process (RSS)",
+            "Resident memory of each service process (worker), from the distro's process.memory.usage metric.",
             [
-                prom("sum by (job) (otelcol_process_memory_rss)", "{{job}}"),
-                prom("sum by (job) (process_resident_memory_bytes)", "{{job}}"),
+                prom(
+                    'sum by (job, instance) (process_memory_usage_bytes{job=~"$service"})',
+                    "{{job}} {{instance}}",
+                ),
             ],
             unit="bytes",
             links=CORRELATION_LINKS,
@@ -624,9 +628,9 @@ def sre() -> dict[str, Any]:
         ),
         timeseries(
             "CPU by component",
-            "CPU in cores of the collector and the scraped engines (the Python services do not export process "
-            "metrics yet).",
+            "CPU in cores of the services, the collector and the scraped engines.",
             [
+                prom("sum by (job) (rate(process_cpu_time_seconds_total[$__rate_interval]))", "{{job}}"),
                 prom("sum by (job) (rate(otelcol_process_cpu_seconds[$__rate_interval]))", "{{job}}"),
                 prom("sum by (job) (rate(process_cpu_seconds_total[$__rate_interval]))", "{{job}}"),
             ],
@@ -635,8 +639,9 @@ def sre() -> dict[str, Any]:
         ),
         timeseries(
             "Memory by component",
-            "Resident memory of the collector and the scraped engines.",
+            "Resident memory of the services, the collector and the scraped engines.",
             [
+                prom("sum by (job) (process_memory_usage_bytes)", "{{job}}"),
                 prom("sum by (job) (otelcol_process_memory_rss)", "{{job}}"),
                 prom("sum by (job) (process_resident_memory_bytes)", "{{job}}"),
             ],

@@ -161,7 +161,13 @@ def test_no_metric_carries_a_business_key_and_http_metrics_exist(demo: Demo) -> 
         "notifications",
         "http.server.request.duration",
         "http.client.request.duration",
+        "process.cpu.time",
+        "process.memory.usage",
     } <= names
+    processes = {(m.service, m.name) for m in demo.receiver.metrics if m.name.startswith("process.")}
+    assert processes == {
+        (s, n) for s in ("orders", "notifications") for n in ("process.cpu.time", "process.memory.usage")
+    }
     durations = [m for m in demo.receiver.metrics if m.name == "http.server.request.duration" and m.exemplars]
     assert durations, "request-duration points carry trace exemplars"
     assert all(len(e["trace_id"]) == 32 for m in durations for e in m.exemplars)

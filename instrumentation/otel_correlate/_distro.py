@@ -122,7 +122,7 @@ def configure_sdk(*, auto_instrumentation_version: str | None = None) -> None:
     from opentelemetry.sdk.metrics.export import MetricReader
     from opentelemetry.sdk.resources import Resource
 
-    from otel_correlate import _logs, _pipeline
+    from otel_correlate import _logs, _pipeline, _process_metrics
 
     span_classes, metric_classes, log_classes = _import_exporters(
         _get_exporter_names("traces"), _get_exporter_names("metrics"), _get_exporter_names("logs")
@@ -151,6 +151,7 @@ def configure_sdk(*, auto_instrumentation_version: str | None = None) -> None:
     )
     trace.set_tracer_provider(providers.tracer_provider)
     metrics.set_meter_provider(providers.meter_provider)
+    _process_metrics.register_process_metrics(providers.meter_provider)
     set_logger_provider(providers.logger_provider)
     if log_classes:
         _logs.instrument_logging()
