@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from otel_correlate import _build
+from otel_correlate._procs import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -78,12 +78,6 @@ def test_unknown_engine_name_is_rejected_with_the_valid_names() -> None:
 
 
 # --- e2e: real binaries, real processes -------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _binary(name: str) -> Path:
@@ -147,15 +141,15 @@ def test_collector_config_validates_with_the_built_collector(tmp_path: Path) -> 
 @pytest.mark.e2e
 def test_collector_starts_and_reports_healthy_on_loopback(tmp_path: Path) -> None:
     collector = _binary("otelcol-correlate")
-    health, telemetry = _free_port(), _free_port()
+    health, telemetry = free_port(), free_port()
     env = {
         "OTEL_CORRELATE_STATE_DIR": str(tmp_path / "state"),
         "OTEL_CORRELATE_BIND": "127.0.0.1",
-        "OTEL_CORRELATE_OTLP_GRPC_PORT": str(_free_port()),
-        "OTEL_CORRELATE_OTLP_HTTP_PORT": str(_free_port()),
+        "OTEL_CORRELATE_OTLP_GRPC_PORT": str(free_port()),
+        "OTEL_CORRELATE_OTLP_HTTP_PORT": str(free_port()),
         "OTEL_CORRELATE_HEALTH_PORT": str(health),
         "OTEL_CORRELATE_TELEMETRY_PORT": str(telemetry),
-        "OTEL_CORRELATE_PPROF_ENDPOINT": f"127.0.0.1:{_free_port()}",
+        "OTEL_CORRELATE_PPROF_ENDPOINT": f"127.0.0.1:{free_port()}",
     }
     log = tmp_path / "collector.log"
     argv = [str(collector), f"--config={REPO / 'collector' / 'config.yaml'}"]
@@ -176,13 +170,13 @@ def test_collector_starts_and_reports_healthy_on_loopback(tmp_path: Path) -> Non
 @pytest.mark.e2e
 def test_loki_starts_and_answers_ready_on_loopback(tmp_path: Path) -> None:
     loki = _binary("loki")
-    port = _free_port()
+    port = free_port()
     env = {
         "OTEL_CORRELATE_STATE_DIR": str(tmp_path / "state"),
         "OTEL_CORRELATE_LOKI_RULES_DIR": str(tmp_path / "rules"),
         "OTEL_CORRELATE_LOKI_HOST": "127.0.0.1",
         "OTEL_CORRELATE_LOKI_PORT": str(port),
-        "OTEL_CORRELATE_LOKI_GRPC_PORT": str(_free_port()),
+        "OTEL_CORRELATE_LOKI_GRPC_PORT": str(free_port()),
     }
     (tmp_path / "rules" / "fake").mkdir(parents=True)
     log = tmp_path / "loki.log"
@@ -202,14 +196,14 @@ def test_loki_starts_and_answers_ready_on_loopback(tmp_path: Path) -> None:
 @pytest.mark.e2e
 def test_tempo_starts_and_answers_ready_on_loopback(tmp_path: Path) -> None:
     tempo = _binary("tempo")
-    port = _free_port()
+    port = free_port()
     env = {
         "OTEL_CORRELATE_STATE_DIR": str(tmp_path / "state"),
         "OTEL_CORRELATE_TEMPO_HOST": "127.0.0.1",
         "OTEL_CORRELATE_TEMPO_PORT": str(port),
-        "OTEL_CORRELATE_TEMPO_GRPC_PORT": str(_free_port()),
-        "OTEL_CORRELATE_TEMPO_OTLP_GRPC": str(_free_port()),
-        "OTEL_CORRELATE_TEMPO_OTLP_HTTP": str(_free_port()),
+        "OTEL_CORRELATE_TEMPO_GRPC_PORT": str(free_port()),
+        "OTEL_CORRELATE_TEMPO_OTLP_GRPC": str(free_port()),
+        "OTEL_CORRELATE_TEMPO_OTLP_HTTP": str(free_port()),
     }
     log = tmp_path / "tempo.log"
     argv = [str(tempo), f"-config.file={REPO / 'stack' / 'tempo' / 'tempo.yaml'}", "-config.expand-env=true"]
