@@ -41,7 +41,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
 
 
 def _trace_of(receiver: OTLPReceiver, order_id: str, services: set[str]) -> list[SpanRecord]:
-    """The trace whose spans carry ``order_id``, once it holds spans of every service in ``services``."""
+    """The trace whose spans carry ``order_id``, once it holds the server span of every service in ``services``.
+
+    The server span ends last in each service (after its children were exported
+    in an earlier batch), so waiting for it means the trace is complete.
+    """
     found: list[SpanRecord] = []
 
     def complete() -> bool:
@@ -49,7 +53,7 @@ def _trace_of(receiver: OTLPReceiver, order_id: str, services: set[str]) -> list
         for spans in receiver.traces().values():
             if (
                 any(s.attributes.get("orderId") == order_id for s in spans)
-                and {s.service for s in spans} >= services
+                and {s.service for s in spans if s.kind == 2} >= services  # SPAN_KIND_SERVER
             ):
                 found = spans
                 return True
