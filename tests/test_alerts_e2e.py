@@ -51,7 +51,9 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[1]
 #: Where stack/alertmanager/alertmanager.yml sends critical and warning alerts (the launcher offsets it too).
 RECOVERY_PORT = 9095 + _stack.port_offset()
-TEST_STACK_LABEL = "otel-correlate-alert-e2e"
+#: Unique per run: Alertmanager remembers what it already notified (its notification log survives in
+#: a reused state dir), so an alert with the same labels as an earlier run's would not be sent again.
+TEST_STACK_LABEL = f"otel-correlate-alert-e2e-{uuid.uuid4().hex[:8]}"
 ERROR_RATIO_GROUP = '{}/{severity=~"critical|warning"}:{alertname="ServiceHighErrorRatio", service="orders"}'
 
 

@@ -7,6 +7,7 @@ collector the launcher started; every assertion is a query to an engine.
 from __future__ import annotations
 
 import threading
+import uuid
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -164,6 +165,10 @@ def test_no_prometheus_series_and_no_loki_label_carries_a_business_key(running: 
     assert not {"orderId", "requestId", "trace_id", "span_id"} & set(running.loki.label_names())
 
 
+#: Unique per run, so lines of an earlier run on a reused stack are never counted.
+RUN = uuid.uuid4().hex[:8]
+
+
 def _count_lines(loki: Loki, marker: str) -> int:
     return len(loki.query(f'{{service_name="orders"}} |= "order created" | requestId=~"{marker}-.*"'))
 
@@ -176,19 +181,19 @@ def test_a_loki_outage_loses_no_log_line(running: Running) -> None:
             response = client.post(
                 "/orders",
                 json={"customer": "outage", "amount": 1},
-                headers={"X-Request-ID": f"loki-outage-{index}"},
+                headers={"X-Request-ID": f"loki-outage-{RUN}-{index}"},
             )
             assert response.status_code == 201
         time.sleep(30)  # Loki stays down for 30 s while the collector queues
     finally:
         _stack.up(names=["loki"])
     wait_until(
-        lambda: _count_lines(running.loki, "loki-outage") >= 40,
+        lambda: _count_lines(running.loki, f"loki-outage-{RUN}") >= 40,
         timeout=120,
         interval=2,
         what="the 40 lines sent during the outage",
     )
-    assert _count_lines(running.loki, "loki-outage") == 40
+    assert _count_lines(running.loki, f"loki-outage-{RUN}") == 40
 
 
 def test_a_collector_restart_under_traffic_loses_nothing(running: Running) -> None:
@@ -202,7 +207,7 @@ def test_a_collector_restart_under_traffic_loses_nothing(running: Running) -> No
                 response = client.post(
                     "/orders",
                     json={"customer": "restart", "amount": 1},
-                    headers={"X-Request-ID": f"restart-{index}"},
+                    headers={"X-Request-ID": f"restart-{RUN}-{index}"},
                 )
                 assert response.status_code == 201
                 sent.append(index)
@@ -223,9 +228,9 @@ def test_a_collector_restart_under_traffic_loses_nothing(running: Running) -> No
     total = len(sent)
     assert total > 20
     wait_until(
-        lambda: _count_lines(running.loki, "restart") >= total,
+        lambda: _count_lines(running.loki, f"restart-{RUN}") >= total,
         timeout=120,
         interval=2,
         what=f"all {total} lines sent around the collector restart",
     )
-    assert _count_lines(running.loki, "restart") == total
+    assert _count_lines(running.loki, f"restart-{RUN}") == total
