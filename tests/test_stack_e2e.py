@@ -7,8 +7,8 @@ collector the launcher started; every assertion is a query to an engine.
 from __future__ import annotations
 
 import threading
-import uuid
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
