@@ -66,6 +66,7 @@ class StoredSpan:
     name: str
     kind: str
     attributes: dict[str, Any]
+    start_ns: int = 0
 
 
 class Tempo:
@@ -107,9 +108,10 @@ class Tempo:
                             name=span["name"],
                             kind=span.get("kind", ""),
                             attributes={a["key"]: _any_value(a["value"]) for a in span.get("attributes", [])},
+                            start_ns=int(span.get("startTimeUnixNano", 0)),
                         )
                     )
-        return spans
+        return sorted(spans, key=lambda span: span.start_ns)
 
 
 @dataclass(frozen=True)
