@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -28,9 +27,9 @@ from opentelemetry import context, metrics, propagate, trace
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, StatusCode
-from opentelemetry.util.http import ExcludeList, parse_excluded_urls
 
 from otel_correlate import _web
+from otel_correlate._fastapi import RequestContextMiddleware
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -60,16 +59,6 @@ class _HeaderListGetter(Getter[dict[str, str]]):
 _GETTER = _HeaderListGetter()
 #: Headers the middleware reads; everything else in the request is never decoded.
 _WANTED = {b"traceparent", b"tracestate", b"baggage", b"user-agent", b"host", b"content-length"}
-
-
-def excluded_urls() -> ExcludeList | None:
-    """``OTEL_PYTHON_FASTAPI_EXCLUDED_URLS`` (or ``OTEL_PYTHON_EXCLUDED_URLS``), else our default."""
-    urls = (
-        os.environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS")
-        or os.environ.get("OTEL_PYTHON_EXCLUDED_URLS")
-        or _web.EXCLUDED_URLS
-    )
-    return parse_excluded_urls(urls)
 
 
 class _ActiveRequests:
@@ -160,8 +149,9 @@ class ServerTelemetryMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self._header = _web.request_id_header().lower().encode("latin-1")
-        self._excluded = excluded_urls()
+        self._excluded = _web.excluded_urls("FASTAPI")
         self._instruments = _Instruments()
+        self._keys_only = RequestContextMiddleware(app)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -173,7 +163,8 @@ class ServerTelemetryMiddleware:
         if excluded is not None and excluded.url_disabled(
             f"{path}?{query.decode('latin-1')}" if query else path
         ):
-            await self._untraced(scope, receive, send)
+            # An excluded URL: no span and no metrics, but the requestId and its header still apply.
+            await self._keys_only(scope, receive, send)
             return
         try:
             state = self._start(scope)
@@ -191,32 +182,6 @@ class ServerTelemetryMiddleware:
                 state.finish(getattr(scope.get("route"), "path", None))
             finally:
                 context.detach(token)
-
-    async def _untraced(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """An excluded URL: no span and no metrics, but the requestId and its header still apply."""
-        wanted = self._header
-        raw = next(
-            (value.decode("latin-1") for name, value in scope.get("headers", ()) if name == wanted), None
-        )
-        try:
-            ctx, keys = _web.enter_request(raw)
-        except Exception:  # telemetry must never fail the request
-            await self.app(scope, receive, send)
-            return
-        echoed = (wanted, keys["requestId"].encode("latin-1"))
-
-        async def send_with_request_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [h for h in message.get("headers") or () if h[0].lower() != wanted]
-                headers.append(echoed)
-                message = {**message, "headers": headers}
-            await send(message)
-
-        token = context.attach(ctx)
-        try:
-            await self.app(scope, receive, send_with_request_id)
-        finally:
-            context.detach(token)
 
     def _start(self, scope: Scope) -> _RequestState:
         headers: dict[str, str] = {}

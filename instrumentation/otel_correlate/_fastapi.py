@@ -19,6 +19,7 @@ from typing import Any
 from opentelemetry import context
 
 from otel_correlate import _web
+from otel_correlate._optional import require_extra
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -28,13 +29,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def _require_fastapi() -> Any:
-    try:
-        import fastapi
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "otel-correlate's FastAPI integration needs FastAPI: pip install 'otel-correlate[fastapi]'"
-        ) from exc
-    return fastapi
+    return require_extra("fastapi", extra="fastapi", feature="otel-correlate's FastAPI integration")
 
 
 class RequestContextMiddleware:

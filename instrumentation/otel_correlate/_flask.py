@@ -15,19 +15,14 @@ from typing import Any
 from opentelemetry import context
 
 from otel_correlate import _web
+from otel_correlate._optional import require_extra
 
 _TOKEN = "_otel_correlate_token"
 _REQUEST_ID = "_otel_correlate_request_id"
 
 
 def _require_flask() -> Any:
-    try:
-        import flask
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "otel-correlate's Flask integration needs Flask: pip install 'otel-correlate[flask]'"
-        ) from exc
-    return flask
+    return require_extra("flask", extra="flask", feature="otel-correlate's Flask integration")
 
 
 def _before_request() -> None:

@@ -8,14 +8,31 @@ on the server span and returns the context to attach for the request.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 from opentelemetry import context, trace
 from opentelemetry.context import Context
+from opentelemetry.util.http import ExcludeList, parse_excluded_urls
 
 from otel_correlate import _context, _settings, _telemetry
 
 EXCLUDED_URLS = r"/health(/|\?|$),/metrics(\?|$)"
+
+
+def excluded_urls(framework: str) -> ExcludeList | None:
+    """URLs not traced: ``OTEL_PYTHON_<FRAMEWORK>_EXCLUDED_URLS``, else ``OTEL_PYTHON_EXCLUDED_URLS``, else ours.
+
+    Example:
+        >>> excluded_urls("FLASK").url_disabled("http://127.0.0.1/health/deployment")
+        True
+    """
+    urls = (
+        os.environ.get(f"OTEL_PYTHON_{framework}_EXCLUDED_URLS")
+        or os.environ.get("OTEL_PYTHON_EXCLUDED_URLS")
+        or EXCLUDED_URLS
+    )
+    return parse_excluded_urls(urls)
 
 
 def request_id_header() -> str:

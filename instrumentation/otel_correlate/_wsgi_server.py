@@ -16,12 +16,10 @@ Example:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from opentelemetry import context
-from opentelemetry.util.http import ExcludeList, parse_excluded_urls
 
 from otel_correlate import _web
 from otel_correlate._asgi_server import _Instruments, _RequestState
@@ -44,16 +42,6 @@ StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
-def excluded_urls() -> ExcludeList | None:
-    """``OTEL_PYTHON_FLASK_EXCLUDED_URLS`` (or ``OTEL_PYTHON_EXCLUDED_URLS``), else our default."""
-    urls = (
-        os.environ.get("OTEL_PYTHON_FLASK_EXCLUDED_URLS")
-        or os.environ.get("OTEL_PYTHON_EXCLUDED_URLS")
-        or _web.EXCLUDED_URLS
-    )
-    return parse_excluded_urls(urls)
-
-
 class ServerTelemetryWSGI:
     """Wraps a WSGI app: one SERVER span and the HTTP server metrics per request, with business keys."""
 
@@ -63,7 +51,7 @@ class ServerTelemetryWSGI:
         self._header = header
         self._header_lower = header.lower()
         self._environ_key = "HTTP_" + header.upper().replace("-", "_")
-        self._excluded = excluded_urls()
+        self._excluded = _web.excluded_urls("FLASK")
         self._instruments = _Instruments()
 
     def _untraced(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
