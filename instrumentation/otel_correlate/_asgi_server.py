@@ -57,8 +57,6 @@ class _HeaderListGetter(Getter[dict[str, str]]):
 
 
 _GETTER = _HeaderListGetter()
-#: Headers the middleware reads; everything else in the request is never decoded.
-_WANTED = {b"traceparent", b"tracestate", b"baggage", b"user-agent", b"host", b"content-length"}
 
 
 class _ActiveRequests:
@@ -187,10 +185,12 @@ class ServerTelemetryMiddleware:
         headers: dict[str, str] = {}
         request_id: str | None = None
         wanted = self._header
+        # Only the headers telemetry reads are decoded; the rest of the request is never touched.
+        read = _web.PROPAGATION_HEADERS.current().raw
         for name, value in scope.get("headers", ()):
             if name == wanted:
                 request_id = value.decode("latin-1")
-            elif name in _WANTED:
+            elif name in read:
                 headers[name.decode("latin-1")] = value.decode("latin-1")
         client = scope.get("client")
         server = scope.get("server")
@@ -272,7 +272,11 @@ class _RequestState:
         agent = headers.get("user-agent")
         if agent:
             span_attributes["user_agent.original"] = agent
-        parent = propagate.extract(headers, getter=_GETTER) if headers else context.Context()
+        parent = (
+            context.Context()
+            if _web.PROPAGATION_HEADERS.names.isdisjoint(headers)
+            else propagate.extract(headers, getter=_GETTER)
+        )
         assert instruments.tracer is not None
         self.span = instruments.tracer.start_span(
             "HTTP" if method == "_OTHER" else method,

@@ -31,8 +31,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry._logs import LogRecord, SeverityNumber, get_logger_provider
+from opentelemetry.sdk._logs import Logger as SDKLogger
 
-from otel_correlate import _context, _settings
+from otel_correlate import _context, _fastsdk, _settings
 
 _FROM_STDLIB = "_oc_from_stdlib"
 _PREFIX = "_oc_prefix"
@@ -126,16 +127,19 @@ class _Emitter:
                 self._loggers[scope] = otel_logger
             attributes.update(_context.current_business_keys())
             number, text = severity(level_no)
-            otel_logger.emit(
-                LogRecord(
-                    timestamp=timestamp_ns,
-                    context=None,  # the current context: trace_id and span_id of the current span
-                    severity_number=number,
-                    severity_text=text,
-                    body=body,
-                    attributes=attributes,
-                )
+            record = LogRecord(
+                timestamp=timestamp_ns,
+                context=None,  # the current context: trace_id and span_id of the current span
+                severity_number=number,
+                severity_text=text,
+                body=body,
+                attributes=attributes,
             )
+            if isinstance(otel_logger, SDKLogger):
+                # The same SDK record, without re-cleaning plain attribute values.
+                otel_logger.emit(_fastsdk.log_record(record, otel_logger))
+            else:
+                otel_logger.emit(record)
         finally:
             self._local.busy = False
 

@@ -28,6 +28,9 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.trace import SpanKind
+
 _log = logging.getLogger("otel_correlate")
 
 _pack_q = struct.Struct("<Q").pack
@@ -91,6 +94,8 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     """Repeated ``KeyValue`` fields under ``tag``; scalar pairs come from a bounded cache."""
     if not attributes:
         return b""
+    if isinstance(attributes, BoundedAttributes):
+        attributes = attributes._dict  # its items, without the Mapping protocol's per-item calls
     cache = _KV_CACHE
     parts = []
     for key, value in attributes.items():
@@ -196,33 +201,14 @@ def _envelope(items: Sequence[Any], encode_item: Any, item_tag: bytes) -> bytes:
     return b"".join(out)
 
 
-def _flags(parent: Any) -> bytes:
-    # SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE (0x100), plus IS_REMOTE (0x200) for a remote parent.
-    return b"\x85\x01" + _pack_i(0x300 if parent is not None and parent.is_remote else 0x100)
+# Span flags: SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE (0x100), plus IS_REMOTE (0x200) for a remote parent.
+_LOCAL_PARENT = b"\x85\x01" + _pack_i(0x100)
+_REMOTE_PARENT = b"\x85\x01" + _pack_i(0x300)
+#: Span.kind field by SpanKind (the OTLP enum is the API's value + 1).
+_KINDS = {kind: b"\x30" + _SMALL[kind.value + 1] for kind in SpanKind}
 
 
-def _span(span: Any) -> bytes:
-    ctx = span.get_span_context()
-    parts = [
-        b"\x0a\x10" + ctx.trace_id.to_bytes(16, "big"),
-        b"\x12\x08" + ctx.span_id.to_bytes(8, "big"),
-    ]
-    trace_state = ctx.trace_state
-    if trace_state:
-        parts.append(_string(b"\x1a", ",".join(f"{k}={v}" for k, v in trace_state.items())))
-    parent = span.parent
-    if parent is not None:
-        parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
-    if span.name:
-        parts.append(_string(b"\x2a", span.name))
-    parts.append(b"\x30" + _SMALL[span.kind.value + 1])
-    if span.start_time:
-        parts.append(b"\x39" + _pack_q(span.start_time))
-    if span.end_time:
-        parts.append(b"\x41" + _pack_q(span.end_time))
-    parts.append(_attributes(b"\x4a", span.attributes))
-    if span.dropped_attributes:
-        parts.append(b"\x50" + _varint(span.dropped_attributes))
+def _events_and_links(span: Any, parts: list[bytes]) -> None:
     for event in span.events:
         body = b"\x09" + _pack_q(event.timestamp) if event.timestamp else b""
         if event.name:
@@ -243,13 +229,45 @@ def _span(span: Any) -> bytes:
         parts.append(_field(b"\x6a", body))
     if span.dropped_links:
         parts.append(b"\x70" + _varint(span.dropped_links))
+
+
+def _span(span: Any) -> bytes:
+    ctx = span.get_span_context()
+    parts = [b"\x0a\x10" + ctx.trace_id.to_bytes(16, "big") + b"\x12\x08" + ctx.span_id.to_bytes(8, "big")]
+    trace_state = ctx.trace_state
+    if trace_state:
+        parts.append(_string(b"\x1a", ",".join(f"{k}={v}" for k, v in trace_state.items())))
+    parent = span.parent
+    if parent is not None:
+        parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
+    if span.name:
+        parts.append(_string(b"\x2a", span.name))
+    parts.append(_KINDS[span.kind])
+    if span.start_time:
+        parts.append(b"\x39" + _pack_q(span.start_time))
+    if span.end_time:
+        parts.append(b"\x41" + _pack_q(span.end_time))
+    # An SDK span's properties copy or wrap its fields; read them directly when they are there.
+    attributes = getattr(span, "_attributes", None)
+    if attributes is None:
+        attributes = span.attributes
+    parts.append(_attributes(b"\x4a", attributes))
+    dropped = attributes.dropped if isinstance(attributes, BoundedAttributes) else span.dropped_attributes
+    if dropped:
+        parts.append(b"\x50" + _varint(dropped))
+    if getattr(span, "_events", True) or getattr(span, "_links", True):
+        _events_and_links(span, parts)
     status = span.status
     if status is not None:
-        body = _string(b"\x12", status.description) if status.description else b""
-        if status.status_code.value:
-            body += b"\x18" + _SMALL[status.status_code.value]
-        parts.append(_field(b"\x7a", body))
-    parts.append(_flags(parent))
+        code = status.status_code.value
+        if status.description or code:
+            body = _string(b"\x12", status.description) if status.description else b""
+            if code:
+                body += b"\x18" + _SMALL[code]
+            parts.append(_field(b"\x7a", body))
+        else:
+            parts.append(b"\x7a\x00")
+    parts.append(_REMOTE_PARENT if parent is not None and parent.is_remote else _LOCAL_PARENT)
     return b"".join(parts)
 
 
@@ -269,9 +287,11 @@ def _log_record(readable: Any) -> bytes:
     if record.severity_text:
         parts.append(_string(b"\x1a", record.severity_text))
     parts.append(_field(b"\x2a", _any_value(record.body)))
-    parts.append(_attributes(b"\x32", record.attributes))
-    if readable.dropped_attributes:
-        parts.append(b"\x38" + _varint(readable.dropped_attributes))
+    attributes = record.attributes
+    parts.append(_attributes(b"\x32", attributes))
+    dropped = attributes.dropped if isinstance(attributes, BoundedAttributes) else readable.dropped_attributes
+    if dropped:
+        parts.append(b"\x38" + _varint(dropped))
     flags = int(record.trace_flags) if record.trace_flags is not None else 0
     if flags:
         parts.append(b"\x45" + _pack_i(flags))

@@ -20,7 +20,6 @@ from opentelemetry import baggage
 from opentelemetry.context import Context
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadableLogRecord
 from opentelemetry.sdk._logs.export import (
-    BatchLogRecordProcessor,
     LogRecordExporter,
     LogRecordExportResult,
 )
@@ -37,7 +36,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from otel_correlate import _context, _settings, _telemetry
+from otel_correlate import _context, _fastsdk, _settings, _telemetry
 
 
 class BusinessKeySpanProcessor(SpanProcessor):
@@ -79,10 +78,10 @@ class _AllKeysExcept(Set[str]):
     """
 
     def __init__(self, denied: Set[str]) -> None:
-        self._denied = frozenset(denied)
+        self.denied = frozenset(denied)
 
     def __contains__(self, key: object) -> bool:
-        return key not in self._denied
+        return key not in self.denied
 
     def __iter__(self) -> Iterator[str]:
         return iter(())
@@ -91,7 +90,7 @@ class _AllKeysExcept(Set[str]):
         return 0
 
     def __repr__(self) -> str:
-        return f"AllKeysExcept({sorted(self._denied)})"
+        return f"AllKeysExcept({sorted(self.denied)})"
 
 
 def metric_guard_view() -> View:
@@ -241,7 +240,7 @@ def build_providers(
     from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider = _fastsdk.FastTracerProvider(resource=resource)
     tracer_provider.add_span_processor(BusinessKeySpanProcessor())
     for processor in span_processors:
         tracer_provider.add_span_processor(processor)
@@ -256,7 +255,9 @@ def build_providers(
     readers: list[MetricReader] = list(metric_readers)
     for metric_exporter in metric_exporters:
         readers.append(PeriodicExportingMetricReader(_CountingMetricExporter(metric_exporter)))
-    meter_provider = MeterProvider(resource=resource, metric_readers=readers, views=[metric_guard_view()])
+    meter_provider = _fastsdk.FastMeterProvider(
+        resource=resource, metric_readers=readers, views=[metric_guard_view()]
+    )
 
     logger_provider = LoggerProvider(resource=resource)
     for log_processor in log_processors:
@@ -264,7 +265,9 @@ def build_providers(
     for log_exporter in log_exporters:
         counted_logs = _CountingLogExporter(log_exporter)
         logger_provider.add_log_record_processor(
-            BatchLogRecordProcessor(counted_logs, max_queue_size=_queue_size("OTEL_BLRP_MAX_QUEUE_SIZE"))
+            _fastsdk.FastBatchLogRecordProcessor(
+                counted_logs, max_queue_size=_queue_size("OTEL_BLRP_MAX_QUEUE_SIZE")
+            )
             if batch
             else SimpleLogRecordProcessor(counted_logs)
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from opentelemetry import context, trace
+from opentelemetry import context, propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.util.http import ExcludeList, parse_excluded_urls
 
@@ -33,6 +33,46 @@ def excluded_urls(framework: str) -> ExcludeList | None:
         or EXCLUDED_URLS
     )
     return parse_excluded_urls(urls)
+
+
+#: Request headers the server span reads besides the propagation headers.
+REQUEST_HEADERS = ("user-agent", "host", "content-length")
+
+
+class _PropagationHeaders:
+    """The header names the global propagator reads, recomputed when the propagator changes.
+
+    Both server wrappers collect only these (plus :data:`REQUEST_HEADERS`) and run
+    the propagator only when one of them came with the request, so a request
+    without trace context costs no extraction, and a B3 or Jaeger propagator
+    still finds its headers.
+    """
+
+    def __init__(self) -> None:
+        self._source: object = None
+        self.names: frozenset[str] = frozenset()
+        self.raw: frozenset[bytes] = frozenset()
+        self.environ: dict[str, str] = {}
+
+    def current(self) -> _PropagationHeaders:
+        textmap = propagate.get_global_textmap()
+        if textmap is not self._source:
+            try:
+                names = frozenset(name.lower() for name in textmap.fields)
+            except Exception:  # a broken propagator: read the W3C headers at least
+                names = frozenset({"traceparent", "tracestate", "baggage"})
+            wanted = names | frozenset(REQUEST_HEADERS)
+            self.names = names
+            self.raw = frozenset(name.encode("latin-1") for name in wanted)
+            self.environ = {
+                ("CONTENT_LENGTH" if n == "content-length" else "HTTP_" + n.upper().replace("-", "_")): n
+                for n in wanted
+            }
+            self._source = textmap
+        return self
+
+
+PROPAGATION_HEADERS = _PropagationHeaders()
 
 
 def request_id_header() -> str:

@@ -28,16 +28,6 @@ _STATE = "otel_correlate.request"
 _ROUTE = "otel_correlate.route"
 _ERROR = "otel_correlate.error"
 _TOKEN = "otel_correlate.route_token"
-#: Propagation and request headers as WSGI environ keys -> header names.
-_HEADERS = {
-    "HTTP_TRACEPARENT": "traceparent",
-    "HTTP_TRACESTATE": "tracestate",
-    "HTTP_BAGGAGE": "baggage",
-    "HTTP_USER_AGENT": "user-agent",
-    "HTTP_HOST": "host",
-    "CONTENT_LENGTH": "content-length",
-}
-
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
@@ -76,7 +66,8 @@ class ServerTelemetryWSGI:
             context.detach(token)
 
     def _start(self, environ: dict[str, Any]) -> _RequestState:
-        headers = {name: environ[key] for key, name in _HEADERS.items() if environ.get(key)}
+        read = _web.PROPAGATION_HEADERS.current().environ
+        headers = {name: environ[key] for key, name in read.items() if environ.get(key)}
         protocol: str = environ.get("SERVER_PROTOCOL", "")
         client = environ.get("REMOTE_ADDR")
         port = environ.get("REMOTE_PORT")

@@ -1,0 +1,465 @@
+"""Fast paths through the OpenTelemetry SDK for the common case; the SDK's own code for the rest.
+
+Profiling a FastAPI service under load (``benchmarks/README.md``) put a third of
+otel-correlate's per-request cost in three SDK paths that do generic work for
+values that almost never need it:
+
+* attribute cleaning: every span, log record and measurement runs each
+  attribute through ``_clean_attribute_value`` (recursive ``isinstance`` checks
+  against ``Sequence``/``Mapping`` ABCs), although nearly all values are plain
+  ``str``/``int``/``float``/``bool``;
+* measurement aggregation keys: every measurement hashes its attributes with
+  ``_hash_attributes`` (a sorted, recursive tuple) and filters them through the
+  view's key set one Python call per key;
+* measurement construction: a frozen dataclass whose ``__post_init__`` cleans the
+  attributes again.
+
+The classes here keep the SDK's types, data and behaviour and take a shorter road
+only when the input is plain: :class:`FastTracerProvider` and
+:class:`FastMeterProvider` are the SDK providers with fast tracers, spans,
+instruments and measurement consumer swapped in; :func:`log_record` builds the
+SDK's ``ReadWriteLogRecord`` with the same fast attributes. Anything unusual
+(sequences, mappings, odd keys, limits that truncate, disabled meters,
+non-finite or negative amounts) goes through the SDK's code unchanged.
+``tests/test_fastsdk.py`` runs the same inputs through both and compares the
+exported records whole; the SDK version this relies on is checked there too.
+
+Example:
+    >>> provider = FastTracerProvider()
+    >>> span = provider.get_tracer("doc").start_span("work", attributes={"k": "v"})
+    >>> dict(span.attributes)
+    {'k': 'v'}
+    >>> span.end()
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from time import time_ns
+from types import MethodType
+from typing import Any
+
+from opentelemetry import context as context_api
+from opentelemetry import trace as trace_api
+from opentelemetry._logs import LogRecord
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.context import Context
+from opentelemetry.sdk._logs import ReadableLogRecord, ReadWriteLogRecord
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics._internal import Meter
+from opentelemetry.sdk.metrics._internal._view_instrument_match import (
+    _hash_attributes,
+    _ViewInstrumentMatch,
+)
+from opentelemetry.sdk.metrics._internal.aggregation import DefaultAggregation
+from opentelemetry.sdk.metrics._internal.instrument import (
+    _Counter,
+    _Gauge,
+    _Histogram,
+    _UpDownCounter,
+)
+from opentelemetry.sdk.metrics._internal.measurement import Measurement
+from opentelemetry.sdk.metrics._internal.measurement_consumer import SynchronousMeasurementConsumer
+from opentelemetry.sdk.trace import Span, Tracer, TracerProvider
+from opentelemetry.util import types
+
+#: The SDK line these fast paths were written against (``tests/test_fastsdk.py`` checks it).
+SDK_LINE = "1.45."
+
+_PLAIN = (str, int, float, bool)
+
+
+def _plain(attributes: Mapping[str, Any]) -> bool:
+    """True when every key is a non-empty ``str`` and every value a plain scalar (no cleaning needed)."""
+    for key, value in attributes.items():
+        kind = type(value)
+        if (
+            not (kind is str or kind is int or kind is float or kind is bool)
+            or type(key) is not str
+            or not key
+        ):
+            return False
+    return True
+
+
+class _FastAttributes(BoundedAttributes):
+    """``BoundedAttributes`` that stores plain scalar values without re-cleaning them.
+
+    Only when there is no value-length limit, the limit on the number of
+    attributes is not reached, and every key and value is plain; otherwise the
+    SDK's own ``_set_items``/``__setitem__`` run.
+    """
+
+    def _set_items(self, attributes: Mapping[str, types.AnyValue]) -> None:
+        stored = self._dict
+        maxlen = self.maxlen
+        if (
+            self._immutable
+            or self.max_value_len is not None
+            or (maxlen is not None and len(stored) + len(attributes) > maxlen)
+            or not _plain(attributes)
+        ):
+            super()._set_items(attributes)
+            return
+        with self._lock:
+            for key, value in attributes.items():
+                if key in stored:
+                    del stored[key]  # the SDK moves a re-set key to the end, too
+                stored[key] = value
+
+    def __setitem__(self, key: str, value: types.AnyValue) -> None:
+        kind = type(value)
+        maxlen = self.maxlen
+        if (
+            self._immutable
+            or self.max_value_len is not None
+            or not (kind is str or kind is int or kind is float or kind is bool)
+            or type(key) is not str
+            or not key
+            or (maxlen is not None and len(self._dict) >= maxlen and key not in self._dict)
+        ):
+            super().__setitem__(key, value)
+            return
+        with self._lock:
+            stored = self._dict
+            if key in stored:
+                del stored[key]
+            stored[key] = value
+
+
+def _attributes(
+    maxlen: int | None, attributes: types.Attributes, max_value_len: int | None
+) -> BoundedAttributes:
+    bounded = _FastAttributes(maxlen, None, immutable=False, max_value_len=max_value_len)
+    if attributes:
+        bounded._set_items(attributes)
+    return bounded
+
+
+# --------------------------------------------------------------------------- traces
+
+
+class _FastSpan(Span):
+    """The SDK span, with attributes kept in :class:`_FastAttributes`."""
+
+    def __init__(self, *args: Any, attributes: types.Attributes = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        limits = self._limits
+        self._attributes = _attributes(
+            limits.max_span_attributes, attributes, limits.max_span_attribute_length
+        )
+
+
+class _FastTracer(Tracer):
+    """The SDK tracer, starting :class:`_FastSpan` spans.
+
+    Same decisions in the same order as ``Tracer.start_span``: parent from the
+    context, enabled check, trace id, sampler, flags, span id, the tracer's own
+    metrics, then a recording span or a ``NonRecordingSpan``.
+    """
+
+    def start_span(
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: trace_api.SpanKind = trace_api.SpanKind.INTERNAL,
+        attributes: types.Attributes = None,
+        links: Sequence[trace_api.Link] | None = (),
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+    ) -> trace_api.Span:
+        links = links or ()
+        parent = trace_api.get_current_span(context).get_span_context()
+        if parent is not None and not isinstance(parent, trace_api.SpanContext):
+            raise TypeError("parent_span_context must be a SpanContext or None.")
+        if not self._is_enabled():
+            return trace_api.NonRecordingSpan(context=parent)
+        if parent is None or not parent.is_valid:
+            parent = None
+            trace_id = self.id_generator.generate_trace_id()
+        else:
+            trace_id = parent.trace_id
+        sampling = self.sampler.should_sample(context, trace_id, name, kind, attributes, links)
+        flags = (
+            trace_api.TraceFlags.SAMPLED if sampling.decision.is_sampled() else trace_api.TraceFlags.DEFAULT
+        )
+        random_id = (
+            self.id_generator.is_trace_id_random() if parent is None else parent.trace_flags.random_trace_id
+        )
+        if random_id:
+            flags |= trace_api.TraceFlags.RANDOM_TRACE_ID
+        span_context = trace_api.SpanContext(
+            trace_id,
+            self.id_generator.generate_span_id(),
+            is_remote=False,
+            trace_flags=trace_api.TraceFlags(flags),
+            trace_state=sampling.trace_state,
+        )
+        record_end_metrics = self._tracer_metrics.start_span(parent, sampling.decision)
+        if not sampling.decision.is_recording():
+            return trace_api.NonRecordingSpan(context=span_context)
+        span = _FastSpan(
+            name=name,
+            context=span_context,
+            parent=parent,
+            sampler=self.sampler,
+            resource=self.resource,
+            attributes=sampling.attributes,
+            span_processor=self.span_processor,
+            kind=kind,
+            links=links,
+            instrumentation_info=self.instrumentation_info,
+            record_exception=record_exception,
+            set_status_on_exception=set_status_on_exception,
+            limits=self._span_limits,
+            instrumentation_scope=self._instrumentation_scope,
+            record_end_metrics=record_end_metrics,
+        )
+        span.start(start_time=start_time, parent_context=context)
+        return span
+
+
+class FastTracerProvider(TracerProvider):
+    """The SDK ``TracerProvider`` whose tracers start fast spans.
+
+    Example:
+        >>> FastTracerProvider().get_tracer("doc").__class__.__name__
+        '_FastTracer'
+    """
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> trace_api.Tracer:
+        tracer = super().get_tracer(*args, **kwargs)
+        if type(tracer) is Tracer:
+            tracer.__class__ = _FastTracer  # same fields, one method more specific
+        return tracer
+
+
+# --------------------------------------------------------------------------- logs
+
+
+class _FastLogRecord(ReadWriteLogRecord):
+    """The SDK's ``ReadWriteLogRecord`` with attributes in :class:`_FastAttributes`."""
+
+    def __post_init__(self) -> None:
+        record = self.log_record
+        given = record.attributes
+        if given and not _plain(given):
+            super().__post_init__()
+            return
+        limits = self.limits
+        record.attributes = _attributes(
+            limits.max_log_record_attributes, given, limits.max_log_record_attribute_length
+        )
+        if self.dropped_attributes > 0:
+            super().__post_init__()  # re-clean through the SDK, which also warns
+
+
+def log_record(record: LogRecord, logger: Any) -> ReadWriteLogRecord:
+    """The SDK record ``Logger.emit`` would build from ``record``, built with fast attributes.
+
+    ``logger`` is an SDK ``Logger``; records with an exception attached go through
+    the SDK's conversion (it adds the ``exception.*`` attributes).
+    """
+    if record.exception is not None:
+        return record  # type: ignore[return-value]
+    return _FastLogRecord(
+        log_record=record,
+        resource=logger.resource,
+        instrumentation_scope=logger.instrumentation_scope,
+        limits=logger._log_record_limits,
+    )
+
+
+class FastBatchLogRecordProcessor(BatchLogRecordProcessor):
+    """``BatchLogRecordProcessor`` whose hand-off copies the API record by its ``__dict__``.
+
+    The SDK's ``on_emit`` shallow-copies the record with ``copy.copy`` (the generic
+    reduce protocol) to drop its context; copying the instance dictionary makes the
+    same copy in a fraction of the time.
+    """
+
+    def on_emit(self, log_record: ReadWriteLogRecord) -> None:
+        original = log_record.log_record
+        if log_record.resource is None or not hasattr(original, "__dict__"):
+            super().on_emit(log_record)
+            return
+        copied = object.__new__(type(original))
+        copied.__dict__.update(original.__dict__)
+        copied.context = Context()
+        self._batch_processor.emit(
+            ReadableLogRecord(
+                log_record=copied,
+                resource=log_record.resource,
+                instrumentation_scope=log_record.instrumentation_scope,
+                limits=log_record.limits,
+            )
+        )
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def _measurement(
+    value: float, time_unix_nano: int, instrument: Any, ctx: Context, attributes: dict[str, Any] | None
+) -> Measurement:
+    """A ``Measurement`` whose (already copied, plain) attributes skip ``__post_init__``'s cleaning."""
+    measurement = object.__new__(Measurement)
+    setattr_ = object.__setattr__
+    setattr_(measurement, "value", value)
+    setattr_(measurement, "time_unix_nano", time_unix_nano)
+    setattr_(measurement, "instrument", instrument)
+    setattr_(measurement, "context", ctx)
+    setattr_(measurement, "attributes", attributes)
+    return measurement
+
+
+def _fast_args(amount: object, attributes: types.Attributes) -> dict[str, Any] | bool | None:
+    """The measurement's attributes (a private copy) when the fast path applies, else False."""
+    kind = type(amount)
+    if not (kind is int or kind is float) or amount < 0 or not math.isfinite(amount):  # type: ignore[operator,arg-type]
+        return False
+    if attributes is None:
+        return None
+    if type(attributes) is not dict or not _plain(attributes):
+        return False
+    return dict(attributes)
+
+
+def _fast_add(
+    self: Any, amount: float, attributes: types.Attributes = None, context: Context | None = None
+) -> None:
+    """``Counter.add`` / ``Histogram.record`` for plain input; the SDK method otherwise."""
+    attrs = _fast_args(amount, attributes)
+    if attrs is False or not self._is_enabled():
+        getattr(type(self), self._oc_method)(self, amount, attributes, context)  # the SDK method
+        return
+    self._measurement_consumer.consume_measurement(
+        _measurement(amount, time_ns(), self, context or context_api.get_current(), attrs)  # type: ignore[arg-type]
+    )
+
+
+def _fast_signed(
+    self: Any, amount: float, attributes: types.Attributes = None, context: Context | None = None
+) -> None:
+    """``UpDownCounter.add`` / ``Gauge.set`` (negative amounts allowed) for plain input."""
+    attrs = _fast_args(-amount if type(amount) in (int, float) and amount < 0 else amount, attributes)
+    if attrs is False or not self._is_enabled():
+        getattr(type(self), self._oc_method)(self, amount, attributes, context)  # the SDK method
+        return
+    self._measurement_consumer.consume_measurement(
+        _measurement(amount, time_ns(), self, context or context_api.get_current(), attrs)  # type: ignore[arg-type]
+    )
+
+
+#: SDK instrument class -> (the method to replace, its fast version). The instance
+#: keeps its class: the SDK looks up temporality and aggregation by exact class.
+_FAST_INSTRUMENTS: dict[type, tuple[str, Any]] = {
+    _Counter: ("add", _fast_add),
+    _UpDownCounter: ("add", _fast_signed),
+    _Histogram: ("record", _fast_add),
+    _Gauge: ("set", _fast_signed),
+}
+
+
+def _aggregation_key(attributes: dict[str, Any]) -> object:
+    """The aggregation key: a frozenset for ``str``/``int`` values, the SDK's hash otherwise.
+
+    ``bool`` and ``float`` values go to the SDK's typed hash so that ``True``, ``1``
+    and ``1.0`` stay separate series, as they are in the SDK. Both key kinds are
+    deterministic per attribute set, and a frozenset never equals a tuple.
+    """
+    for value in attributes.values():
+        kind = type(value)
+        if kind is not str and kind is not int:
+            return _hash_attributes(attributes)
+    return frozenset(attributes.items())
+
+
+def _consume(match: _ViewInstrumentMatch, measurement: Measurement, should_sample_exemplar: bool) -> None:
+    """``_ViewInstrumentMatch.consume_measurement`` with a cheaper key and view filter.
+
+    ``measurement.attributes`` is always a private dict here (the SDK's cleaning
+    or our fast path copied it), so it is not copied again.
+    """
+    attributes: dict[str, Any] = measurement.attributes or {}  # type: ignore[assignment]
+    view = match._view
+    keys = view._attribute_keys
+    if keys is not None:
+        denied = getattr(keys, "denied", None)
+        if denied is not None:
+            if not denied.isdisjoint(attributes):
+                attributes = {k: v for k, v in attributes.items() if k not in denied}
+        else:
+            attributes = {k: v for k, v in attributes.items() if k in keys}
+    key = _aggregation_key(attributes)
+    aggregations = match._attributes_aggregation
+    aggregation = aggregations.get(key)  # type: ignore[call-overload]
+    if aggregation is None:
+        with match._lock:
+            aggregation = aggregations.get(key)  # type: ignore[call-overload]
+            if aggregation is None:
+                factory = view._aggregation
+                if isinstance(factory, DefaultAggregation):
+                    factory = match._instrument_class_aggregation[match._instrument.__class__]
+                aggregation = factory._create_aggregation(
+                    match._instrument, attributes, view._exemplar_reservoir_factory, time_ns()
+                )
+                aggregations[key] = aggregation  # type: ignore[index]
+    aggregation.aggregate(measurement, should_sample_exemplar)
+
+
+class _FastMeasurementConsumer(SynchronousMeasurementConsumer):
+    def consume_measurement(self, measurement: Measurement) -> None:
+        should_sample_exemplar = self._sdk_config.exemplar_filter.should_sample(
+            measurement.value, measurement.time_unix_nano, measurement.attributes, measurement.context
+        )
+        for storage in self._reader_storages.values():
+            for match in storage._get_or_init_view_instrument_match(measurement.instrument):
+                _consume(match, measurement, should_sample_exemplar)
+
+
+class _FastMeter(Meter):
+    def _fast(self, instrument: Any) -> Any:
+        fast = _FAST_INSTRUMENTS.get(type(instrument))
+        if fast is not None and "_oc_method" not in vars(instrument):
+            method, function = fast
+            instrument._oc_method = method
+            setattr(instrument, method, MethodType(function, instrument))
+        return instrument
+
+    def create_counter(self, name: str, unit: str = "", description: str = "") -> Any:
+        return self._fast(super().create_counter(name, unit, description))
+
+    def create_up_down_counter(self, name: str, unit: str = "", description: str = "") -> Any:
+        return self._fast(super().create_up_down_counter(name, unit, description))
+
+    def create_histogram(self, *args: Any, **kwargs: Any) -> Any:
+        return self._fast(super().create_histogram(*args, **kwargs))
+
+    def create_gauge(self, *args: Any, **kwargs: Any) -> Any:
+        return self._fast(super().create_gauge(*args, **kwargs))
+
+
+class FastMeterProvider(MeterProvider):
+    """The SDK ``MeterProvider`` with fast instruments and measurement consumer.
+
+    Example:
+        >>> provider = FastMeterProvider()
+        >>> provider.get_meter("doc").create_counter("c").add.__name__
+        '_fast_add'
+        >>> provider.shutdown()
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if type(self._measurement_consumer) is SynchronousMeasurementConsumer:
+            self._measurement_consumer.__class__ = _FastMeasurementConsumer
+
+    def get_meter(self, *args: Any, **kwargs: Any) -> Any:
+        meter = super().get_meter(*args, **kwargs)
+        if type(meter) is Meter:
+            meter.__class__ = _FastMeter
+        return meter
