@@ -172,11 +172,11 @@ class _FastTracer(Tracer):
         set_status_on_exception: bool = True,
     ) -> trace_api.Span:
         links = links or ()
-        parent = trace_api.get_current_span(context).get_span_context()
+        parent: trace_api.SpanContext | None = trace_api.get_current_span(context).get_span_context()
         if parent is not None and not isinstance(parent, trace_api.SpanContext):
             raise TypeError("parent_span_context must be a SpanContext or None.")
         if not self._is_enabled():
-            return trace_api.NonRecordingSpan(context=parent)
+            return trace_api.NonRecordingSpan(context=parent)  # type: ignore[arg-type]  # as the SDK does
         if parent is None or not parent.is_valid:
             parent = None
             trace_id = self.id_generator.generate_trace_id()
@@ -246,15 +246,14 @@ class _FastLogRecord(ReadWriteLogRecord):
     def __post_init__(self) -> None:
         record = self.log_record
         given = record.attributes
-        if given and not _plain(given):
-            super().__post_init__()
-            return
         limits = self.limits
-        record.attributes = _attributes(
-            limits.max_log_record_attributes, given, limits.max_log_record_attribute_length
-        )
-        if self.dropped_attributes > 0:
-            super().__post_init__()  # re-clean through the SDK, which also warns
+        maxlen = limits.max_log_record_attributes
+        if limits.max_log_record_attribute_length is not None or (
+            given and ((maxlen is not None and len(given) > maxlen) or not _plain(given))
+        ):
+            super().__post_init__()  # the SDK cleans, drops, counts and warns
+            return
+        record.attributes = _attributes(maxlen, given, None)
 
 
 def log_record(record: LogRecord, logger: Any) -> ReadWriteLogRecord:

@@ -137,7 +137,7 @@ class _Emitter:
             )
             if isinstance(otel_logger, SDKLogger):
                 # The same SDK record, without re-cleaning plain attribute values.
-                otel_logger.emit(_fastsdk.log_record(record, otel_logger))
+                otel_logger.emit(_fastsdk.log_record(record, otel_logger))  # type: ignore[arg-type]
             else:
                 otel_logger.emit(record)
         finally:

@@ -1,0 +1,356 @@
+"""The fast SDK paths export exactly what the SDK's own code exports, for plain and unusual input.
+
+Each test runs one script of API calls twice, through the SDK's providers and
+through :mod:`otel_correlate._fastsdk`'s, and compares the exported records
+whole (ids made deterministic, timestamps zeroed).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from opentelemetry import context, trace
+from opentelemetry._logs import LogRecord, SeverityNumber
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits
+from opentelemetry.sdk._logs.export import (
+    BatchLogRecordProcessor,
+    InMemoryLogRecordExporter,
+    SimpleLogRecordProcessor,
+)
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.version import __version__ as sdk_version
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+from otel_correlate import _fastsdk, _pipeline
+
+RESOURCE = Resource.create({"service.name": "fastsdk-test"})
+
+
+def test_the_sdk_is_the_line_the_fast_paths_were_written_for() -> None:
+    assert sdk_version.startswith(_fastsdk.SDK_LINE), (
+        f"opentelemetry-sdk {sdk_version}: re-check otel_correlate/_fastsdk.py against this SDK "
+        f"(it mirrors Tracer.start_span and _ViewInstrumentMatch.consume_measurement) and update SDK_LINE"
+    )
+
+
+class _Counting(IdGenerator):
+    def __init__(self) -> None:
+        self._next = itertools.count(1)
+
+    def generate_span_id(self) -> int:
+        return next(self._next)
+
+    def generate_trace_id(self) -> int:
+        return 0xABC000 + next(self._next)
+
+
+def _record(value: Any) -> Any:
+    """A comparable form of an exported record: timestamps zeroed, every scalar tagged with its type.
+
+    Tagging keeps ``True``, ``1`` and ``1.0`` apart (they are equal in Python) and
+    tuples apart from lists.
+    """
+    if isinstance(value, dict):
+        return {
+            k: (0 if ("time" in k or "timestamp" in k) and v not in (None, "") else _record(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return (type(value).__name__, [_record(v) for v in value])
+    return (type(value).__name__, value)
+
+
+def _span_record(span: Any) -> dict[str, Any]:
+    return _record(
+        {
+            "name": span.name,
+            "trace_id": span.context.trace_id,
+            "span_id": span.context.span_id,
+            "flags": int(span.context.trace_flags),
+            "parent": None if span.parent is None else (span.parent.span_id, span.parent.is_remote),
+            "kind": span.kind.name,
+            "attributes": list(span.attributes.items()),  # in order: a re-set key moves to the end
+            "dropped_attributes": span.dropped_attributes,
+            "events": [(e.name, dict(e.attributes or {})) for e in span.events],
+            "links": [(link.context.span_id, dict(link.attributes or {})) for link in span.links],
+            "status": (span.status.status_code.name, span.status.description),
+            "scope": (span.instrumentation_scope.name, span.instrumentation_scope.version),
+            "resource": dict(span.resource.attributes),
+            "start_time": span.start_time,
+            "end_time": span.end_time,
+        }
+    )
+
+
+# --------------------------------------------------------------------------- spans
+
+WEIRD_VALUES: dict[Any, Any] = {
+    "str": "v",
+    "int": 7,
+    "float": 0.5,
+    "bool": True,
+    "list": ["a", "b"],
+    "tuple": (1, 2),
+    "bytes": b"\x00\x01",
+    "none": None,
+    "object": object.__new__(type("Custom", (), {"__str__": lambda self: "custom"})),
+    "": "empty key",
+    3: "int key",
+}
+
+
+def _span_script(provider: TracerProvider) -> None:
+    tracer = provider.get_tracer("script", "1.0")
+    remote = SpanContext(0xFEED, 0xBEEF, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    parent_ctx = trace.set_span_in_context(trace.NonRecordingSpan(remote))
+    server = tracer.start_span(
+        "GET", context=parent_ctx, kind=SpanKind.SERVER, attributes={"a": "1", "b": 2, "c": 2.5, "d": False}
+    )
+    server.set_attributes({"a": "moved to the end", "e": ["x", "y"]})
+    server.set_attribute("f", {"nested": 1})
+    server.set_attribute("g", 3)
+    server.set_attributes({"b": 3})  # plain re-sets: the key moves to the end, as in the SDK
+    server.set_attribute("c", 1.5)
+    server.set_attributes(WEIRD_VALUES)
+    server.add_event("retry", {"attempt": 2})
+    token = context.attach(trace.set_span_in_context(server))
+    try:
+        with tracer.start_as_current_span("child", links=[Link(remote, {"why": "batch"})]) as child:
+            child.set_status(Status(StatusCode.ERROR, "declined"))
+            child.record_exception(ValueError("declined"))
+        root = tracer.start_span("root", context=context.Context(), attributes=None)
+        root.end()
+    finally:
+        context.detach(token)
+    server.end()
+    server.set_attribute("after", "end")  # ignored, with the SDK's warning
+
+
+def _spans(provider_class: type[TracerProvider], limits: SpanLimits | None = None) -> list[dict[str, Any]]:
+    exporter = InMemorySpanExporter()
+    provider = provider_class(resource=RESOURCE, id_generator=_Counting(), span_limits=limits)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    _span_script(provider)
+    spans = [_span_record(span) for span in exporter.get_finished_spans()]
+    provider.shutdown()
+    return spans
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        None,
+        SpanLimits(max_span_attributes=4),
+        SpanLimits(max_span_attribute_length=3),
+        SpanLimits(max_span_attributes=0),
+    ],
+    ids=["default", "few-attributes", "short-values", "no-attributes"],
+)
+def test_spans_are_the_sdks_spans(limits: SpanLimits | None, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        expected = _spans(TracerProvider, limits)
+        sdk_warnings = [r.getMessage() for r in caplog.records]
+        caplog.clear()
+        assert _spans(_fastsdk.FastTracerProvider, limits) == expected
+        assert [r.getMessage() for r in caplog.records] == sdk_warnings
+    assert len(expected) == 3
+
+
+def test_fast_spans_take_the_fast_path() -> None:
+    provider = _fastsdk.FastTracerProvider(resource=RESOURCE)
+    span = provider.get_tracer("t").start_span("s", attributes={"k": "v"})
+    assert type(span).__name__ == "_FastSpan"
+    assert type(span._attributes).__name__ == "_FastAttributes"  # type: ignore[attr-defined]
+    span.end()
+    provider.shutdown()
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def _metric_script(provider: MeterProvider) -> None:
+    meter = provider.get_meter("script", "1.0")
+    counter = meter.create_counter("orders", unit="{order}")
+    updown = meter.create_up_down_counter("in_flight")
+    histogram = meter.create_histogram("latency", unit="s", explicit_bucket_boundaries_advisory=[0.1, 1.0])
+    gauge = meter.create_gauge("temperature")
+    span = trace.NonRecordingSpan(
+        SpanContext(0xFEED, 0xBEEF, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    )
+    ctx = trace.set_span_in_context(span)
+    for value in (1, 2, 3):
+        counter.add(value, {"result": "hit", "orderId": f"ORD-{value}", "requestId": "r1"}, context=ctx)
+    counter.add(1, {"flag": True})
+    counter.add(1, {"flag": 1})
+    counter.add(1, {"flag": 1.0})
+    counter.add(1, {"list": ["a", "b"]})
+    counter.add(1, {"b": "2", "a": "1"})
+    counter.add(1, {"a": "1", "b": "2"})  # the same series, keys in another order
+    counter.add(1)
+    counter.add(1, {})
+    counter.add(-1, {"result": "hit"})  # ignored, with the SDK's warning
+    counter.add(math.nan)
+    counter.add(True)  # type: ignore[arg-type]
+    updown.add(-3, {"queue": "a"})
+    updown.add(5, {"queue": "a"})
+    updown.add(math.inf, {"queue": "a"})
+    histogram.record(0.05, {"route": "/orders/{id}", "status": 200, "orderId": "ORD-9"}, context=ctx)
+    histogram.record(0.5, {"route": "/orders/{id}", "status": 200}, context=ctx)
+    histogram.record(5.0, {"route": "/orders/{id}", "status": 500})
+    histogram.record(-1.0)
+    gauge.set(-4.5, {"room": "a"})
+    gauge.set(21, {"room": "a"})
+
+
+def _metrics(provider_class: type[MeterProvider]) -> list[dict[str, Any]]:
+    reader = InMemoryMetricReader()
+    provider = provider_class(
+        resource=RESOURCE, metric_readers=[reader], views=[_pipeline.metric_guard_view()]
+    )
+    _metric_script(provider)
+    data = reader.get_metrics_data()
+    assert data is not None
+    metrics = [
+        json.loads(metric.to_json())
+        for resource_metrics in data.resource_metrics
+        for scope_metrics in resource_metrics.scope_metrics
+        for metric in scope_metrics.metrics
+    ]
+    provider.shutdown()
+    for metric in metrics:  # data point order is the order series first appeared: compare as sets
+        metric["data"]["data_points"].sort(key=lambda point: json.dumps(point["attributes"], sort_keys=True))
+    return metrics
+
+
+def _without_sampled_exemplars(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Sums keep one randomly chosen exemplar (the SDK's reservoir); histograms keep the last per bucket."""
+    for metric in metrics:
+        if "bucket_counts" not in json.dumps(metric):
+            for point in metric["data"]["data_points"]:
+                point["exemplars"] = len(point["exemplars"])
+    return metrics
+
+
+def test_metrics_are_the_sdks_metrics(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        expected = _metrics(MeterProvider)
+        sdk_warnings = sorted(r.getMessage() for r in caplog.records)
+        caplog.clear()
+        got = _metrics(_fastsdk.FastMeterProvider)
+        assert sorted(r.getMessage() for r in caplog.records) == sdk_warnings
+    assert _record(_without_sampled_exemplars(json.loads(json.dumps(got)))) == _record(
+        _without_sampled_exemplars(expected)
+    )
+    by_name = {m["name"]: m for m in got}
+    orders = by_name["orders"]["data"]["data_points"]
+    # The business keys are on no series and on the exemplars of the first series.
+    assert not any("orderId" in point["attributes"] for point in orders)
+    hit = next(point for point in orders if point["attributes"] == {"result": "hit"})
+    assert hit["value"] == 6
+    assert {e["filtered_attributes"]["orderId"] for e in hit["exemplars"]} <= {"ORD-1", "ORD-2", "ORD-3"}
+    flags = [point["attributes"]["flag"] for point in orders if "flag" in point["attributes"]]
+    assert sorted(map(repr, flags)) == ["1", "1.0", "True"]  # three series, as in the SDK
+
+
+def test_fast_instruments_take_the_fast_path() -> None:
+    provider = _fastsdk.FastMeterProvider(resource=RESOURCE)
+    meter = provider.get_meter("m")
+    assert meter.create_counter("c").add.__func__ is _fastsdk._fast_add  # type: ignore[attr-defined]
+    assert meter.create_histogram("h").record.__func__ is _fastsdk._fast_add  # type: ignore[attr-defined]
+    assert meter.create_up_down_counter("u").add.__func__ is _fastsdk._fast_signed  # type: ignore[attr-defined]
+    assert meter.create_gauge("g").set.__func__ is _fastsdk._fast_signed  # type: ignore[attr-defined]
+    assert type(provider._measurement_consumer).__name__ == "_FastMeasurementConsumer"
+    provider.shutdown()
+
+
+# --------------------------------------------------------------------------- logs
+
+
+def _log_records(
+    emit: Callable[[Any, LogRecord], None], limits: LogRecordLimits | None
+) -> list[dict[str, Any]]:
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider(resource=RESOURCE, log_record_limits=limits)
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    logger = provider.get_logger("script", "1.0")
+    span = trace.NonRecordingSpan(
+        SpanContext(0xFEED, 0xBEEF, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    )
+    token = context.attach(trace.set_span_in_context(span))
+    try:
+        for attributes in (
+            {"orderId": "ORD-1", "code.line.number": 12, "ok": True, "ratio": 0.5},
+            {"tags": ["a", "b"], "obj": {"k": "v"}},
+            {"": "empty key", "none": None},
+            None,
+            {f"k{i}": i for i in range(6)},
+        ):
+            record = LogRecord(
+                timestamp=1,
+                severity_number=SeverityNumber.INFO,
+                severity_text="INFO",
+                body="order created",
+                attributes=attributes,
+            )
+            emit(logger, record)
+    finally:
+        context.detach(token)
+    records = [_log_record(r) for r in exporter.get_finished_logs()]
+    provider.shutdown()
+    return records
+
+
+def _log_record(readable: Any) -> dict[str, Any]:
+    record = readable.log_record
+    return _record(
+        {
+            "body": record.body,
+            "severity": (record.severity_text, record.severity_number),
+            "attributes": list((record.attributes or {}).items()),
+            "dropped_attributes": readable.dropped_attributes,
+            "ids": (record.trace_id, record.span_id, record.trace_flags),
+            "scope": (readable.instrumentation_scope.name, readable.instrumentation_scope.version),
+            "resource": dict(readable.resource.attributes),
+            "timestamp": record.timestamp,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [None, LogRecordLimits(max_attributes=3), LogRecordLimits(max_attribute_length=2)],
+    ids=["default", "few-attributes", "short-values"],
+)
+def test_log_records_are_the_sdks_records(limits: LogRecordLimits | None) -> None:
+    expected = _log_records(lambda logger, record: logger.emit(record), limits)
+    got = _log_records(lambda logger, record: logger.emit(_fastsdk.log_record(record, logger)), limits)
+    assert got == expected
+    assert len(got) == 5
+
+
+def test_the_fast_batch_processor_hands_over_the_same_records() -> None:
+    def run(processor_class: type[BatchLogRecordProcessor]) -> list[dict[str, Any]]:
+        exporter = InMemoryLogRecordExporter()
+        provider = LoggerProvider(resource=RESOURCE)
+        provider.add_log_record_processor(processor_class(exporter))
+        logger = provider.get_logger("script")
+        for n in range(3):
+            logger.emit(LogRecord(timestamp=n + 1, body=f"line {n}", attributes={"n": n}))
+        provider.force_flush()
+        records = [_log_record(r) for r in exporter.get_finished_logs()]
+        provider.shutdown()
+        return records
+
+    assert run(_fastsdk.FastBatchLogRecordProcessor) == run(BatchLogRecordProcessor)
