@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -90,3 +91,27 @@ def test_health_and_metrics_urls_are_not_traced(otel_capture: TelemetryCapture) 
     for path in ("/health", "/health/live", "/metrics?x=1"):
         client.get(path)
     assert otel_capture.spans() == []
+
+
+def test_body_size_metrics_are_opt_in(
+    otel_capture: TelemetryCapture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _client().get("/orders/A-3")
+    names = {p.name for p in otel_capture.metrics()}
+    assert "http.server.request.duration" in names
+    assert not names & {"http.server.request.body.size", "http.server.response.body.size"}
+
+    monkeypatch.setenv("OTEL_CORRELATE_HTTP_BODY_SIZE_METRICS", "true")
+    app = FastAPI()
+
+    @app.post("/orders")
+    def create(body: dict[str, str]) -> dict[str, str]:
+        return {"id": "A-4", **body}
+
+    client = TestClient(instrument_fastapi_app(app))
+    assert client.post("/orders", json={"item": "book"}).status_code == 200
+    sizes = {p.name: p for p in otel_capture.metrics() if p.name.endswith(".body.size")}
+    request, response = sizes["http.server.request.body.size"], sizes["http.server.response.body.size"]
+    assert (request.value, request.count, request.unit) == (len(b'{"item":"book"}'), 1, "By")
+    assert (response.value, response.count) == (len(b'{"id":"A-4","item":"book"}'), 1)
+    assert sizes["http.server.response.body.size"].attributes["http.route"] == "/orders"

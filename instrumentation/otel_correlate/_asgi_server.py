@@ -28,7 +28,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from otel_correlate import _web
+from otel_correlate import _settings, _web
 from otel_correlate._fastapi import RequestContextMiddleware
 
 Scope = MutableMapping[str, Any]
@@ -123,12 +123,18 @@ class _Instruments:
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
         ACTIVE_REQUESTS.register(meter)
-        self.request_size = meter.create_histogram(
-            "http.server.request.body.size", unit="By", description="Size of HTTP server request bodies."
-        )
-        self.response_size = meter.create_histogram(
-            "http.server.response.body.size", unit="By", description="Size of HTTP server response bodies."
-        )
+        # Body sizes are opt-in: semconv marks them experimental, no dashboard of ours
+        # reads them, and each is one more histogram measurement per request.
+        self.body_sizes = _settings.HTTP_BODY_SIZE_METRICS.get()
+        if self.body_sizes:
+            self.request_size = meter.create_histogram(
+                "http.server.request.body.size", unit="By", description="Size of HTTP server request bodies."
+            )
+            self.response_size = meter.create_histogram(
+                "http.server.response.body.size",
+                unit="By",
+                description="Size of HTTP server response bodies.",
+            )
         self.tracer = trace.get_tracer(SCOPE_NAME, version)
 
 
@@ -259,7 +265,9 @@ class _RequestState:
             span_attributes["http.request.method_original"] = raw_method
         host = headers.get("host")
         if host:
-            address, _, port = host.rpartition(":") if host.rpartition(":")[2].isdigit() else (host, "", "")
+            address, _, port = host.rpartition(":")
+            if not port.isdigit():
+                address, port = host, ""
             span_attributes["server.address"] = address
             if port:
                 span_attributes["server.port"] = int(port)
@@ -284,20 +292,20 @@ class _RequestState:
             kind=SpanKind.SERVER,
             attributes=span_attributes,
         )
-        ctx = trace.set_span_in_context(self.span, parent)
         try:
-            ctx, keys = _web.enter_request(request_id, ctx=ctx)
+            ctx, keys = _web.enter_request(request_id, ctx=parent, span=self.span)
             self.request_id_header: tuple[bytes, bytes] | None = (
                 header_name,
                 keys["requestId"].encode("latin-1"),
             )
         except Exception:  # keys are best effort; the span and metrics still happen
+            ctx = trace.set_span_in_context(self.span, parent)
             self.request_id_header = None
         self.ctx = ctx
         self.status: int | None = None
         self.response_size: int | None = None
         self.error: BaseException | None = None
-        length = headers.get("content-length")
+        length = headers.get("content-length") if instruments.body_sizes else None
         if length and length.isdigit():
             instruments.request_size.record(int(length), self.attributes, context=ctx)
         ACTIVE_REQUESTS.add(self.active_key, 1)
@@ -323,26 +331,29 @@ class _RequestState:
     def finish(self, route: str | None) -> None:
         attributes = self.attributes
         span = self.span
+        ended: dict[str, Any] = {}  # what the span learns now; it has the rest since its start
         if route:
-            attributes["http.route"] = route
+            ended["http.route"] = route
             span.update_name(f"{'HTTP' if self.method == '_OTHER' else self.method} {route}")
         status = self.status
-        if status is None and self.error is not None:
+        error = self.error
+        if status is None and error is not None:
             status = 500  # the error middleware outside answers 500
         if status is not None:
-            attributes["http.response.status_code"] = status
-        if self.error is not None:
-            attributes["error.type"] = type(self.error).__qualname__
+            ended["http.response.status_code"] = status
+        if error is not None:
+            ended["error.type"] = type(error).__qualname__
         elif status is not None and status >= 500:
-            attributes["error.type"] = str(status)
-        span.set_attributes(attributes)
-        if self.error is not None:
-            span.record_exception(self.error)
-        if (status is not None and status >= 500) or self.error is not None:
+            ended["error.type"] = str(status)
+        attributes.update(ended)
+        span.set_attributes(ended)
+        if error is not None:
+            span.record_exception(error)
+        if (status is not None and status >= 500) or error is not None:
             span.set_status(StatusCode.ERROR)
         instruments = self.instruments
         instruments.duration.record(max(time.perf_counter() - self.start, 0.0), attributes, context=self.ctx)
-        if self.response_size is not None:
+        if self.response_size is not None and instruments.body_sizes:
             instruments.response_size.record(self.response_size, attributes, context=self.ctx)
         ACTIVE_REQUESTS.add(self.active_key, -1)
         span.end()

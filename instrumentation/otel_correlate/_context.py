@@ -28,7 +28,9 @@ from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from opentelemetry import baggage, context, trace
+from opentelemetry.baggage import _BAGGAGE_KEY
 from opentelemetry.context import Context
+from opentelemetry.trace.propagation import _SPAN_KEY
 
 from otel_correlate import _settings
 
@@ -123,17 +125,27 @@ def current_request_id() -> str | None:
     return current_business_keys().get(REQUEST_ID_KEY)
 
 
-def with_keys(updates: Mapping[str, str], ctx: Context | None = None) -> Context:
+def with_keys(
+    updates: Mapping[str, str], ctx: Context | None = None, span: trace.Span | None = None
+) -> Context:
     """A context whose business keys and baggage are updated with ``updates``.
 
     ``updates`` must already be validated; callers use :func:`validate_value`.
+    With ``span``, that span also becomes the context's current span. The result
+    is what ``set_value`` and ``baggage.set_baggage`` (once per key) and
+    ``trace.set_span_in_context`` would build, made with one copy of the context.
     """
-    merged = dict(current_business_keys(ctx))
+    base = ctx if ctx is not None else context.get_current()
+    merged = dict(cast(Mapping[str, str], base.get(_KEYS_CONTEXT) or {}))
     merged.update(updates)
-    new_ctx = context.set_value(_KEYS_CONTEXT, merged, ctx)
-    for key, value in updates.items():
-        new_ctx = baggage.set_baggage(key, value, new_ctx)
-    return new_ctx
+    entries = dict(cast(Mapping[str, object], base.get(_BAGGAGE_KEY) or {}))
+    entries.update(updates)
+    values = dict(base)
+    values[_KEYS_CONTEXT] = merged
+    values[_BAGGAGE_KEY] = entries
+    if span is not None:
+        values[_SPAN_KEY] = span
+    return Context(values)
 
 
 def promote_inbound(ctx: Context | None = None) -> tuple[dict[str, str], list[tuple[str, str]]]:

@@ -146,6 +146,12 @@ METRIC_DENY_KEYS: Setting[tuple[str, ...]] = Setting(
     doc="Extra high-cardinality attribute keys dropped from every metric (the business keys always are).",
     shown_default="(none)",
 )
+HTTP_BODY_SIZE_METRICS = Setting(
+    env="OTEL_CORRELATE_HTTP_BODY_SIZE_METRICS",
+    default=False,
+    parse=parse_bool,
+    doc="Also record `http.server.request.body.size` and `http.server.response.body.size` (experimental in semconv; off to save a histogram measurement per request).",
+)
 CONSOLE_LOG = Setting(
     env="OTEL_CORRELATE_CONSOLE_LOG",
     default=True,

@@ -105,6 +105,7 @@ def enter_request(
     header_value: str | None,
     path_params: Mapping[str, object] | None = None,
     ctx: Context | None = None,
+    span: trace.Span | None = None,
 ) -> tuple[Context, dict[str, str]]:
     """The context to attach for an inbound request, and the keys it carries.
 
@@ -112,6 +113,8 @@ def enter_request(
         header_value: The raw ``X-Request-ID`` header, or ``None`` when absent.
         path_params: The matched route's path parameters, when known.
         ctx: The context the server instrumentation extracted; the current one by default.
+        span: The request's server span, made current in the returned context;
+            by default the span current in ``ctx`` gets the keys.
     """
     ctx = ctx if ctx is not None else context.get_current()
     keys, rejected = _context.promote_inbound(ctx)
@@ -126,8 +129,8 @@ def enter_request(
     if _context.REQUEST_ID_KEY not in keys:
         keys[_context.REQUEST_ID_KEY] = _context.new_request_id()
     keys.update(keys_from_route(path_params))
-    trace.get_current_span(ctx).set_attributes(keys)
-    return _context.with_keys(keys, ctx), keys
+    (span if span is not None else trace.get_current_span(ctx)).set_attributes(keys)
+    return _context.with_keys(keys, ctx, span), keys
 
 
 def enter_route(path_params: Mapping[str, object] | None) -> Context | None:
