@@ -104,6 +104,9 @@ class _FastAttributes(BoundedAttributes):
             super()._set_items(attributes)
             return
         with self._lock:
+            if not stored:
+                stored.update(attributes)
+                return
             for key, value in attributes.items():
                 if key in stored:
                     del stored[key]  # the SDK moves a re-set key to the end, too
@@ -130,11 +133,15 @@ class _FastAttributes(BoundedAttributes):
 
 
 def _attributes(
-    maxlen: int | None, attributes: types.Attributes, max_value_len: int | None
+    maxlen: int | None, attributes: types.Attributes, max_value_len: int | None, *, plain: bool = False
 ) -> BoundedAttributes:
+    """Fresh mutable attributes holding ``attributes``; ``plain`` when the caller checked :func:`_plain`."""
     bounded = _FastAttributes(maxlen, None, immutable=False, max_value_len=max_value_len)
     if attributes:
-        bounded._set_items(attributes)
+        if plain and max_value_len is None and (maxlen is None or len(attributes) <= maxlen):
+            bounded._dict.update(attributes)
+        else:
+            bounded._set_items(attributes)
     return bounded
 
 
@@ -253,7 +260,7 @@ class _FastLogRecord(ReadWriteLogRecord):
         ):
             super().__post_init__()  # the SDK cleans, drops, counts and warns
             return
-        record.attributes = _attributes(maxlen, given, None)
+        record.attributes = _attributes(maxlen, given, None, plain=True)
 
 
 def log_record(record: LogRecord, logger: Any) -> ReadWriteLogRecord:
