@@ -145,3 +145,31 @@ def test_missing_service_name_warns_once_at_start(tmp_path: Path) -> None:
     warnings = [line for line in log.read_text().splitlines() if "no service name is set" in line]
     assert len(warnings) == 1
     assert "OTEL_SERVICE_NAME" in warnings[0] and "--service_name" in warnings[0]
+
+
+_LATE_IMPORT_SCRIPT = """
+import sys
+import flask
+loaded_at_start = sorted(m for m in ("fastapi", "httpx", "pydantic", "starlette") if m in sys.modules)
+import httpx  # imported after start-up: instrumented then
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+print(loaded_at_start, flask.Flask.__name__, HTTPXClientInstrumentor().is_instrumented_by_opentelemetry)
+"""
+
+
+def test_a_flask_service_loads_no_fastapi_and_httpx_is_traced_when_imported(tmp_path: Path) -> None:
+    """Instrumentors of unused libraries cost no imports; a library imported later is still traced."""
+    import subprocess
+
+    env = instrumented_env("http://127.0.0.1:9", OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none")
+    env["OTEL_LOGS_EXPORTER"] = "none"
+    python = str(Path(instrument_cmd("x")[0]).parent / "python")
+    done = subprocess.run(
+        instrument_cmd("late-imports", python, "-c", _LATE_IMPORT_SCRIPT),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout.strip().splitlines()[-1] == "[] Flask True", done.stderr

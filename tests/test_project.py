@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -13,9 +15,22 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_all_is_sorted_and_complete() -> None:
-    public = {name for name in vars(otel_correlate) if not name.startswith(("_", "@"))}
     assert otel_correlate.__all__ == sorted(otel_correlate.__all__)
-    assert set(otel_correlate.__all__) == public
+    assert set(otel_correlate.__all__) == set(otel_correlate._EXPORTS)
+    for name in otel_correlate.__all__:
+        value = getattr(otel_correlate, name)
+        assert value.__module__ == f"otel_correlate.{otel_correlate._EXPORTS[name]}", name
+    assert set(otel_correlate.__all__) <= set(dir(otel_correlate))
+
+
+def test_importing_the_package_loads_no_web_framework_or_http_client() -> None:
+    """opentelemetry-instrument imports the package in every service: it must stay light."""
+    code = (
+        "import sys, otel_correlate, otel_correlate._distro; "
+        "print(sorted(m for m in ('fastapi', 'flask', 'httpx', 'pydantic', 'starlette') if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
 
 
 def test_readme_configuration_table_matches_the_settings_registry() -> None:

@@ -51,21 +51,50 @@ class CorrelateDistro(BaseDistro):  # type: ignore[misc]
 
     def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
         name = entry_point.name
-        if name not in ("fastapi", "flask"):
+        if name in ("fastapi", "flask"):
             # FastAPI and Flask get our lean server middleware instead of the contrib
-            # ASGI/WSGI ones (same span and metrics, a fraction of the per-request work).
+            # ASGI/WSGI ones (same span and metrics, a fraction of the per-request work),
+            # patched when the service imports the framework: a Flask service never
+            # imports FastAPI (and pydantic) just because both are installed.
+            _when_imported(name, _patch)
+        elif name in _ON_IMPORT:
+            # Client instrumentors whose library the service may never use: loaded
+            # when it is imported, instead of importing it into every service.
+            def load(_module: Any) -> None:
+                try:
+                    BaseDistro.load_instrumentor(self, entry_point, **kwargs)
+                except Exception:  # never fail the service over its telemetry
+                    _log.exception("otel-correlate: could not instrument %s", name)
+
+            _when_imported(_ON_IMPORT[name], load)
+        else:
             super().load_instrumentor(entry_point, **kwargs)
-        try:
-            if name == "fastapi":
-                from otel_correlate._fastapi import patch_fastapi_class
 
-                patch_fastapi_class()
-            elif name == "flask":
-                from otel_correlate._flask import patch_flask_class
 
-                patch_flask_class()
-        except Exception:  # never fail the service's start over its telemetry
-            _log.exception("otel-correlate: could not add business keys to %s; tracing still works", name)
+#: Instrumentor entry point -> the module whose import loads it.
+_ON_IMPORT = {"httpx": "httpx", "httpx2": "httpx2"}
+
+
+def _patch(module: Any) -> None:
+    name = module.__name__
+    try:
+        if name == "fastapi":
+            from otel_correlate._fastapi import patch_fastapi_class
+
+            patch_fastapi_class()
+        elif name == "flask":
+            from otel_correlate._flask import patch_flask_class
+
+            patch_flask_class()
+    except Exception:  # never fail the service's start over its telemetry
+        _log.exception("otel-correlate: could not add business keys to %s; tracing still works", name)
+
+
+def _when_imported(module: str, hook: Any) -> None:
+    """Run ``hook(module)`` once ``module`` is imported (at once when it already is)."""
+    import wrapt
+
+    wrapt.register_post_import_hook(hook, module)
 
 
 def service_name_missing() -> bool:
