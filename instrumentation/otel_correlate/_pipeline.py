@@ -36,7 +36,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from otel_correlate import _context, _fastsdk, _settings, _telemetry
+from otel_correlate import _context, _fastsdk, _scrub, _settings, _telemetry
 
 
 class BusinessKeySpanProcessor(SpanProcessor):
@@ -106,6 +106,7 @@ class _CountingSpanExporter(SpanExporter):
         self._inner = inner
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        spans = _scrub.spans(spans)
         try:
             result = self._inner.export(spans)
         except Exception as exc:
@@ -129,6 +130,7 @@ class _CountingLogExporter(LogRecordExporter):
         self._inner = inner
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        batch = _scrub.log_records(batch)
         try:
             result = self._inner.export(batch)
         except Exception as exc:
@@ -158,6 +160,7 @@ class _CountingMetricExporter(MetricExporter):
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: object
     ) -> MetricExportResult:
+        metrics_data = _scrub.metrics(metrics_data)
         try:
             result = self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
         except Exception as exc:

@@ -367,6 +367,41 @@ BACKUP_METRICS_ENDPOINT = Setting(
     shown_default="(the stack's collector)",
 )
 
+# --- personal data (issue 7) ---
+SCRUB = Setting(
+    env="OTEL_CORRELATE_SCRUB",
+    default=True,
+    parse=parse_bool,
+    doc="Mask personal data and secrets in every span, log record and metric before export (see Data protection); the collector's redaction is the second net.",
+)
+SENSITIVE_KEYS: Setting[tuple[str, ...]] = Setting(
+    env="OTEL_CORRELATE_SENSITIVE_KEYS",
+    default=(),
+    parse=parse_csv,
+    doc="Extra attribute keys whose values are masked whole, besides the built-in ones (password, token, email, phone, card number …); `*` is a wildcard, case, `_` and `-` are ignored.",
+    shown_default="(none)",
+)
+
+
+def parse_value_kinds(raw: str) -> tuple[str, ...]:
+    """Kinds of sensitive values, from ``email,phone,card,token,secret``; ``none`` for none."""
+    kinds = parse_csv(raw.lower())
+    if kinds == ("none",):
+        return ()
+    known = ("email", "phone", "card", "token", "secret")
+    unknown = [kind for kind in kinds if kind not in known]
+    if unknown:
+        raise ValueError(f"unknown kind(s) {', '.join(unknown)}; expected some of {','.join(known)} or none")
+    return kinds
+
+
+SENSITIVE_VALUES: Setting[tuple[str, ...]] = Setting(
+    env="OTEL_CORRELATE_SENSITIVE_VALUES",
+    default=("email", "phone", "card", "token", "secret"),
+    parse=parse_value_kinds,
+    doc="Kinds of values masked inside any string: e-mail addresses, phone numbers, Luhn-valid card numbers, bearer tokens and JWTs, `password=…` pairs (`none` for none).",
+)
+
 SETTINGS: tuple[Setting[object], ...] = tuple(  # every Setting defined in this module
     value for value in list(globals().values()) if isinstance(value, Setting)
 )
