@@ -20,9 +20,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, Status, StatusCode
 
-from otel_correlate import _pipeline, _scrub, _settings, business_context
+from otel_correlate import _pipeline, _scrub, _sensitive, _settings, business_context
 from otel_correlate._capture import TelemetryCapture
-from otel_correlate._scrub import Scrubber
+from otel_correlate._sensitive import Scrubber
 
 EMAIL = "jane.doe@example.com"
 PHONE = "+44 20 7946 0958"
@@ -96,7 +96,7 @@ def test_ids_timestamps_and_ordinary_text_are_not_masked(text: str) -> None:
 
 
 def test_sensitive_keys_match_their_last_segment_ignoring_case_and_separators() -> None:
-    scrubber = Scrubber(sensitive_keys=(*_scrub.DEFAULT_SENSITIVE_KEYS, "loyalty*"))
+    scrubber = Scrubber(sensitive_keys=(*_sensitive.DEFAULT_SENSITIVE_KEYS, "loyalty*"))
     attributes = {
         "password": "p",
         "user.password": "p",
@@ -220,7 +220,7 @@ def test_settings_configure_the_exporters_scrubber(monkeypatch: pytest.MonkeyPat
 
 
 def test_the_setting_offers_every_value_kind_by_default() -> None:
-    assert sorted(_settings.SENSITIVE_VALUES.get()) == sorted(_scrub.VALUE_KINDS)
+    assert sorted(_settings.SENSITIVE_VALUES.get()) == sorted(_sensitive.VALUE_KINDS)
 
 
 def test_an_unknown_value_kind_is_refused_with_the_choices(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -248,7 +248,7 @@ def test_clean_spans_come_back_as_the_same_objects() -> None:
             pass
 
     spans = _finished_spans(build)
-    assert Scrubber().span(spans[0]) is spans[0]
+    assert _scrub.span(Scrubber(), spans[0]) is spans[0]
     _scrub.configure(Scrubber())
     assert _scrub.spans(spans) is spans
 
@@ -266,7 +266,7 @@ def test_a_masked_span_is_a_copy_that_keeps_ids_times_dropped_counts_and_the_ori
 
     [span] = _finished_spans(build)
     span._attributes = BoundedAttributes(maxlen=2, attributes={"a": 1, "b": 2, "contact": PHONE})
-    scrubbed = Scrubber().span(span)
+    scrubbed = _scrub.span(Scrubber(), span)
     assert scrubbed is not span
     assert (scrubbed.name, dict(scrubbed.attributes), scrubbed.dropped_attributes) == (
         "notify [REDACTED:email]",
@@ -301,8 +301,8 @@ def test_log_records_are_copied_only_when_masked() -> None:
     otel_logger.emit(LogRecord(body="order created", attributes={"orderId": "O-1"}))
     otel_logger.emit(LogRecord(body=f"mail {EMAIL}", attributes={"orderId": "O-1", "card": CARD}))
     clean, dirty = exporter.get_finished_logs()
-    assert Scrubber().log_record(clean) is clean
-    scrubbed = Scrubber().log_record(dirty)
+    assert _scrub.log_record(Scrubber(), clean) is clean
+    scrubbed = _scrub.log_record(Scrubber(), dirty)
     assert (scrubbed.log_record.body, dict(scrubbed.log_record.attributes or {})) == (
         "mail [REDACTED:email]",
         {"orderId": "O-1", "card": "[REDACTED:card]"},
@@ -315,7 +315,7 @@ def test_a_scrubber_that_fails_drops_the_batch_instead_of_exporting_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     class Broken(Scrubber):
-        def span(self, span: Any) -> Any:
+        def text(self, text: str) -> str:
             raise RuntimeError("boom")
 
     _scrub.configure(Broken())
@@ -469,4 +469,4 @@ def test_metric_points_and_exemplars_are_masked_and_exemplars_keep_the_business_
 
 def test_metrics_without_sensitive_data_come_back_as_the_same_object() -> None:
     clean = MetricsData(resource_metrics=[])
-    assert Scrubber().metrics_data(clean) is clean
+    assert _scrub.metrics_data(Scrubber(), clean) is clean
