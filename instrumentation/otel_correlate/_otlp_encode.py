@@ -31,6 +31,8 @@ from typing import Any
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.trace import SpanKind
 
+from otel_correlate import _fastsdk
+
 _log = logging.getLogger("otel_correlate")
 
 _pack_q = struct.Struct("<Q").pack
@@ -39,6 +41,8 @@ _pack_d = struct.Struct("<d").pack
 _SMALL = [bytes((n,)) for n in range(128)]
 _CACHE_LIMIT = 8192
 _KV_CACHE: dict[tuple[str, type, object], bytes] = {}
+#: The SDK's attribute containers, matched by exact type (an ABC isinstance check costs a Python call).
+_BOUNDED: frozenset[type] = frozenset({BoundedAttributes, _fastsdk._FastAttributes})
 
 
 def _varint(n: int) -> bytes:
@@ -94,8 +98,8 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     """Repeated ``KeyValue`` fields under ``tag``; scalar pairs come from a bounded cache."""
     if not attributes:
         return b""
-    if isinstance(attributes, BoundedAttributes):
-        attributes = attributes._dict  # its items, without the Mapping protocol's per-item calls
+    if type(attributes) in _BOUNDED:
+        attributes = attributes._dict  # type: ignore[attr-defined]  # its items, without the Mapping protocol
     cache = _KV_CACHE
     parts = []
     for key, value in attributes.items():
@@ -252,7 +256,7 @@ def _span(span: Any) -> bytes:
     if attributes is None:
         attributes = span.attributes
     parts.append(_attributes(b"\x4a", attributes))
-    dropped = attributes.dropped if isinstance(attributes, BoundedAttributes) else span.dropped_attributes
+    dropped = attributes.dropped if type(attributes) in _BOUNDED else span.dropped_attributes
     if dropped:
         parts.append(b"\x50" + _varint(dropped))
     if getattr(span, "_events", True) or getattr(span, "_links", True):
@@ -289,7 +293,7 @@ def _log_record(readable: Any) -> bytes:
     parts.append(_field(b"\x2a", _any_value(record.body)))
     attributes = record.attributes
     parts.append(_attributes(b"\x32", attributes))
-    dropped = attributes.dropped if isinstance(attributes, BoundedAttributes) else readable.dropped_attributes
+    dropped = attributes.dropped if type(attributes) in _BOUNDED else readable.dropped_attributes
     if dropped:
         parts.append(b"\x38" + _varint(dropped))
     flags = int(record.trace_flags) if record.trace_flags is not None else 0

@@ -9,19 +9,34 @@ on the server span and returns the context to attach for the request.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.util.http import ExcludeList, parse_excluded_urls
 
 from otel_correlate import _context, _settings, _telemetry
 
 EXCLUDED_URLS = r"/health(/|\?|$),/metrics(\?|$)"
 
 
-def excluded_urls(framework: str) -> ExcludeList | None:
+class ExcludedURLs:
+    """URLs not traced: one precompiled pattern, searched directly (no ``re`` cache lookup per request)."""
+
+    __slots__ = ("_search",)
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        self._search = re.compile("|".join(patterns)).search
+
+    def url_disabled(self, url: str) -> bool:
+        return self._search(url) is not None
+
+
+def excluded_urls(framework: str) -> ExcludedURLs | None:
     """URLs not traced: ``OTEL_PYTHON_<FRAMEWORK>_EXCLUDED_URLS``, else ``OTEL_PYTHON_EXCLUDED_URLS``, else ours.
+
+    Same variables and syntax (comma-separated regular expressions) as the contrib
+    instrumentations.
 
     Example:
         >>> excluded_urls("FLASK").url_disabled("http://127.0.0.1/health/deployment")
@@ -32,7 +47,8 @@ def excluded_urls(framework: str) -> ExcludeList | None:
         or os.environ.get("OTEL_PYTHON_EXCLUDED_URLS")
         or EXCLUDED_URLS
     )
-    return parse_excluded_urls(urls)
+    patterns = [url.strip() for url in urls.split(",") if url.strip()]
+    return ExcludedURLs(patterns) if patterns else None
 
 
 #: Request headers the server span reads besides the propagation headers.
