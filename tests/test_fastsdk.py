@@ -26,7 +26,7 @@ from opentelemetry.sdk._logs.export import (
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider, sampling
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
@@ -138,11 +138,28 @@ def _span_script(provider: TracerProvider) -> None:
     server.set_attribute("after", "end")  # ignored, with the SDK's warning
 
 
-def _spans(provider_class: type[TracerProvider], limits: SpanLimits | None = None) -> list[dict[str, Any]]:
+def _unsampled_script(provider: TracerProvider) -> None:
+    tracer = provider.get_tracer("script")
+    for flags in (TraceFlags.DEFAULT, TraceFlags.SAMPLED):
+        remote = SpanContext(0xFEED, 0xBEEF, is_remote=True, trace_flags=TraceFlags(flags))
+        span = tracer.start_span("in", context=trace.set_span_in_context(trace.NonRecordingSpan(remote)))
+        with trace.use_span(span, end_on_exit=True):
+            tracer.start_span("child", attributes={"k": "v"}).end()
+    tracer.start_span("root", attributes={"k": "v"}).end()
+
+
+def _spans(
+    provider_class: type[TracerProvider],
+    limits: SpanLimits | None = None,
+    sampler: sampling.Sampler | None = None,
+    script: Callable[[TracerProvider], None] = _span_script,
+) -> list[dict[str, Any]]:
     exporter = InMemorySpanExporter()
-    provider = provider_class(resource=RESOURCE, id_generator=_Counting(), span_limits=limits)
+    provider = provider_class(
+        resource=RESOURCE, id_generator=_Counting(), span_limits=limits, sampler=sampler
+    )
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    _span_script(provider)
+    script(provider)
     spans = [_span_record(span) for span in exporter.get_finished_spans()]
     provider.shutdown()
     return spans
@@ -166,6 +183,34 @@ def test_spans_are_the_sdks_spans(limits: SpanLimits | None, caplog: pytest.LogC
         assert _spans(_fastsdk.FastTracerProvider, limits) == expected
         assert [r.getMessage() for r in caplog.records] == sdk_warnings
     assert len(expected) == 3
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [
+        None,
+        sampling.ALWAYS_OFF,
+        sampling.ALWAYS_ON,
+        sampling.ParentBased(sampling.TraceIdRatioBased(0.5)),
+    ],
+    ids=["default", "always-off", "always-on", "parent-ratio"],
+)
+def test_sampling_decisions_are_the_sdks(sampler: sampling.Sampler | None) -> None:
+    expected = _spans(TracerProvider, sampler=sampler, script=_unsampled_script)
+    assert _spans(_fastsdk.FastTracerProvider, sampler=sampler, script=_unsampled_script) == expected
+
+
+def test_a_fast_span_has_exactly_the_sdk_spans_fields() -> None:
+    sdk = (
+        TracerProvider(resource=RESOURCE)
+        .get_tracer("t")
+        .start_span("s", links=[Link(SpanContext(1, 2, True))])
+    )
+    fast = _fastsdk.FastTracerProvider(resource=RESOURCE).get_tracer("t").start_span("s")
+    assert sorted(vars(fast)) == sorted(vars(sdk))
+    assert {k: type(v) for k, v in vars(fast).items() if k != "_attributes"} == {
+        k: type(v) for k, v in vars(sdk).items() if k != "_attributes"
+    }
 
 
 def test_fast_spans_take_the_fast_path() -> None:

@@ -35,6 +35,7 @@ Example:
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Mapping, Sequence
 from time import time_ns
 from types import MethodType
@@ -62,7 +63,9 @@ from opentelemetry.sdk.metrics._internal.instrument import (
 )
 from opentelemetry.sdk.metrics._internal.measurement import Measurement
 from opentelemetry.sdk.metrics._internal.measurement_consumer import SynchronousMeasurementConsumer
-from opentelemetry.sdk.trace import Span, Tracer, TracerProvider
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Span, Tracer, TracerProvider, sampling
+from opentelemetry.trace import Status, StatusCode
 from opentelemetry.util import types
 
 #: The SDK line these fast paths were written against (``tests/test_fastsdk.py`` checks it).
@@ -148,15 +151,68 @@ def _attributes(
 # --------------------------------------------------------------------------- traces
 
 
-class _FastSpan(Span):
-    """The SDK span, with attributes kept in :class:`_FastAttributes`."""
+_UNSET = Status(StatusCode.UNSET)
 
-    def __init__(self, *args: Any, attributes: types.Attributes = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        limits = self._limits
+
+class _FastSpan(Span):
+    """The SDK span, built field by field with attributes in :class:`_FastAttributes`.
+
+    Sets exactly the fields ``Span.__init__`` sets (``tests/test_fastsdk.py`` compares
+    them), without the SDK's throw-away empty attribute container.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        context: trace_api.SpanContext,
+        parent: trace_api.SpanContext | None,
+        sampler: Any,
+        resource: Any,
+        attributes: types.Attributes,
+        span_processor: Any,
+        kind: trace_api.SpanKind,
+        links: Sequence[trace_api.Link],
+        instrumentation_info: Any,
+        record_exception: bool,
+        set_status_on_exception: bool,
+        limits: Any,
+        instrumentation_scope: Any,
+        record_end_metrics: Any,
+    ) -> None:
+        self._name = name
+        self._context = context
+        self._kind = kind
+        self._instrumentation_info = instrumentation_info
+        self._instrumentation_scope = instrumentation_scope
+        self._parent = parent
+        self._start_time = None
+        self._end_time = None
+        self._resource = resource if resource is not None else Resource.create({})
+        self._status = _UNSET
+        self._sampler = sampler
+        self._trace_config = None
+        self._record_exception = record_exception
+        self._set_status_on_exception = set_status_on_exception
+        self._span_processor = span_processor
+        self._limits = limits
+        self._lock = threading.Lock()
         self._attributes = _attributes(
             limits.max_span_attributes, attributes, limits.max_span_attribute_length
         )
+        self._events = self._new_events()
+        self._links = self._new_links(links)
+        self._record_end_metrics = record_end_metrics
+
+
+_SAMPLED = trace_api.TraceFlags(trace_api.TraceFlags.SAMPLED)
+_FLAGS = {
+    (sampled, random_id): trace_api.TraceFlags(
+        (trace_api.TraceFlags.SAMPLED if sampled else trace_api.TraceFlags.DEFAULT)
+        | (trace_api.TraceFlags.RANDOM_TRACE_ID if random_id else 0)
+    )
+    for sampled in (False, True)
+    for random_id in (False, True)
+}
 
 
 class _FastTracer(Tracer):
@@ -164,7 +220,8 @@ class _FastTracer(Tracer):
 
     Same decisions in the same order as ``Tracer.start_span``: parent from the
     context, enabled check, trace id, sampler, flags, span id, the tracer's own
-    metrics, then a recording span or a ``NonRecordingSpan``.
+    metrics, then a recording span or a ``NonRecordingSpan``. The default sampler
+    (``parentbased_always_on``) is decided inline: sampled unless the parent is not.
     """
 
     def start_span(
@@ -189,41 +246,43 @@ class _FastTracer(Tracer):
             trace_id = self.id_generator.generate_trace_id()
         else:
             trace_id = parent.trace_id
-        sampling = self.sampler.should_sample(context, trace_id, name, kind, attributes, links)
-        flags = (
-            trace_api.TraceFlags.SAMPLED if sampling.decision.is_sampled() else trace_api.TraceFlags.DEFAULT
-        )
+        sampler = self.sampler
+        if sampler is sampling.DEFAULT_ON:
+            sampled = parent is None or parent.trace_flags.sampled
+            decision = sampling.Decision.RECORD_AND_SAMPLE if sampled else sampling.Decision.DROP
+            trace_state = parent.trace_state if parent is not None else None
+        else:
+            result = sampler.should_sample(context, trace_id, name, kind, attributes, links)
+            decision, trace_state, attributes = result.decision, result.trace_state, result.attributes
         random_id = (
             self.id_generator.is_trace_id_random() if parent is None else parent.trace_flags.random_trace_id
         )
-        if random_id:
-            flags |= trace_api.TraceFlags.RANDOM_TRACE_ID
         span_context = trace_api.SpanContext(
             trace_id,
             self.id_generator.generate_span_id(),
             is_remote=False,
-            trace_flags=trace_api.TraceFlags(flags),
-            trace_state=sampling.trace_state,
+            trace_flags=_FLAGS[decision.is_sampled(), bool(random_id)],
+            trace_state=trace_state,
         )
-        record_end_metrics = self._tracer_metrics.start_span(parent, sampling.decision)
-        if not sampling.decision.is_recording():
+        record_end_metrics = self._tracer_metrics.start_span(parent, decision)
+        if not decision.is_recording():
             return trace_api.NonRecordingSpan(context=span_context)
         span = _FastSpan(
-            name=name,
-            context=span_context,
-            parent=parent,
-            sampler=self.sampler,
-            resource=self.resource,
-            attributes=sampling.attributes,
-            span_processor=self.span_processor,
-            kind=kind,
-            links=links,
-            instrumentation_info=self.instrumentation_info,
-            record_exception=record_exception,
-            set_status_on_exception=set_status_on_exception,
-            limits=self._span_limits,
-            instrumentation_scope=self._instrumentation_scope,
-            record_end_metrics=record_end_metrics,
+            name,
+            span_context,
+            parent,
+            sampler,
+            self.resource,
+            attributes,
+            self.span_processor,
+            kind,
+            links,
+            self.instrumentation_info,
+            record_exception,
+            set_status_on_exception,
+            self._span_limits,
+            self._instrumentation_scope,
+            record_end_metrics,
         )
         span.start(start_time=start_time, parent_context=context)
         return span
