@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import re
+import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from scripts import compose_schema
+from scripts import compose_alertmanager, compose_schema
 
 from otel_correlate import _stack
 
@@ -45,6 +46,12 @@ NATIVE_CONFIGS = {
     "prometheus": "stack/prometheus/prometheus.yml",
     "alertmanager": "stack/alertmanager/alertmanager.yml",
 }
+#: What compose runs: the native configs, except Alertmanager's copy generated for 0.28 (bot_token_file).
+COMPOSE_CONFIGS = {**NATIVE_CONFIGS, "alertmanager": "stack/compose/alertmanager/alertmanager.yml"}
+#: Where the Alertmanager config reads its secret files, in containers as natively.
+SECRETS_IN_CONTAINER = PurePosixPath("/etc/otel-correlate/secrets")
+#: The only variable compose requires: a file, outside the repository, holding Grafana's admin password.
+GRAFANA_PASSWORD_FILE = "/home/operator/.config/otel-correlate/grafana_admin_password"
 
 _INTERPOLATION = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 
@@ -89,9 +96,11 @@ def raw_compose() -> dict[str, Any]:
     return data
 
 
-def compose() -> dict[str, Any]:
-    """The compose file interpolated with only the variable it requires set."""
-    data: dict[str, Any] = interpolate(raw_compose(), {"GRAFANA_ADMIN_PASSWORD": "from-the-environment"})
+def compose(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The compose file interpolated with only the variable it requires set (and ``env``)."""
+    data: dict[str, Any] = interpolate(
+        raw_compose(), {"GRAFANA_ADMIN_PASSWORD_FILE": GRAFANA_PASSWORD_FILE, **(env or {})}
+    )
     return data
 
 
@@ -110,6 +119,16 @@ def mounts(service: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]:
 
 def is_bind(source: str) -> bool:
     return source.startswith((".", "/"))
+
+
+def secret_mounts(service: Mapping[str, Any]) -> dict[str, str]:
+    """``{path in the container: secret name}`` of a service's secrets (default target /run/secrets/<name>)."""
+    found = {}
+    for entry in service.get("secrets", []):
+        name, target = (entry, entry) if isinstance(entry, str) else (entry["source"], entry.get("target"))
+        path = PurePosixPath("/run/secrets") / (target or name)  # an absolute target replaces the folder
+        found[path.as_posix()] = name
+    return found
 
 
 def repo_path_of(service: Mapping[str, Any], container_path: str) -> str | None:
@@ -310,25 +329,134 @@ def test_no_password_or_secret_has_a_value_in_the_file() -> None:
         for key, value in service.get("environment", {}).items()
         if sensitive.search(key)
     }
-    assert values == {
-        "grafana.GF_SECURITY_ADMIN_PASSWORD": (
-            "${GRAFANA_ADMIN_PASSWORD:?set GRAFANA_ADMIN_PASSWORD to the Grafana admin password you want (none is shipped)}"
-        )
-    }
-    with pytest.raises(MissingVariable, match="^GRAFANA_ADMIN_PASSWORD: "):
+    assert values == {"grafana.GF_SECURITY_ADMIN_PASSWORD__FILE": "/run/secrets/grafana_admin_password"}
+    # Every secret is a file on the host; none is inline, from the environment, or in the repository.
+    declared = raw_compose()["secrets"]
+    assert {name: set(secret) for name, secret in declared.items()} == {name: {"file"} for name in declared}
+    assert declared["grafana_admin_password"]["file"] == (
+        "${GRAFANA_ADMIN_PASSWORD_FILE:?set GRAFANA_ADMIN_PASSWORD_FILE to a file holding the Grafana "
+        "admin password you want (none is shipped)}"
+    )
+    with pytest.raises(MissingVariable, match="^GRAFANA_ADMIN_PASSWORD_FILE: "):
         interpolate(raw_compose(), {})
     with pytest.raises(MissingVariable):
-        interpolate(raw_compose(), {"GRAFANA_ADMIN_PASSWORD": ""})
-    assert "secrets" not in raw_compose()
+        interpolate(raw_compose(), {"GRAFANA_ADMIN_PASSWORD_FILE": ""})
 
 
-def test_grafana_refuses_anonymous_users_and_sign_up() -> None:
+def test_secrets_come_from_files_outside_the_repository_or_its_empty_stand_ins() -> None:
+    operator = compose({"OTEL_CORRELATE_SECRETS_DIR": "/etc/otel-correlate/secrets"})["secrets"]
+    assert {name: secret["file"] for name, secret in operator.items()} == {
+        "grafana_admin_password": GRAFANA_PASSWORD_FILE,
+        **{
+            name: f"/etc/otel-correlate/secrets/{name}"
+            for name in (
+                "slack_webhook_url",
+                "pagerduty_routing_key",
+                "pagerduty_platform_routing_key",
+                "smtp_password",
+                "telegram_bot_token",
+            )
+        },
+    }
+    # Without OTEL_CORRELATE_SECRETS_DIR, Alertmanager gets empty files: the stack starts, those
+    # receivers fail at send time (as natively without the files), and no value is in the repository.
+    stand_ins = {
+        name: ROOT / secret["file"]
+        for name, secret in compose()["secrets"].items()
+        if name != "grafana_admin_password"
+    }
+    assert {name: path.relative_to(ROOT).parent.as_posix() for name, path in stand_ins.items()} == {
+        name: "stack/compose/empty-secrets" for name in stand_ins
+    }
+    assert {name: path.read_bytes() for name, path in stand_ins.items()} == {name: b"" for name in stand_ins}
+    assert {path.name for path in (ROOT / "stack" / "compose" / "empty-secrets").iterdir()} == set(stand_ins)
+
+
+def test_each_secret_is_mounted_only_where_it_is_read() -> None:
+    mounted = {name: secret_mounts(service) for name, service in services().items() if "secrets" in service}
+    assert mounted == {
+        "grafana": {"/run/secrets/grafana_admin_password": "grafana_admin_password"},
+        "alertmanager": {
+            (SECRETS_IN_CONTAINER / name).as_posix(): name
+            for name in (
+                "slack_webhook_url",
+                "pagerduty_routing_key",
+                "pagerduty_platform_routing_key",
+                "smtp_password",
+                "telegram_bot_token",
+            )
+        },
+    }
+    assert set(compose()["secrets"]) == {name for paths in mounted.values() for name in paths.values()}
+
+
+def _alertmanager_compose_config() -> dict[str, Any]:
+    service = services()["alertmanager"]
+    path = repo_path_of(service, config_flag_value(service["command"]))
+    assert path is not None
+    config: dict[str, Any] = yaml.safe_load((ROOT / path).read_text())
+    return config
+
+
+def test_compose_alertmanager_reads_the_telegram_bot_token_from_the_secret_file() -> None:
+    # prom/alertmanager >= 0.26 has bot_token_file; the native 0.25 has not (it gets a rendered copy).
+    major, minor, _patch = (
+        int(part) for part in services()["alertmanager"]["image"].split(":v")[1].split(".")
+    )
+    assert (major, minor) >= (0, 26)
+    telegram = [
+        item
+        for receiver in _alertmanager_compose_config()["receivers"]
+        for item in receiver.get("telegram_configs", [])
+    ]
+    assert telegram and all("bot_token" not in item for item in telegram)
+    assert {item["bot_token_file"] for item in telegram} == {"/etc/otel-correlate/secrets/telegram_bot_token"}
+    assert secret_mounts(services()["alertmanager"])[telegram[0]["bot_token_file"]] == "telegram_bot_token"
+
+
+def test_every_file_the_compose_alertmanager_config_reads_is_a_mounted_secret() -> None:
+    text = yaml.safe_dump(_alertmanager_compose_config())
+    files = set(re.findall(r"\b\w+_file: (\S+)", text))
+    assert files and files <= set(secret_mounts(services()["alertmanager"]))
+
+
+def test_no_bot_token_or_default_credential_is_anywhere_in_the_repository() -> None:
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split("\0")
+    # A Telegram bot token is <bot id>:<35 characters>; the default Grafana login is user and
+    # password "admin".
+    forbidden = re.compile(
+        r"\b\d{8,10}:[A-Za-z0-9_-]{35}\b|(?i:admin[:/]admin\b|password\W{0,3}[:=]\W{0,3}admin\b)"
+    )
+    found = {}
+    for name in filter(None, tracked):
+        path = ROOT / name
+        if not path.is_file() or path.stat().st_size > 2_000_000:
+            continue
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            continue
+        found.update({f"{name}:{m.start()}": m.group(0) for m in forbidden.finditer(text)})
+    assert found == {}
+
+
+def test_grafana_refuses_anonymous_users_and_sign_up_and_takes_its_password_from_a_secret() -> None:
     env = services()["grafana"]["environment"]
     assert {key: env.get(key) for key in ("GF_AUTH_ANONYMOUS_ENABLED", "GF_USERS_ALLOW_SIGN_UP")} == {
         "GF_AUTH_ANONYMOUS_ENABLED": "false",
         "GF_USERS_ALLOW_SIGN_UP": "false",
     }
-    assert env["GF_SECURITY_ADMIN_PASSWORD"] == "from-the-environment"
+    assert env.get("GF_AUTH_ANONYMOUS_ORG_ROLE", "Viewer") != "Admin"
+    assert env["GF_USERS_ALLOW_ORG_CREATE"] == "false"
+    # The admin is created, with the password read from the mounted secret, never from a literal.
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in env
+    assert env.get("GF_SECURITY_DISABLE_INITIAL_ADMIN_CREATION", "false") == "false"
+    password_file = env["GF_SECURITY_ADMIN_PASSWORD__FILE"]
+    assert secret_mounts(services()["grafana"])[password_file] == "grafana_admin_password"
+    assert compose()["secrets"]["grafana_admin_password"] == {"file": GRAFANA_PASSWORD_FILE}
+    assert env["GF_SECURITY_ADMIN_USER"] == "admin"  # a name; its password has no default
 
 
 def test_grafana_is_provisioned_from_the_dashboards_folder() -> None:
@@ -362,17 +490,21 @@ def test_demo_services_export_to_the_collector_and_call_each_other_by_service_na
 
 def test_engines_mount_the_config_files_the_native_launcher_uses(monkeypatch: pytest.MonkeyPatch) -> None:
     configs = {}
-    for name in NATIVE_CONFIGS:
+    for name in COMPOSE_CONFIGS:
         service = services()[name]
         configs[name] = repo_path_of(service, config_flag_value(service["command"]))
-    assert configs == NATIVE_CONFIGS
+    assert configs == COMPOSE_CONFIGS
 
     engines = {engine.name: engine for engine in _stack.ENGINES}
     native = {
         name: engines[NATIVE_NAMES[name]].config_source().resolve().relative_to(ROOT).as_posix()
         for name in NATIVE_CONFIGS
     }
-    assert native == configs
+    assert native == NATIVE_CONFIGS
+    # Alertmanager's compose config is the native one but for the Telegram token (generated, never edited).
+    assert (ROOT / COMPOSE_CONFIGS["alertmanager"]).read_text() == compose_alertmanager.render(
+        (ROOT / NATIVE_CONFIGS["alertmanager"]).read_text()
+    ), "stack/alertmanager/alertmanager.yml changed: run `python scripts/compose_alertmanager.py`"
 
 
 def test_native_engines_start_with_their_config_source(
