@@ -173,3 +173,40 @@ def test_a_flask_service_loads_no_fastapi_and_httpx_is_traced_when_imported(tmp_
         check=True,
     )
     assert done.stdout.strip().splitlines()[-1] == "[] Flask True", done.stderr
+
+
+def test_sigterm_exports_the_last_batch_before_the_process_ends(tmp_path: Path) -> None:
+    """uvicorn ends with the default SIGTERM action (no atexit): the buffered telemetry must still leave."""
+    port = free_port()
+    with OTLPReceiver() as receiver:
+        env = instrumented_env(
+            receiver.endpoint,
+            # nothing is exported on its own before the stop: all of it waits in the queues
+            OTEL_BSP_SCHEDULE_DELAY="600000",
+            OTEL_BLRP_SCHEDULE_DELAY="600000",
+            OTEL_METRIC_EXPORT_INTERVAL="600000",
+        )
+        with running(
+            instrument_cmd("orders", *uvicorn_cmd("examples.orders.app:app", port)),
+            port=port,
+            env=env,
+            log_path=tmp_path / "orders.log",
+        ) as proc:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+                statuses = [client.get(f"/orders/ORD-gone-{i}").status_code for i in range(60)]
+            assert statuses == [404] * 60
+            assert not [s for s in receiver.spans if s.attributes.get("http.route")]
+            proc.terminate()
+            assert proc.wait(timeout=20) == -15  # it still ends the way SIGTERM ends it
+        server_spans = [s for s in receiver.spans if s.attributes.get("http.route")]
+        assert len(server_spans) == 60
+        assert {s.attributes["orderId"] for s in server_spans} == {f"ORD-gone-{i}" for i in range(60)}
+        logged = {r.attributes.get("orderId") for r in receiver.logs}
+        assert {f"ORD-gone-{i}" for i in range(60)} <= logged
+        [duration] = [
+            p
+            for p in receiver.metrics
+            if p.name == "http.server.request.duration"
+            and p.attributes.get("http.response.status_code") == 404
+        ]
+        assert duration.count == 60

@@ -151,7 +151,7 @@ def configure_sdk(*, auto_instrumentation_version: str | None = None) -> None:
     from opentelemetry.sdk.metrics.export import MetricReader
     from opentelemetry.sdk.resources import Resource
 
-    from otel_correlate import _logs, _pipeline, _process_metrics
+    from otel_correlate import _logs, _pipeline, _process_metrics, _shutdown
 
     span_classes, metric_classes, log_classes = _import_exporters(
         _get_exporter_names("traces"), _get_exporter_names("metrics"), _get_exporter_names("logs")
@@ -182,6 +182,11 @@ def configure_sdk(*, auto_instrumentation_version: str | None = None) -> None:
     metrics.set_meter_provider(providers.meter_provider)
     _process_metrics.register_process_metrics(providers.meter_provider)
     set_logger_provider(providers.logger_provider)
+    # Servers such as uvicorn end with the default SIGTERM action, which skips atexit:
+    # flush first, or the last batch of every signal is lost at each restart.
+    _shutdown.flush_on_sigterm(
+        lambda: providers.force_flush(timeout_millis=int(_shutdown.FLUSH_SECONDS * 1000))
+    )
     if log_classes:
         _logs.instrument_logging()
     _logs.instrument_loguru()
