@@ -58,12 +58,25 @@ class OrderReport:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class TrafficWindow:
+    """When the demo's traffic ran, in Unix seconds (what the stack's samples are stamped with)."""
+
+    started: float
+    ended: float
+
+    @property
+    def seconds(self) -> float:
+        """How long the traffic ran."""
+        return self.ended - self.started
+
+
 class Sink(Protocol):
     """Where the demo's telemetry goes and how one order is read back."""
 
     endpoint: str
 
-    def report(self, order_id: str, *, timeout: float) -> OrderReport: ...
+    def report(self, order_id: str, *, timeout: float, traffic: TrafficWindow) -> OrderReport: ...
 
 
 class ReceiverSink:
@@ -75,7 +88,8 @@ class ReceiverSink:
         self.receiver = OTLPReceiver()
         self.endpoint = self.receiver.endpoint
 
-    def report(self, order_id: str, *, timeout: float) -> OrderReport:
+    def report(self, order_id: str, *, timeout: float, traffic: TrafficWindow) -> OrderReport:
+        """The trace and log lines of ``order_id`` (the receiver keeps no metrics to rate ``traffic`` by)."""
         report = OrderReport(order_id)
 
         def trace_complete() -> bool:
@@ -177,13 +191,14 @@ def run_demo(sink: Sink, *, orders: int = 20, log_dir: Path, timeout: float = 60
     from examples import traffic
 
     with demo_services(sink.endpoint, log_dir) as urls:
-        started = time.monotonic()
+        started = time.time()
         result = traffic.run(urls.orders, orders=orders)
+        window = TrafficWindow(started, time.time())
         print(
             f"traffic: {len(result.order_ids)} orders created, responses by status {dict(sorted(result.statuses.items()))} "
-            f"in {time.monotonic() - started:.1f}s",
+            f"in {window.seconds:.1f}s",
             flush=True,
         )
         if not result.order_ids:
             raise RuntimeError(f"no order was created; see the service logs in {log_dir}")
-        return sink.report(result.order_ids[0], timeout=timeout)
+        return sink.report(result.order_ids[0], timeout=timeout, traffic=window)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import time
 import urllib.error
 import urllib.parse
@@ -169,8 +170,18 @@ class Loki:
         return list(answer.get("data") or [])
 
 
+def range_selector(selector: str, *, since: float, until: float) -> str:
+    """A range vector selector covering ``since`` to ``until`` (Unix seconds), to the millisecond.
+
+    Example:
+        >>> range_selector('up{job="orders"}', since=100.0, until=102.5)
+        'up{job="orders"}[2500ms]'
+    """
+    return f"{selector}[{max(1, math.ceil((until - since) * 1000))}ms]"
+
+
 class Prometheus:
-    """Prometheus' HTTP API (instant queries, series, exemplars)."""
+    """Prometheus' HTTP API (instant queries, raw samples, series, exemplars)."""
 
     def __init__(self, base_url: str = "http://127.0.0.1:9090") -> None:
         self.base_url = base_url
@@ -180,6 +191,20 @@ class Prometheus:
         answer = _get(f"{self.base_url}/api/v1/query", {"query": promql})
         if answer.get("status") != "success":
             raise QueryError(f"{promql}: {answer}")
+        return list(answer["data"]["result"])
+
+    def samples(self, selector: str, *, since: float, until: float | None = None) -> list[dict[str, Any]]:
+        """Raw samples of every series ``selector`` matches, taken from ``since`` to ``until``.
+
+        Times are Unix seconds (``until`` defaults to now). Each sample keeps the
+        time it was taken at, not an evaluation step:
+        ``[{"metric": {...}, "values": [[t, "v"], ...]}]``.
+        """
+        until = time.time() if until is None else until
+        query = range_selector(selector, since=since, until=until)
+        answer = _get(f"{self.base_url}/api/v1/query", {"query": query, "time": f"{until:.3f}"})
+        if answer.get("status") != "success":
+            raise QueryError(f"{query}: {answer}")
         return list(answer["data"]["result"])
 
     def series(self, match: str, *, since_seconds: int = 3600) -> list[dict[str, str]]:

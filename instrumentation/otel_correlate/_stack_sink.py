@@ -2,12 +2,73 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from otel_correlate import _stack
-from otel_correlate._demo import OrderReport
+from otel_correlate._demo import OrderReport, TrafficWindow
 from otel_correlate._procs import wait_until
 from otel_correlate._query import Loki, Prometheus, Tempo
 
 DEMO_SERVICES = ("orders", "notifications")
+#: Requests each demo process served: one cumulative series per process, from zero at its start.
+REQUEST_COUNT = 'http_server_request_duration_seconds_count{job=~"orders|notifications"}'
+#: A sample taken this long after the traffic ended holds all of it: the demo services export
+#: metrics every second (``OTEL_METRIC_EXPORT_INTERVAL=1000``), so this is two exports.
+SETTLE_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class RequestRate:
+    """Requests one service served during the demo's traffic, as Prometheus stored them."""
+
+    job: str
+    requests: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+    def render(self) -> str:
+        return (
+            f"request rate {self.job}: {self.per_second:.2f}/s "
+            f"({self.requests} requests in {self.seconds:.1f}s of traffic)"
+        )
+
+
+def request_rates(
+    series: list[dict[str, Any]], traffic: TrafficWindow, *, settle: float = SETTLE_SECONDS
+) -> dict[str, RequestRate] | None:
+    """Each job's request rate while the demo's traffic ran, or None until Prometheus has all of it.
+
+    ``series`` are the raw samples of :data:`REQUEST_COUNT` taken since the traffic
+    started (:meth:`Prometheus.samples`), so series of earlier runs are left out.
+    ``rate(...[5m])`` cannot measure a few seconds of traffic from fresh processes:
+    each series reaches Prometheus with its first export already holding the
+    requests served so far, no earlier sample exists to increase from, and the
+    rest is spread over five minutes; traffic shorter than one export interval
+    reads 0/s. The demo starts its services itself, though, so their counters
+    start at zero with the traffic: the last sample of each series is the number
+    of requests it served, and over the traffic's duration that is its rate.
+
+    Example:
+        >>> window = TrafficWindow(started=100.0, ended=104.0)
+        >>> series = [{"metric": {"job": "orders"}, "values": [[101.0, "20"], [106.5, "80"]]}]
+        >>> request_rates(series, window)["orders"].render()
+        'request rate orders: 20.00/s (80 requests in 4.0s of traffic)'
+        >>> request_rates(series, window, settle=3.0) is None  # the last sample is too early
+        True
+    """
+    settled_at = traffic.ended + settle
+    requests: dict[str, int] = {}
+    for one in series:
+        last_time, last_value = max(one["values"], key=lambda sample: float(sample[0]))
+        if float(last_time) < settled_at:
+            return None
+        job = str(one["metric"].get("job", "?"))
+        requests[job] = requests.get(job, 0) + round(float(last_value))
+    return {job: RequestRate(job, count, traffic.seconds) for job, count in sorted(requests.items())}
 
 
 class StackSink:
@@ -28,7 +89,8 @@ class StackSink:
             raise RuntimeError(f"the stack is not ready ({details}); start it with `otel-correlate stack up`")
         return cls()
 
-    def report(self, order_id: str, *, timeout: float) -> OrderReport:
+    def report(self, order_id: str, *, timeout: float, traffic: TrafficWindow) -> OrderReport:
+        """The trace, log lines and exemplars of ``order_id``, and each service's rate during ``traffic``."""
         report = OrderReport(order_id)
 
         def trace_found() -> bool:
@@ -77,10 +139,20 @@ class StackSink:
         wait_until(
             metrics_found, timeout=timeout, interval=1.0, what="Prometheus exemplars on request durations"
         )
-        rates = self.prometheus.query(
-            'sum by (job) (rate(http_server_request_duration_seconds_count{job=~"orders|notifications"}[5m]))'
+        rates: dict[str, RequestRate] = {}
+
+        def rates_found() -> bool:
+            found = request_rates(self.prometheus.samples(REQUEST_COUNT, since=traffic.started), traffic)
+            if found is None or not set(DEMO_SERVICES) <= set(found):
+                return False
+            rates.update(found)
+            return True
+
+        wait_until(
+            rates_found,
+            timeout=timeout,
+            interval=1.0,
+            what=f"Prometheus samples of {REQUEST_COUNT} taken {SETTLE_SECONDS:g}s after the traffic ended",
         )
-        report.metrics += [
-            f"request rate {r['metric'].get('job')}: {float(r['value'][1]):.2f}/s" for r in rates
-        ]
+        report.metrics += [rates[job].render() for job in sorted(rates)]
         return report
