@@ -11,6 +11,7 @@ import itertools
 import json
 import logging
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -379,10 +380,16 @@ def _log_record(readable: Any) -> dict[str, Any]:
     ids=["default", "few-attributes", "short-values"],
 )
 def test_log_records_are_the_sdks_records(limits: LogRecordLimits | None) -> None:
-    expected = _log_records(lambda logger, record: logger.emit(record), limits)
-    got = _log_records(lambda logger, record: logger.emit(_fastsdk.log_record(record, logger)), limits)
+    with warnings.catch_warnings(record=True) as sdk_warnings:
+        warnings.simplefilter("always")
+        expected = _log_records(lambda logger, record: logger.emit(record), limits)
+    with warnings.catch_warnings(record=True) as fast_warnings:
+        warnings.simplefilter("always")
+        got = _log_records(lambda logger, record: logger.emit(_fastsdk.log_record(record, logger)), limits)
     assert got == expected
     assert len(got) == 5
+    # records over the limits warn as in the SDK (LogRecordDroppedAttributesWarning), the same number of times
+    assert [type(w.message) for w in fast_warnings] == [type(w.message) for w in sdk_warnings]
 
 
 def test_the_fast_batch_processor_hands_over_the_same_records() -> None:
