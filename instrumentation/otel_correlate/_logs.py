@@ -105,7 +105,7 @@ class _Emitter:
     """Turns one log event into an OTel log record on a cached logger."""
 
     def __init__(self) -> None:
-        self._loggers: dict[str, Any] = {}
+        self._loggers: dict[str, tuple[Any, bool]] = {}  # scope -> (logger, is an SDK logger)
         self._local = threading.local()
 
     def emit(
@@ -121,10 +121,12 @@ class _Emitter:
             return
         self._local.busy = True
         try:
-            otel_logger = self._loggers.get(scope)
-            if otel_logger is None:
-                otel_logger = get_logger_provider().get_logger(scope)
-                self._loggers[scope] = otel_logger
+            cached = self._loggers.get(scope)
+            if cached is None:
+                created = get_logger_provider().get_logger(scope)
+                # decided once per logger: an isinstance check against an ABC is a Python call
+                cached = self._loggers[scope] = (created, isinstance(created, SDKLogger))
+            otel_logger, sdk_logger = cached
             attributes.update(_context.current_business_keys())
             number, text = severity(level_no)
             record = LogRecord(
@@ -135,9 +137,9 @@ class _Emitter:
                 body=body,
                 attributes=attributes,
             )
-            if isinstance(otel_logger, SDKLogger):
+            if sdk_logger:
                 # The same SDK record, without re-cleaning plain attribute values.
-                otel_logger.emit(_fastsdk.log_record(record, otel_logger))  # type: ignore[arg-type]
+                otel_logger.emit(_fastsdk.log_record(record, otel_logger))  # type: ignore[call-overload]
             else:
                 otel_logger.emit(record)
         finally:
