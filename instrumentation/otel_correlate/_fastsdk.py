@@ -393,30 +393,31 @@ def _fast_args(amount: object, attributes: types.Attributes) -> dict[str, Any] |
     return dict(attributes)
 
 
+def _measure(
+    self: Any, amount: float, attributes: types.Attributes, context: Context | None, checked: Any
+) -> None:
+    """Record through the consumer when ``checked`` (from :func:`_fast_args`) allows; else the SDK method."""
+    if checked is False or not self._is_enabled():
+        getattr(type(self), self._oc_method)(self, amount, attributes, context)  # the SDK method
+        return
+    self._measurement_consumer.consume_measurement(
+        _measurement(amount, time_ns(), self, context or context_api.get_current(), checked)
+    )
+
+
 def _fast_add(
     self: Any, amount: float, attributes: types.Attributes = None, context: Context | None = None
 ) -> None:
     """``Counter.add`` / ``Histogram.record`` for plain input; the SDK method otherwise."""
-    attrs = _fast_args(amount, attributes)
-    if attrs is False or not self._is_enabled():
-        getattr(type(self), self._oc_method)(self, amount, attributes, context)  # the SDK method
-        return
-    self._measurement_consumer.consume_measurement(
-        _measurement(amount, time_ns(), self, context or context_api.get_current(), attrs)  # type: ignore[arg-type]
-    )
+    _measure(self, amount, attributes, context, _fast_args(amount, attributes))
 
 
 def _fast_signed(
     self: Any, amount: float, attributes: types.Attributes = None, context: Context | None = None
 ) -> None:
     """``UpDownCounter.add`` / ``Gauge.set`` (negative amounts allowed) for plain input."""
-    attrs = _fast_args(-amount if type(amount) in (int, float) and amount < 0 else amount, attributes)
-    if attrs is False or not self._is_enabled():
-        getattr(type(self), self._oc_method)(self, amount, attributes, context)  # the SDK method
-        return
-    self._measurement_consumer.consume_measurement(
-        _measurement(amount, time_ns(), self, context or context_api.get_current(), attrs)  # type: ignore[arg-type]
-    )
+    magnitude = -amount if type(amount) in (int, float) and amount < 0 else amount
+    _measure(self, amount, attributes, context, _fast_args(magnitude, attributes))
 
 
 #: SDK instrument class -> (the method to replace, its fast version). The instance
