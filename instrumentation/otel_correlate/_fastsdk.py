@@ -34,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections.abc import Mapping, Sequence
@@ -64,7 +65,7 @@ from opentelemetry.sdk.metrics._internal.instrument import (
 from opentelemetry.sdk.metrics._internal.measurement import Measurement
 from opentelemetry.sdk.metrics._internal.measurement_consumer import SynchronousMeasurementConsumer
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Span, Tracer, TracerProvider, sampling
+from opentelemetry.sdk.trace import ReadableSpan, Span, Tracer, TracerProvider, sampling
 from opentelemetry.trace import Status, StatusCode
 from opentelemetry.util import types
 
@@ -72,6 +73,10 @@ from opentelemetry.util import types
 SDK_LINE = "1.45."
 
 _PLAIN = (str, int, float, bool)
+#: The SDK's span module logger: warnings about ended spans come from where they always did.
+_sdk_logger = logging.getLogger("opentelemetry.sdk.trace")
+#: The context a queued log record keeps (none: the SDK drops it the same way, one per record).
+_NO_CONTEXT = Context()
 
 
 def _plain(attributes: Mapping[str, Any]) -> bool:
@@ -148,6 +153,8 @@ def _attributes(
     return bounded
 
 
+_BOUNDED = (BoundedAttributes, _FastAttributes)
+
 # --------------------------------------------------------------------------- traces
 
 
@@ -199,9 +206,58 @@ class _FastSpan(Span):
         self._attributes = _attributes(
             limits.max_span_attributes, attributes, limits.max_span_attribute_length
         )
-        self._events = self._new_events()
-        self._links = self._new_links(links)
+        # Events and links get their bounded lists at first use: most spans have neither,
+        # and an empty tuple is two allocations less per span and nothing for the GC to track.
+        self._events = ()
+        self._links = self._new_links(links) if links else ()
         self._record_end_metrics = record_end_metrics
+
+    def _add_event(self, event: Any) -> None:  # the SDK's, with the list made on first use
+        with self._lock:
+            if self._end_time is None:
+                events: Any = self._events
+                if type(events) is tuple:
+                    events = self._events = self._new_events()
+                events.append(event)
+                return
+        _sdk_logger.warning("Tried calling %s on an ended span.", "_add_event")
+
+    def _add_link(self, link: trace_api.Link) -> None:  # the SDK's, with the list made on first use
+        with self._lock:
+            if self._end_time is None:
+                links: Any = self._links
+                if type(links) is tuple:
+                    links = self._links = self._new_links(())
+                links.append(link)
+                return
+        _sdk_logger.warning("Tried calling %s on an ended span.", "_add_link")
+
+    def _readable_span(self) -> ReadableSpan:
+        """The SDK's ended-span snapshot, holding plain containers when nothing was dropped.
+
+        The snapshot waits in the export queue for up to a batch; with its attributes
+        in a plain ``dict`` of plain values and no empty bounded lists it is two objects
+        the garbage collector tracks instead of ten, which is what made queued spans
+        trigger full collections under load.
+        """
+        attributes: Any = self._attributes
+        if type(attributes) is _FastAttributes and not attributes.dropped:
+            attributes = dict(attributes._dict)
+        return ReadableSpan(
+            name=self._name,
+            context=self._context,
+            parent=self._parent,
+            resource=self._resource,
+            attributes=attributes,
+            events=self._events,
+            links=self._links,
+            kind=self._kind,
+            status=self._status,
+            start_time=self._start_time,
+            end_time=self._end_time,
+            instrumentation_info=self._instrumentation_info,
+            instrumentation_scope=self._instrumentation_scope,
+        )
 
 
 _SAMPLED = trace_api.TraceFlags(trace_api.TraceFlags.SAMPLED)
@@ -353,7 +409,11 @@ class FastBatchLogRecordProcessor(BatchLogRecordProcessor):
             return
         copied = object.__new__(type(original))
         copied.__dict__.update(original.__dict__)
-        copied.context = Context()
+        copied.context = _NO_CONTEXT
+        attributes: Any = copied.attributes
+        if type(attributes) in _BOUNDED and not attributes.dropped:
+            # Plain values in a plain dict: nothing for the garbage collector to track while queued.
+            copied.attributes = dict(attributes._dict)
         self._batch_processor.emit(
             ReadableLogRecord(
                 log_record=copied,
