@@ -12,6 +12,8 @@ import itertools
 import json
 import logging
 import math
+import threading
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +21,7 @@ from typing import Any
 import pytest
 from opentelemetry import context, trace
 from opentelemetry._logs import LogRecord, SeverityNumber
+from opentelemetry.sdk._logs import Logger as SDKLogger
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits
 from opentelemetry.sdk._logs.export import (
     BatchLogRecordProcessor,
@@ -29,13 +32,18 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider, sampling
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.version import __version__ as sdk_version
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from otel_correlate import _fastsdk, _pipeline
+from otel_correlate import _fastsdk, _logs, _pipeline
 
 RESOURCE = Resource.create({"service.name": "fastsdk-test"})
 
@@ -454,3 +462,171 @@ def test_the_fast_batch_processor_hands_over_the_same_records(
         expected = run(BatchLogRecordProcessor)
         assert run(_fastsdk.FastBatchLogRecordProcessor) == expected
     assert [r["dropped_attributes"] for r in expected] == [("int", 0 if limits is None else 1)] * 3
+
+
+def _emitted(
+    monkeypatch: pytest.MonkeyPatch,
+    processor_class: type[BatchLogRecordProcessor],
+    extra_processor: bool = False,
+) -> tuple[list[Any], int]:
+    """Log lines through otel-correlate's emitter (the loguru/stdlib bridge); records exported, SDK emits."""
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider(resource=RESOURCE)
+    provider.add_log_record_processor(processor_class(exporter))
+    if extra_processor:
+        provider.add_log_record_processor(SimpleLogRecordProcessor(InMemoryLogRecordExporter()))
+    monkeypatch.setattr(_logs, "get_logger_provider", lambda: provider)
+    sdk_emits = []
+    original = SDKLogger.emit
+    monkeypatch.setattr(
+        SDKLogger, "emit", lambda self, *a, **k: (sdk_emits.append(1), original(self, *a, **k))
+    )
+    emitter = _logs._Emitter()
+    span = trace.NonRecordingSpan(
+        SpanContext(0xFEED, 0xBEEF, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    )
+    token = context.attach(trace.set_span_in_context(span))
+    try:
+        for attributes in (
+            {"orderId": "ORD-1", "code.line.number": 12, "ok": True, "ratio": 0.5},
+            {"tags": ["a", "b"]},  # not plain: the SDK builds this one
+            {},
+        ):
+            emitter.emit(scope="script", level_no=30, body="order", attributes=attributes, timestamp_ns=5)
+    finally:
+        context.detach(token)
+    emitter.emit(scope="script", level_no=20, body="no span", attributes={"k": "v"}, timestamp_ns=6)
+    provider.force_flush()
+    records = [
+        (
+            _log_record(r),
+            # the attributes' container differs on purpose: queued records hold a plain dict
+            [
+                (k, "mapping" if k == "attributes" else type(v).__name__)
+                for k, v in vars(r.log_record).items()
+            ],
+            len(r.log_record.context),
+        )
+        for r in exporter.get_finished_logs()
+    ]
+    assert all(r.log_record.observed_timestamp for r in exporter.get_finished_logs())
+    provider.shutdown()
+    return records, len(sdk_emits)
+
+
+def test_the_emitter_queues_plain_records_directly_and_exactly_as_the_sdk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    expected, sdk_emits = _emitted(monkeypatch, BatchLogRecordProcessor)
+    assert sdk_emits == 4
+    got, sdk_emits = _emitted(monkeypatch, _fastsdk.FastBatchLogRecordProcessor)
+    assert got == expected  # same records, same fields in the same order, contexts dropped
+    assert sdk_emits == 1  # only the record with a list value went through Logger.emit
+    assert [r[0]["ids"][1][0] for r in got] == [("int", 0xFEED)] * 3 + [
+        ("int", 0)
+    ]  # the current span's trace
+
+
+def test_a_second_log_processor_gets_every_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    got, sdk_emits = _emitted(monkeypatch, _fastsdk.FastBatchLogRecordProcessor, extra_processor=True)
+    assert sdk_emits == 4 and len(got) == 4
+
+
+class _SlowSpanExporter(SpanExporter):
+    """Exports at 50 µs of CPU per span, holding the GIL, like an encoder does."""
+
+    def __init__(self, gate: threading.Event | None = None) -> None:
+        self.exported = 0
+        self._gate = gate
+
+    def export(self, spans: Any) -> SpanExportResult:
+        if self._gate is not None:
+            self._gate.wait()  # a collector that does not answer
+        deadline = time.perf_counter() + 0.00005 * len(spans)
+        while time.perf_counter() < deadline:
+            pass
+        self.exported += len(spans)
+        return SpanExportResult.SUCCESS
+
+
+def _burst(
+    processor_class: type[BatchSpanProcessor],
+    exporter: SpanExporter,
+    spans: int = 4000,
+    provider: TracerProvider | None = None,
+) -> None:
+    """Ends ``spans`` spans as fast as possible, then shuts the provider down (unless one is given)."""
+    own = provider is None
+    provider = provider or TracerProvider(resource=RESOURCE)
+    provider.add_span_processor(
+        processor_class(exporter, max_queue_size=256, max_export_batch_size=64, schedule_delay_millis=60_000)
+    )
+    tracer = provider.get_tracer("burst")
+    for _ in range(spans):
+        tracer.start_span("s").end()
+    if own:
+        provider.shutdown()
+
+
+def test_a_burst_is_delivered_instead_of_dropped() -> None:
+    sdk, fast = _SlowSpanExporter(), _SlowSpanExporter()
+    _burst(BatchSpanProcessor, sdk)
+    _burst(_fastsdk.FastBatchSpanProcessor, fast)
+    assert sdk.exported < 4000  # the SDK's processor drops what outruns its export thread
+    assert fast.exported == 4000  # ours lets the export thread catch up
+
+
+def test_a_hung_collector_never_blocks_the_service() -> None:
+    gate = threading.Event()
+    exporter = _SlowSpanExporter(gate)
+    provider = TracerProvider(resource=RESOURCE)
+    producer = threading.Thread(
+        target=_burst, args=(_fastsdk.FastBatchSpanProcessor, exporter, 4000, provider), daemon=True
+    )
+    producer.start()
+    producer.join(60)  # generous: a producer waiting for the exporter would never finish
+    finished = not producer.is_alive()
+    gate.set()
+    producer.join()
+    provider.shutdown()
+    assert finished
+    assert exporter.exported < 4000  # what did not fit was dropped (and counted), not waited for
+
+
+def test_a_log_burst_is_delivered_instead_of_dropped() -> None:
+    class SlowLogs(InMemoryLogRecordExporter):
+        def export(self, batch: Any) -> Any:
+            deadline = time.perf_counter() + 0.00005 * len(batch)
+            while time.perf_counter() < deadline:
+                pass
+            return super().export(batch)
+
+    def run(processor_class: type[BatchLogRecordProcessor], via_emitter: bool) -> int:
+        exporter = SlowLogs()
+        provider = LoggerProvider(resource=RESOURCE)
+        provider.add_log_record_processor(
+            processor_class(
+                exporter, max_queue_size=256, max_export_batch_size=64, schedule_delay_millis=60_000
+            )
+        )
+        logger = provider.get_logger("burst")
+        for n in range(4000):
+            if via_emitter:
+                sole = _fastsdk.sole_log_processor(logger)
+                assert sole is not None
+                sole.emit_plain(
+                    logger,
+                    timestamp=n,
+                    severity_number=SeverityNumber.INFO,
+                    severity_text="INFO",
+                    body="b",
+                    attributes={},
+                )
+            else:
+                logger.emit(LogRecord(timestamp=n, body="b"))
+        provider.shutdown()
+        return len(exporter.get_finished_logs())
+
+    assert run(BatchLogRecordProcessor, via_emitter=False) < 4000
+    assert run(_fastsdk.FastBatchLogRecordProcessor, via_emitter=False) == 4000
+    assert run(_fastsdk.FastBatchLogRecordProcessor, via_emitter=True) == 4000

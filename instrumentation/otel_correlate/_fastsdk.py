@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from time import time_ns
 from types import MethodType
@@ -66,6 +67,7 @@ from opentelemetry.sdk.metrics._internal.measurement import Measurement
 from opentelemetry.sdk.metrics._internal.measurement_consumer import SynchronousMeasurementConsumer
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, Tracer, TracerProvider, sampling
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 from opentelemetry.util import types
 
@@ -359,6 +361,15 @@ class FastTracerProvider(TracerProvider):
         return tracer
 
 
+class FastBatchSpanProcessor(BatchSpanProcessor):
+    """``BatchSpanProcessor`` that lets the export thread catch up instead of dropping a burst (:func:`_make_room`)."""
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if span.context and span.context.trace_flags.sampled:
+            _make_room(self._batch_processor)
+            self._batch_processor.emit(span)
+
+
 # --------------------------------------------------------------------------- logs
 
 
@@ -414,6 +425,7 @@ class FastBatchLogRecordProcessor(BatchLogRecordProcessor):
         if type(attributes) in _BOUNDED and not attributes.dropped:
             # Plain values in a plain dict: nothing for the garbage collector to track while queued.
             copied.attributes = dict(attributes._dict)
+        _make_room(self._batch_processor)
         self._batch_processor.emit(
             ReadableLogRecord(
                 log_record=copied,
@@ -422,6 +434,88 @@ class FastBatchLogRecordProcessor(BatchLogRecordProcessor):
                 limits=log_record.limits,
             )
         )
+
+    def emit_plain(
+        self,
+        logger: Any,
+        *,
+        timestamp: int,
+        severity_number: Any,
+        severity_text: str,
+        body: Any,
+        attributes: dict[str, Any],
+    ) -> bool:
+        """Queue the record ``logger.emit`` would hand this processor, built directly; False if it can't.
+
+        For an SDK logger whose only processor is this one (see :func:`sole_log_processor`)
+        and plain attributes within the limits, the record the SDK would build, wrap,
+        dispatch and copy is the same as the one built here in one step: the API record
+        with the current span's ids, its context already dropped, in a
+        ``ReadableLogRecord``. ``attributes`` must be the caller's own dict. Anything
+        else returns False, and the caller goes through ``logger.emit``.
+        """
+        limits = logger._log_record_limits
+        maxlen = limits.max_log_record_attributes
+        if (
+            limits.max_log_record_attribute_length is not None
+            or (maxlen is not None and len(attributes) > maxlen)
+            or not _plain(attributes)
+        ):
+            return False
+        if not logger._is_enabled():
+            return True  # a disabled logger emits nothing, as in Logger.emit
+        span_context = trace_api.get_current_span(context_api.get_current()).get_span_context()
+        record = object.__new__(LogRecord)
+        record.timestamp = timestamp
+        record.observed_timestamp = time_ns()
+        record.context = _NO_CONTEXT
+        record.trace_id = span_context.trace_id
+        record.span_id = span_context.span_id
+        record.trace_flags = span_context.trace_flags
+        record.severity_text = severity_text
+        record.severity_number = severity_number
+        record.body = body
+        record.attributes = attributes
+        record.event_name = None
+        record.exception = None
+        logger._logger_metrics.emit_log()
+        _make_room(self._batch_processor)
+        self._batch_processor.emit(
+            ReadableLogRecord(
+                log_record=record,
+                resource=logger.resource,
+                instrumentation_scope=logger.instrumentation_scope,
+                limits=limits,
+            )
+        )
+        return True
+
+
+def _make_room(batch: Any) -> None:
+    """Give the export thread the GIL when a burst has filled the queue to three quarters.
+
+    The SDK drops what does not fit. A producer that outruns the export thread
+    (a log burst: the queue holds 16,384 records) yields its turn instead, so the
+    exporter drains the queue while the producer waits for the GIL. It costs
+    nothing below the mark; when the collector is down the queue stays full, the
+    yield is one cheap system call and records are dropped and counted as before.
+    """
+    queue = batch._queue
+    if len(queue) >= batch._max_queue_size - (batch._max_queue_size >> 2):
+        time.sleep(0)
+
+
+def sole_log_processor(logger: Any) -> FastBatchLogRecordProcessor | None:
+    """The logger's :class:`FastBatchLogRecordProcessor` when it is its only processor, else None.
+
+    Checked at every record: a processor added later (``otel_capture``, a user's
+    own) sends records through ``Logger.emit`` again from its first record on.
+    """
+    processors: Sequence[Any] = getattr(logger._multi_log_record_processor, "_log_record_processors", ())
+    if len(processors) == 1 and type(processors[0]) is FastBatchLogRecordProcessor:
+        sole: FastBatchLogRecordProcessor = processors[0]
+        return sole
+    return None
 
 
 # --------------------------------------------------------------------------- metrics

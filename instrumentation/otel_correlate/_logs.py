@@ -129,6 +129,17 @@ class _Emitter:
             otel_logger, sdk_logger = cached
             attributes.update(_context.current_business_keys())
             number, text = severity(level_no)
+            if sdk_logger:
+                sole = _fastsdk.sole_log_processor(otel_logger)
+                if sole is not None and sole.emit_plain(
+                    otel_logger,
+                    timestamp=timestamp_ns,
+                    severity_number=number,
+                    severity_text=text,
+                    body=body,
+                    attributes=attributes,
+                ):
+                    return  # queued as the SDK would have queued it, in one step
             record = LogRecord(
                 timestamp=timestamp_ns,
                 context=None,  # the current context: trace_id and span_id of the current span

@@ -34,7 +34,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.metrics.view import View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_correlate import _context, _fastsdk, _scrub, _settings, _telemetry
 
@@ -250,7 +250,7 @@ def build_providers(
     for span_exporter in span_exporters:
         counted = _CountingSpanExporter(span_exporter)
         tracer_provider.add_span_processor(
-            BatchSpanProcessor(counted, max_queue_size=_queue_size("OTEL_BSP_MAX_QUEUE_SIZE"))
+            _fastsdk.FastBatchSpanProcessor(counted, max_queue_size=_queue_size("OTEL_BSP_MAX_QUEUE_SIZE"))
             if batch
             else SimpleSpanProcessor(counted)
         )
