@@ -7,11 +7,13 @@ whole (ids made deterministic, timestamps zeroed).
 
 from __future__ import annotations
 
+import collections
 import gc
 import itertools
 import json
 import logging
 import math
+import random
 import threading
 import time
 import warnings
@@ -29,6 +31,10 @@ from opentelemetry.sdk._logs.export import (
     SimpleLogRecordProcessor,
 )
 from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics._internal.exemplar import (
+    AlignedHistogramBucketExemplarReservoir,
+    SimpleFixedSizeExemplarReservoir,
+)
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider, sampling
@@ -294,6 +300,11 @@ def _metric_script(provider: MeterProvider) -> None:
     histogram.record(0.05, {"route": "/orders/{id}", "status": 200, "orderId": "ORD-9"}, context=ctx)
     histogram.record(0.5, {"route": "/orders/{id}", "status": 200}, context=ctx)
     histogram.record(5.0, {"route": "/orders/{id}", "status": 500})
+    unsampled = trace.set_span_in_context(
+        trace.NonRecordingSpan(SpanContext(0xFEED, 0xD00D, is_remote=False))
+    )
+    histogram.record(7.0, {"route": "/orders/{id}", "status": 500}, context=unsampled)  # no exemplar
+    counter.add(1, {"result": "miss"}, context=unsampled)
     histogram.record(-1.0)
     gauge.set(-4.5, {"room": "a"})
     gauge.set(21, {"room": "a"})
@@ -630,3 +641,55 @@ def test_a_log_burst_is_delivered_instead_of_dropped() -> None:
     assert run(BatchLogRecordProcessor, via_emitter=False) < 4000
     assert run(_fastsdk.FastBatchLogRecordProcessor, via_emitter=False) == 4000
     assert run(_fastsdk.FastBatchLogRecordProcessor, via_emitter=True) == 4000
+
+
+def test_the_fast_reservoirs_sample_like_the_sdks() -> None:
+    """Which of n measurements a one-slot reservoir keeps is uniform, as in the SDK (fixed seed: no flakes)."""
+    state = random.getstate()
+    random.seed(7)
+    try:
+        kept = {
+            name: collections.Counter(_kept_of_four(reservoir) for _ in range(4000))
+            for name, reservoir in (
+                ("sdk", SimpleFixedSizeExemplarReservoir),
+                ("fast", _fastsdk._FastSimpleReservoir),
+            )
+        }
+    finally:
+        random.setstate(state)
+    for counts in kept.values():
+        assert sorted(counts) == [0, 1, 2, 3]
+        assert all(850 < n < 1150 for n in counts.values()), counts  # 1000 each expected
+    # the histogram reservoir keeps the last measurement per bucket; boundaries are inclusive upper bounds
+    fast = _fastsdk._FastAlignedReservoir(boundaries=(1.0, 5.0))
+    sdk = AlignedHistogramBucketExemplarReservoir(boundaries=(1.0, 5.0))
+    for reservoir in (fast, sdk):
+        for value in (0.5, 1.0, 3.0, 5.0, 9.0, 0.7):
+            reservoir.offer(value, 1, {"v": value}, context.Context())
+    assert [(e.value, e.filtered_attributes) for e in fast.collect({})] == [
+        (e.value, e.filtered_attributes) for e in sdk.collect({})
+    ]
+
+
+def _kept_of_four(reservoir_class: Any) -> int:
+    reservoir = reservoir_class(size=1)
+    for index in range(4):
+        reservoir.offer(index, 1, None, context.Context())
+    (exemplar,) = reservoir.collect({})
+    return int(exemplar.value)
+
+
+def test_the_fast_meter_provider_uses_the_fast_reservoirs() -> None:
+    provider = _fastsdk.FastMeterProvider(resource=RESOURCE, metric_readers=[InMemoryMetricReader()])
+    meter = provider.get_meter("m")
+    meter.create_counter("c").add(1, {"k": "v"})
+    meter.create_histogram("h").record(1.0, {"k": "v"})
+    storage = next(iter(provider._measurement_consumer._reader_storages.values()))
+    reservoirs = sorted(
+        type(aggregation._reservoir).__name__
+        for matches in storage._instrument_view_instrument_matches.values()
+        for match in matches
+        for aggregation in match._attributes_aggregation.values()
+    )
+    assert reservoirs == ["_FastAlignedReservoir", "_FastSimpleReservoir"]
+    provider.shutdown()

@@ -38,7 +38,10 @@ import logging
 import math
 import threading
 import time
+from bisect import bisect_left
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from random import random as _random
 from time import time_ns
 from types import MethodType
 from typing import Any
@@ -57,6 +60,12 @@ from opentelemetry.sdk.metrics._internal._view_instrument_match import (
     _ViewInstrumentMatch,
 )
 from opentelemetry.sdk.metrics._internal.aggregation import DefaultAggregation
+from opentelemetry.sdk.metrics._internal.exemplar import (
+    AlignedHistogramBucketExemplarReservoir,
+    SimpleFixedSizeExemplarReservoir,
+    TraceBasedExemplarFilter,
+)
+from opentelemetry.sdk.metrics._internal.exemplar.exemplar_reservoir import ExemplarBucket
 from opentelemetry.sdk.metrics._internal.instrument import (
     _Counter,
     _Gauge,
@@ -65,10 +74,12 @@ from opentelemetry.sdk.metrics._internal.instrument import (
 )
 from opentelemetry.sdk.metrics._internal.measurement import Measurement
 from opentelemetry.sdk.metrics._internal.measurement_consumer import SynchronousMeasurementConsumer
+from opentelemetry.sdk.metrics._internal.view import _default_reservoir_factory
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, Tracer, TracerProvider, sampling
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace import INVALID_SPAN, NonRecordingSpan, Status, StatusCode
+from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.util import types
 
 #: The SDK line these fast paths were written against (``tests/test_fastsdk.py`` checks it).
@@ -624,18 +635,101 @@ def _consume(match: _ViewInstrumentMatch, measurement: Measurement, should_sampl
                 factory = view._aggregation
                 if isinstance(factory, DefaultAggregation):
                     factory = match._instrument_class_aggregation[match._instrument.__class__]
+                reservoirs = view._exemplar_reservoir_factory
+                if reservoirs is _default_reservoir_factory:
+                    reservoirs = _fast_reservoir_factory
                 aggregation = factory._create_aggregation(
-                    match._instrument, attributes, view._exemplar_reservoir_factory, time_ns()
+                    match._instrument, attributes, reservoirs, time_ns()
                 )
                 aggregations[key] = aggregation  # type: ignore[index]
     aggregation.aggregate(measurement, should_sample_exemplar)
 
 
+#: Span classes whose ``get_span_context`` is the plain field read; any other object in the
+#: context goes through ``trace.get_current_span`` (its ABC check) as in the SDK.
+_SPAN_TYPES = frozenset({_FastSpan, Span, NonRecordingSpan})
+
+
+def _span_in(ctx: Context | None) -> Any:
+    """``trace.get_current_span(ctx)`` without the ABC ``isinstance`` for the SDK's own span types."""
+    span = ctx.get(_SPAN_KEY) if ctx is not None else None
+    return span if type(span) in _SPAN_TYPES else trace_api.get_current_span(ctx)
+
+
+class _FastBucket(ExemplarBucket):
+    """``ExemplarBucket.offer``, finding the span the cheaper way (its fields are name-mangled)."""
+
+    def offer(
+        self, value: float, time_unix_nano: int, attributes: types.Attributes, context: Context
+    ) -> None:
+        self._ExemplarBucket__value = value
+        self._ExemplarBucket__time_unix_nano = time_unix_nano
+        self._ExemplarBucket__attributes = attributes
+        span = _span_in(context)
+        if span != INVALID_SPAN:
+            span_context = span.get_span_context()
+            self._ExemplarBucket__span_id = span_context.span_id
+            self._ExemplarBucket__trace_id = span_context.trace_id
+        self._ExemplarBucket__offered = True
+
+
+class _FastSimpleReservoir(SimpleFixedSizeExemplarReservoir):
+    """The SDK's uniformly-weighted reservoir in one call, drawing with ``random()`` instead of ``randrange``."""
+
+    def __init__(self, size: int = 1, **kwargs: Any) -> None:
+        super().__init__(size, **kwargs)
+        self._reservoir_storage = defaultdict(_FastBucket)
+
+    def offer(
+        self, value: float, time_unix_nano: int, attributes: types.Attributes, context: Context
+    ) -> None:
+        with self._lock:
+            seen = self._measurements_seen
+            self._measurements_seen = seen + 1
+            # the first `size` measurements fill the buckets; then each is kept with probability size/seen
+            index = seen if seen < self._size else int(_random() * (seen + 1))
+            if index < self._size:
+                self._reservoir_storage[index].offer(value, time_unix_nano, attributes, context)
+
+
+class _FastAlignedReservoir(AlignedHistogramBucketExemplarReservoir):
+    """The SDK's last-measurement-per-histogram-bucket reservoir, the bucket found by bisection."""
+
+    def __init__(self, boundaries: Sequence[float], **kwargs: Any) -> None:
+        super().__init__(boundaries, **kwargs)
+        self._reservoir_storage = defaultdict(_FastBucket)
+
+    def offer(
+        self, value: float, time_unix_nano: int, attributes: types.Attributes, context: Context
+    ) -> None:
+        with self._lock:
+            # the first boundary >= value, as the SDK's linear search and the histogram's own bisect_left
+            index = bisect_left(self._boundaries, value)
+            self._reservoir_storage[index].offer(value, time_unix_nano, attributes, context)
+
+
+def _fast_reservoir_factory(aggregation_type: type) -> Any:
+    """The SDK's default reservoir choice, with the fast classes above."""
+    builder: Any = _default_reservoir_factory(aggregation_type)
+    if builder is SimpleFixedSizeExemplarReservoir:
+        return _FastSimpleReservoir
+    if builder is AlignedHistogramBucketExemplarReservoir:
+        return _FastAlignedReservoir
+    return builder
+
+
 class _FastMeasurementConsumer(SynchronousMeasurementConsumer):
     def consume_measurement(self, measurement: Measurement) -> None:
-        should_sample_exemplar = self._sdk_config.exemplar_filter.should_sample(
-            measurement.value, measurement.time_unix_nano, measurement.attributes, measurement.context
-        )
+        exemplar_filter = self._sdk_config.exemplar_filter
+        if type(exemplar_filter) is TraceBasedExemplarFilter and measurement.context is not None:
+            # TraceBasedExemplarFilter.should_sample, without the API's ABC check for our spans
+            should_sample_exemplar = bool(
+                _span_in(measurement.context).get_span_context().trace_flags.sampled
+            )
+        else:
+            should_sample_exemplar = exemplar_filter.should_sample(
+                measurement.value, measurement.time_unix_nano, measurement.attributes, measurement.context
+            )
         for storage in self._reader_storages.values():
             for match in storage._get_or_init_view_instrument_match(measurement.instrument):
                 _consume(match, measurement, should_sample_exemplar)
