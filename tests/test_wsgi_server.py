@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask
+from flask import Flask, abort
 
-from otel_correlate import instrument_flask_app
+from otel_correlate import current_business_keys, instrument_flask_app
 from otel_correlate._capture import TelemetryCapture
 
 
@@ -84,3 +84,54 @@ def test_excluded_urls_are_not_traced_but_still_echo_the_request_id(otel_capture
     response = _client().get("/health", headers={"X-Request-ID": "h-1"})
     assert response.headers["X-Request-ID"] == "h-1"
     assert otel_capture.spans() == []
+
+
+def _app_with_hooks(seen: list[tuple[str, Any]]) -> Any:
+    app = Flask("wsgi-hooks")
+
+    @app.before_request
+    def before() -> None:
+        seen.append(("before", dict(current_business_keys()).get("orderId")))
+
+    @app.after_request
+    def after(response: Any) -> Any:
+        seen.append(("after", dict(current_business_keys()).get("orderId")))
+        return response
+
+    @app.errorhandler(KeyError)
+    def missing(exc: KeyError) -> tuple[str, int]:
+        return "no such order", 404
+
+    @app.get("/orders/<order_id>")
+    def get_order(order_id: str) -> str:
+        if order_id == "gone":
+            raise KeyError(order_id)
+        if order_id == "aborted":
+            abort(409)
+        return order_id
+
+    return instrument_flask_app(app).test_client()
+
+
+def test_route_keys_reach_the_apps_own_request_hooks(otel_capture: TelemetryCapture) -> None:
+    seen: list[tuple[str, Any]] = []
+    assert _app_with_hooks(seen).get("/orders/A-7").status_code == 200
+    assert seen == [("before", "A-7"), ("after", "A-7")]
+    [span] = otel_capture.spans()
+    assert (span.attributes["orderId"], span.attributes["http.route"]) == ("A-7", "/orders/<order_id>")
+
+
+def test_exceptions_the_app_handles_are_not_errors(otel_capture: TelemetryCapture) -> None:
+    client = _app_with_hooks([])
+    assert client.get("/orders/gone").status_code == 404
+    assert client.get("/orders/aborted").status_code == 409
+    assert client.get("/nowhere").status_code == 404
+    spans = otel_capture.spans()
+    assert [
+        (s.name, s.attributes["http.response.status_code"], s.status.status_code.name) for s in spans
+    ] == [
+        ("GET /orders/<order_id>", 404, "UNSET"),
+        ("GET /orders/<order_id>", 409, "UNSET"),
+        ("GET", 404, "UNSET"),
+    ]
+    assert not any("error.type" in s.attributes or s.events for s in spans)

@@ -3,9 +3,9 @@
 The WSGI counterpart of :mod:`otel_correlate._asgi_server`, replacing the contrib
 Flask instrumentation (its WSGI middleware and request hooks) plus our former
 hooks: one wrapper around ``app.wsgi_app`` starts the SERVER span, decides the
-requestId and echoes ``X-Request-ID``; one ``before_request`` hook adds the
-matched rule (``http.route``) and route-parameter keys; ``teardown_request``
-hands an unhandled exception to the span. Span and metrics are the ones the
+requestId and echoes ``X-Request-ID``; ``app.full_dispatch_request``, wrapped
+on the app instance, adds the matched rule (``http.route``) and route-parameter
+keys and hands an unhandled exception to the span. Span and metrics are the ones the
 contrib instrumentation emits with ``OTEL_SEMCONV_STABILITY_OPT_IN=http``.
 
 Example:
@@ -27,7 +27,6 @@ from otel_correlate._asgi_server import _Instruments, _RequestState
 _STATE = "otel_correlate.request"
 _ROUTE = "otel_correlate.route"
 _ERROR = "otel_correlate.error"
-_TOKEN = "otel_correlate.route_token"
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
@@ -132,32 +131,46 @@ class ServerTelemetryWSGI:
                 context.detach(token)
 
 
-def _before_request() -> None:
-    from flask import request
+def _dispatch_with_route(app: Any) -> Callable[[], Any]:
+    """``app.full_dispatch_request`` run with the matched rule and route-parameter keys.
 
-    try:
-        environ = request.environ
-        if _STATE not in environ:
-            return
-        rule = request.url_rule
-        if rule is not None:
-            environ[_ROUTE] = rule.rule
-        ctx = _web.enter_route(request.view_args)
-        if ctx is not None:
-            environ[_TOKEN] = context.attach(ctx)
-    except Exception:  # telemetry must never fail the request
-        return
+    Flask has matched the URL when it calls ``full_dispatch_request``, so the
+    wrapper records ``http.route``, puts the route-parameter keys in the context
+    for the user's ``before_request`` hooks, the view and its ``after_request``
+    hooks, and hands an exception no error handler took to the span. Replacing
+    the method on the app instance costs one call per request; a request hook
+    costs Flask's coroutine check and two context-local lookups per hook.
+    """
+    from flask.globals import _cv_request
 
+    original = app.full_dispatch_request
 
-def _teardown_request(exc: BaseException | None) -> None:
-    from flask import request
+    def full_dispatch_request() -> Any:
+        request_ctx = _cv_request.get(None)
+        environ = request_ctx.request.environ if request_ctx is not None else None
+        if environ is None or _STATE not in environ:
+            return original()
+        token = None
+        try:
+            request = request_ctx.request  # type: ignore[union-attr]
+            rule = request.url_rule
+            if rule is not None:
+                environ[_ROUTE] = rule.rule
+            route_ctx = _web.enter_route(request.view_args)
+            if route_ctx is not None:
+                token = context.attach(route_ctx)
+        except Exception:  # telemetry must never fail the request
+            pass
+        try:
+            return original()
+        except Exception as exc:  # not handled by the app's error handlers: a 500 for the span
+            environ[_ERROR] = exc
+            raise
+        finally:
+            if token is not None:
+                context.detach(token)
 
-    environ = request.environ
-    token = environ.pop(_TOKEN, None)
-    if token is not None:
-        context.detach(token)
-    if exc is not None and _STATE in environ:
-        environ[_ERROR] = exc
+    return full_dispatch_request
 
 
 def install(app: Any) -> None:
@@ -167,5 +180,4 @@ def install(app: Any) -> None:
     app._otel_correlate_wsgi = True
     app._is_instrumented_by_opentelemetry = True
     app.wsgi_app = ServerTelemetryWSGI(app.wsgi_app)
-    app.before_request(_before_request)
-    app.teardown_request(_teardown_request)
+    app.full_dispatch_request = _dispatch_with_route(app)
