@@ -150,19 +150,25 @@ def test_missing_service_name_warns_once_at_start(tmp_path: Path) -> None:
 _LATE_IMPORT_SCRIPT = """
 import sys
 import flask
-loaded_at_start = sorted(m for m in ("fastapi", "httpx", "pydantic", "starlette") if m in sys.modules)
-import httpx  # imported after start-up: instrumented then
+unused = ("fastapi", "httpx", "pydantic", "starlette", "requests", "urllib3")
+loaded_at_start = sorted(m for m in unused if m in sys.modules)
+import httpx, requests  # imported after start-up: instrumented then
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-print(loaded_at_start, flask.Flask.__name__, HTTPXClientInstrumentor().is_instrumented_by_opentelemetry)
+from opentelemetry.instrumentation.requests import RequestsInstrumentor
+instrumented = [i().is_instrumented_by_opentelemetry for i in (HTTPXClientInstrumentor, RequestsInstrumentor)]
+print(loaded_at_start, flask.Flask.__name__, instrumented)
 """
 
 
-def test_a_flask_service_loads_no_fastapi_and_httpx_is_traced_when_imported(tmp_path: Path) -> None:
-    """Instrumentors of unused libraries cost no imports; a library imported later is still traced."""
+def test_a_flask_service_loads_no_fastapi_and_clients_are_traced_when_imported(tmp_path: Path) -> None:
+    """Instrumentors of unused libraries cost no imports; a library imported later is still traced.
+
+    The OTLP span exporter is on: it sends with http.client, so requests and urllib3 are
+    loaded only by a service that uses them.
+    """
     import subprocess
 
-    env = instrumented_env("http://127.0.0.1:9", OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none")
-    env["OTEL_LOGS_EXPORTER"] = "none"
+    env = instrumented_env("http://127.0.0.1:9", OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none")
     python = str(Path(instrument_cmd("x")[0]).parent / "python")
     done = subprocess.run(
         instrument_cmd("late-imports", python, "-c", _LATE_IMPORT_SCRIPT),
@@ -172,7 +178,7 @@ def test_a_flask_service_loads_no_fastapi_and_httpx_is_traced_when_imported(tmp_
         timeout=120,
         check=True,
     )
-    assert done.stdout.strip().splitlines()[-1] == "[] Flask True", done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[] Flask [True, True]", done.stderr
 
 
 def test_sigterm_exports_the_last_batch_before_the_process_ends(tmp_path: Path) -> None:

@@ -72,7 +72,7 @@ class CorrelateDistro(BaseDistro):  # type: ignore[misc]
 
 
 #: Instrumentor entry point -> the module whose import loads it.
-_ON_IMPORT = {"httpx": "httpx", "httpx2": "httpx2"}
+_ON_IMPORT = {"httpx": "httpx", "httpx2": "httpx2", "requests": "requests"}
 
 
 def _patch(module: Any) -> None:
@@ -152,6 +152,7 @@ def configure_sdk(*, auto_instrumentation_version: str | None = None) -> None:
     from opentelemetry.sdk.resources import Resource
 
     from otel_correlate import _logs, _pipeline, _process_metrics, _shutdown
+    from otel_correlate._transport import exporter_kwargs
 
     span_classes, metric_classes, log_classes = _import_exporters(
         _get_exporter_names("traces"), _get_exporter_names("metrics"), _get_exporter_names("logs")
@@ -171,11 +172,16 @@ def configure_sdk(*, auto_instrumentation_version: str | None = None) -> None:
 
         _otlp_encode.install()
     readers = [cls() for cls in metric_classes.values() if issubclass(cls, MetricReader)]
+    # OTLP/HTTP to an http:// collector goes through http.client, not requests (_transport.py).
     providers = _pipeline.build_providers(
         resource=Resource.create(attributes),
-        span_exporters=[cls() for cls in span_classes.values()],
-        log_exporters=[cls() for cls in log_classes.values()],
-        metric_exporters=[cls() for cls in metric_classes.values() if not issubclass(cls, MetricReader)],
+        span_exporters=[cls(**exporter_kwargs(cls, "traces")) for cls in span_classes.values()],
+        log_exporters=[cls(**exporter_kwargs(cls, "logs")) for cls in log_classes.values()],
+        metric_exporters=[
+            cls(**exporter_kwargs(cls, "metrics"))
+            for cls in metric_classes.values()
+            if not issubclass(cls, MetricReader)
+        ],
         metric_readers=readers,
     )
     trace.set_tracer_provider(providers.tracer_provider)
