@@ -7,6 +7,7 @@ assertions (the numbers belong to benchmarks/results, not to a test).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -70,3 +71,35 @@ def test_quick_benchmark_writes_a_table_and_json_for_every_configuration(tmp_pat
     assert result["collector"]["spans"] > 0
     table = (tmp_path / "latest.md").read_text()
     assert "## fastapi" in table and "## flask" in table and "| otel-correlate |" in table
+
+
+@pytest.mark.parametrize("framework", ["fastapi", "flask"])
+def test_the_in_process_benchmark_reports_cpu_threads_and_gc(framework: str) -> None:
+    """Shape only: the reference app answers 200 in both runs, instrumented or not, and the report is whole."""
+    bench = [str(ROOT / "benchmarks" / "inprocess.py"), "--framework", framework, "--requests", "300"]
+    bench += ["--warmup", "50"]
+    quiet = {"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"}
+    instrument = str(Path(sys.executable).with_name("opentelemetry-instrument"))
+    reports = {}
+    for name, command, extra in (
+        ("plain", [sys.executable, *bench], {}),
+        ("instrumented", [instrument, sys.executable, *bench], {**quiet, "OTEL_SERVICE_NAME": "inproc"}),
+    ):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")} | extra
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        reports[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    for name, report in reports.items():
+        assert set(report) == {
+            "framework",
+            "requests",
+            "instrumented",
+            "cpu_us_per_request",
+            "gc_per_generation",
+            "thread_cpu_us_per_request",
+        }
+        assert report["framework"] == framework and report["requests"] == 300
+        assert report["instrumented"] is (name == "instrumented")
+        assert report["cpu_us_per_request"] > 0
+        assert set(report["gc_per_generation"]) == {"0", "1", "2"}
+        assert "MainThread" in report["thread_cpu_us_per_request"]
