@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
 import http.server
+import os
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -154,3 +158,61 @@ def test_every_otlp_http_exporter_accepts_it_and_others_are_left_alone() -> None
         assert type(exporter._client._transport).__name__ == "HTTPClientTransport"
         exporter.shutdown()
     assert exporter_kwargs(InMemorySpanExporter, "traces") == {}
+
+
+def test_close_does_not_wait_for_a_request_a_hung_collector_never_answers() -> None:
+    """The SDK's shutdown closes the transport without waiting for its export thread; neither do we."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # accepts (in the backlog) and never answers
+        transport = HTTPClientTransport()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/v1/traces"
+        results: list[Any] = []
+        sender = threading.Thread(
+            target=lambda: results.append(transport.request("POST", url, data=b"x", timeout=60))
+        )
+        sender.start()
+        deadline = time.monotonic() + 10
+        while transport._connection is None or transport._connection.sock is None:
+            assert time.monotonic() < deadline, "the request never connected"
+            time.sleep(0.01)
+        closer = threading.Thread(target=transport.close)
+        closer.start()
+        closer.join(20)  # generous; waiting for the request would take its 60 s timeout
+        sender.join(20)
+        assert not closer.is_alive() and not sender.is_alive()
+        [result] = results
+        assert result.status_code is None and result.error is not None
+
+
+def test_a_forked_child_gets_a_fresh_lock_and_no_connection(server: http.server.ThreadingHTTPServer) -> None:
+    transport = HTTPClientTransport()
+    assert transport.request("POST", _url(server, "/v1/logs"), data=b"x", timeout=5).status_code == 200
+    with transport._lock:  # the parent's export thread is mid-request at the fork
+        pid = os.fork()
+        if pid == 0:  # the child: must be able to export on its own connection
+            ok = transport._lock.acquire(blocking=False) and transport._connection is None
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert transport._connection is not None  # the parent keeps its own
+
+
+def test_a_malformed_url_is_not_retried_as_a_connection_error() -> None:
+    result = HTTPClientTransport().request("POST", "http://127.0.0.1:9/v1/traces bad", data=b"x", timeout=2)
+    assert isinstance(result.error, http.client.InvalidURL)
+    assert not HTTPClientTransport().is_connection_error(result.error)
+
+
+def test_credentials_in_the_url_or_a_netrc_file_keep_requests(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://user:secret@collector:4318")
+    assert exporter_kwargs(OTLPSpanExporter, "traces") == {}
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")
+    assert "_transport" in exporter_kwargs(OTLPSpanExporter, "traces")
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine collector login user password secret\n")
+    monkeypatch.setenv("NETRC", str(netrc))
+    assert exporter_kwargs(OTLPSpanExporter, "traces") == {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, abort
+from flask import Flask, abort, got_request_exception
 
 from otel_correlate import current_business_keys, instrument_flask_app
 from otel_correlate._capture import TelemetryCapture
@@ -135,3 +135,28 @@ def test_exceptions_the_app_handles_are_not_errors(otel_capture: TelemetryCaptur
         ("GET", 404, "UNSET"),
     ]
     assert not any("error.type" in s.attributes or s.events for s in spans)
+
+
+def test_flasks_error_log_and_500_handler_still_see_the_route_keys(otel_capture: TelemetryCapture) -> None:
+    app = Flask("wsgi-errors")
+    seen: list[tuple[str, Any]] = []
+
+    @app.get("/orders/<order_id>")
+    def get_order(order_id: str) -> str:
+        raise RuntimeError("database gone")
+
+    @app.errorhandler(500)
+    def server_error(exc: Exception) -> tuple[str, int]:
+        seen.append(("500 handler", dict(current_business_keys()).get("orderId")))
+        return "sorry", 500
+
+    got_request_exception.connect(
+        lambda sender, exception, **_: seen.append(("signal", dict(current_business_keys()).get("orderId"))),
+        app,
+        weak=False,
+    )
+    assert instrument_flask_app(app).test_client().get("/orders/A-9").status_code == 500
+    assert seen == [("signal", "A-9"), ("500 handler", "A-9")]
+    assert current_business_keys() == {}  # and gone once the request ended
+    [span] = otel_capture.spans()
+    assert (span.attributes["error.type"], span.status.status_code.name) == ("RuntimeError", "ERROR")

@@ -7,7 +7,8 @@ spans or log records is one POST), and ``requests`` with ``urllib3`` adds about
 collector on ``http://`` next to the service, :func:`exporter_kwargs` hands the
 exporters :class:`HTTPClientTransport` instead. Anything that needs ``requests``
 (``https://`` endpoints and their certificates, proxy variables, a credential
-provider session) keeps the exporters' own transport. Retries, timeouts,
+provider session, credentials in the URL or a ``.netrc`` file) keeps the exporters'
+own transport. Retries, timeouts,
 compression and headers stay the exporter's: a transport only sends one request.
 """
 
@@ -15,7 +16,9 @@ from __future__ import annotations
 
 import http.client
 import os
+import socket
 import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +53,11 @@ class HTTPClientResult(BaseHTTPResult):
 class HTTPClientTransport(BaseHTTPTransport):
     """One kept-alive ``http.client`` connection per exporter, reopened after any error.
 
+    ``close`` never waits for a request in flight (the SDK's shutdown does not wait for
+    its export thread either): it shuts the socket down and the request returns its
+    error. A process forked from one that exports (gunicorn's workers) starts with a
+    fresh lock and no connection of its own.
+
     Example:
         >>> HTTPClientTransport().is_connection_error(ConnectionRefusedError())
         True
@@ -59,6 +67,13 @@ class HTTPClientTransport(BaseHTTPTransport):
         self._lock = threading.Lock()
         self._connection: http.client.HTTPConnection | None = None
         self._address: tuple[str, int] | None = None
+        self._closed = False
+        _TRANSPORTS.add(self)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()  # a lock held by the parent's export thread stays held
+        self._connection = None  # the parent's socket is the parent's
+        self._address = None
 
     def request(
         self,
@@ -71,6 +86,8 @@ class HTTPClientTransport(BaseHTTPTransport):
     ) -> BaseHTTPResult:
         with self._lock:
             try:
+                if self._closed:
+                    raise ConnectionAbortedError("the exporter was shut down")
                 parts = urlsplit(url)
                 if parts.scheme != "http" or not parts.hostname:
                     raise ValueError(f"{url!r} is not an http:// URL; this transport sends plain HTTP only")
@@ -110,12 +127,42 @@ class HTTPClientTransport(BaseHTTPTransport):
         self._connection = None
 
     def is_connection_error(self, exception: Exception | None) -> bool:
-        # refused, reset, timed out (OSError), or a connection the server closed mid-answer
-        return isinstance(exception, OSError | http.client.HTTPException)
+        # refused, reset, timed out (OSError), or a connection the server closed mid-answer;
+        # not a malformed URL, which no retry fixes
+        return isinstance(exception, OSError | http.client.HTTPException) and not isinstance(
+            exception, http.client.InvalidURL
+        )
 
     def close(self) -> None:
-        with self._lock:
-            self._close()
+        self._closed = True
+        connection = self._connection
+        sock = connection.sock if connection is not None else None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # a request in flight returns now, with its error
+            except OSError:
+                pass
+        if self._lock.acquire(blocking=False):
+            try:
+                self._close()
+            finally:
+                self._lock.release()
+
+
+_TRANSPORTS: weakref.WeakSet[HTTPClientTransport] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for transport in list(_TRANSPORTS):
+        transport._after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def _netrc_file() -> bool:
+    candidates = [os.environ.get("NETRC", "")] + [os.path.expanduser(f"~/{n}") for n in (".netrc", "_netrc")]
+    return any(path and os.path.isfile(path) for path in candidates)
 
 
 def exporter_kwargs(exporter_class: type, signal: str) -> dict[str, Any]:
@@ -125,8 +172,11 @@ def exporter_kwargs(exporter_class: type, signal: str) -> dict[str, Any]:
     endpoint = os.environ.get(_SIGNAL_ENDPOINT[signal], "").strip() or os.environ.get(
         "OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318"
     )
-    if urlsplit(endpoint.strip()).scheme != "http":
-        return {}
+    parts = urlsplit(endpoint.strip())
+    if parts.scheme != "http" or parts.username is not None:
+        return {}  # https, or credentials in the URL (requests sends them as Basic auth)
+    if _netrc_file():
+        return {}  # requests would look the collector up there for credentials
     if any(os.environ.get(name) for name in _NEEDS_REQUESTS):
         return {}
     if os.environ.get(_CREDENTIAL_PROVIDER.format("")) or os.environ.get(

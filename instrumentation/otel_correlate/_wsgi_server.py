@@ -27,6 +27,7 @@ from otel_correlate._asgi_server import _Instruments, _RequestState
 _STATE = "otel_correlate.request"
 _ROUTE = "otel_correlate.route"
 _ERROR = "otel_correlate.error"
+_TOKEN = "otel_correlate.route_token"
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
@@ -128,7 +129,26 @@ class ServerTelemetryWSGI:
                     state.error = environ.get(_ERROR)
                 state.finish(environ.get(_ROUTE))
             finally:
+                route_token = environ.pop(_TOKEN, None)
+                if route_token is not None:
+                    context.detach(route_token)
                 context.detach(token)
+
+
+def _request_getter() -> Callable[[], Any]:
+    """The current Flask request, or None: from Flask's context variable, else its proxy."""
+    try:
+        from flask.globals import _cv_request
+    except ImportError:  # a Flask without the context variable: the public proxy
+        from flask import has_request_context, request
+
+        return lambda: request._get_current_object() if has_request_context() else None  # type: ignore[attr-defined]
+
+    def current() -> Any:
+        request_ctx = _cv_request.get(None)
+        return request_ctx.request if request_ctx is not None else None
+
+    return current
 
 
 def _dispatch_with_route(app: Any) -> Callable[[], Any]:
@@ -137,22 +157,22 @@ def _dispatch_with_route(app: Any) -> Callable[[], Any]:
     Flask has matched the URL when it calls ``full_dispatch_request``, so the
     wrapper records ``http.route``, puts the route-parameter keys in the context
     for the user's ``before_request`` hooks, the view and its ``after_request``
-    hooks, and hands an exception no error handler took to the span. Replacing
-    the method on the app instance costs one call per request; a request hook
-    costs Flask's coroutine check and two context-local lookups per hook.
+    hooks, and hands an exception no error handler took to the span. When one
+    escapes, the keys stay attached until the request ends, so Flask's error log
+    line and the app's 500 handler still carry them. Replacing the method on the
+    app instance costs one call per request; a request hook costs Flask's
+    coroutine check and two context-local lookups per hook.
     """
-    from flask.globals import _cv_request
-
+    current_request = _request_getter()
     original = app.full_dispatch_request
 
     def full_dispatch_request() -> Any:
-        request_ctx = _cv_request.get(None)
-        environ = request_ctx.request.environ if request_ctx is not None else None
+        request = current_request()
+        environ = request.environ if request is not None else None
         if environ is None or _STATE not in environ:
             return original()
         token = None
         try:
-            request = request_ctx.request  # type: ignore[union-attr]
             rule = request.url_rule
             if rule is not None:
                 environ[_ROUTE] = rule.rule
@@ -162,13 +182,16 @@ def _dispatch_with_route(app: Any) -> Callable[[], Any]:
         except Exception:  # telemetry must never fail the request
             pass
         try:
-            return original()
+            response = original()
         except Exception as exc:  # not handled by the app's error handlers: a 500 for the span
-            environ[_ERROR] = exc
-            raise
-        finally:
+            if not app.should_ignore_error(exc):
+                environ[_ERROR] = exc
             if token is not None:
-                context.detach(token)
+                environ[_TOKEN] = token  # detached when the request ends, after Flask's handle_exception
+            raise
+        if token is not None:
+            context.detach(token)
+        return response
 
     return full_dispatch_request
 
@@ -177,7 +200,8 @@ def install(app: Any) -> None:
     """Trace one Flask app with the lean wrapper (idempotent)."""
     if getattr(app, "_otel_correlate_wsgi", False):
         return
+    dispatch = _dispatch_with_route(app)  # before the app changes: nothing half-installed
     app._otel_correlate_wsgi = True
     app._is_instrumented_by_opentelemetry = True
     app.wsgi_app = ServerTelemetryWSGI(app.wsgi_app)
-    app.full_dispatch_request = _dispatch_with_route(app)
+    app.full_dispatch_request = dispatch
