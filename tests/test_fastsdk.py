@@ -54,6 +54,12 @@ from otel_correlate import _fastsdk, _logs, _pipeline
 RESOURCE = Resource.create({"service.name": "fastsdk-test"})
 
 
+def _in_sampled_span() -> context.Context:
+    """A context whose current span is sampled (trace 0xFEED, span 0xBEEF): what records and exemplars link to."""
+    span_context = SpanContext(0xFEED, 0xBEEF, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    return trace.set_span_in_context(trace.NonRecordingSpan(span_context))
+
+
 def test_the_sdk_is_the_line_the_fast_paths_were_written_for() -> None:
     assert sdk_version.startswith(_fastsdk.SDK_LINE), (
         f"opentelemetry-sdk {sdk_version}: re-check otel_correlate/_fastsdk.py against this SDK "
@@ -277,10 +283,7 @@ def _metric_script(provider: MeterProvider) -> None:
     updown = meter.create_up_down_counter("in_flight")
     histogram = meter.create_histogram("latency", unit="s", explicit_bucket_boundaries_advisory=[0.1, 1.0])
     gauge = meter.create_gauge("temperature")
-    span = trace.NonRecordingSpan(
-        SpanContext(0xFEED, 0xBEEF, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
-    )
-    ctx = trace.set_span_in_context(span)
+    ctx = _in_sampled_span()
     for value in (1, 2, 3):
         counter.add(value, {"result": "hit", "orderId": f"ORD-{value}", "requestId": "r1"}, context=ctx)
     counter.add(1, {"flag": True})
@@ -381,10 +384,7 @@ def _log_records(
     provider = LoggerProvider(resource=RESOURCE, log_record_limits=limits)
     provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
     logger = provider.get_logger("script", "1.0")
-    span = trace.NonRecordingSpan(
-        SpanContext(0xFEED, 0xBEEF, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
-    )
-    token = context.attach(trace.set_span_in_context(span))
+    token = context.attach(_in_sampled_span())
     try:
         for attributes in (
             {"orderId": "ORD-1", "code.line.number": 12, "ok": True, "ratio": 0.5},
@@ -493,10 +493,7 @@ def _emitted(
         SDKLogger, "emit", lambda self, *a, **k: (sdk_emits.append(1), original(self, *a, **k))
     )
     emitter = _logs._Emitter()
-    span = trace.NonRecordingSpan(
-        SpanContext(0xFEED, 0xBEEF, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
-    )
-    token = context.attach(trace.set_span_in_context(span))
+    token = context.attach(_in_sampled_span())
     try:
         for attributes in (
             {"orderId": "ORD-1", "code.line.number": 12, "ok": True, "ratio": 0.5},

@@ -168,6 +168,17 @@ def _attributes(
 
 _BOUNDED = (BoundedAttributes, _FastAttributes)
 
+
+def _queued(attributes: Any) -> Any:
+    """What a queued span or log record keeps: a plain ``dict`` (untracked by the GC) unless some were dropped.
+
+    The dropped count lives on the bounded container, so it stays when there is one to report.
+    """
+    if type(attributes) in _BOUNDED and not attributes.dropped:
+        return dict(attributes._dict)
+    return attributes
+
+
 # --------------------------------------------------------------------------- traces
 
 
@@ -253,15 +264,12 @@ class _FastSpan(Span):
         the garbage collector tracks instead of ten, which is what made queued spans
         trigger full collections under load.
         """
-        attributes: Any = self._attributes
-        if type(attributes) is _FastAttributes and not attributes.dropped:
-            attributes = dict(attributes._dict)
         return ReadableSpan(
             name=self._name,
             context=self._context,
             parent=self._parent,
             resource=self._resource,
-            attributes=attributes,
+            attributes=_queued(self._attributes),
             events=self._events,
             links=self._links,
             kind=self._kind,
@@ -432,10 +440,7 @@ class FastBatchLogRecordProcessor(BatchLogRecordProcessor):
         copied = object.__new__(type(original))
         copied.__dict__.update(original.__dict__)
         copied.context = _NO_CONTEXT
-        attributes: Any = copied.attributes
-        if type(attributes) in _BOUNDED and not attributes.dropped:
-            # Plain values in a plain dict: nothing for the garbage collector to track while queued.
-            copied.attributes = dict(attributes._dict)
+        copied.attributes = _queued(copied.attributes)
         _make_room(self._batch_processor)
         self._batch_processor.emit(
             ReadableLogRecord(
@@ -475,7 +480,7 @@ class FastBatchLogRecordProcessor(BatchLogRecordProcessor):
             return False
         if not logger._is_enabled():
             return True  # a disabled logger emits nothing, as in Logger.emit
-        span_context = trace_api.get_current_span(context_api.get_current()).get_span_context()
+        span_context = _span_in(context_api.get_current()).get_span_context()
         record = object.__new__(LogRecord)
         record.timestamp = timestamp
         record.observed_timestamp = time_ns()
@@ -673,12 +678,18 @@ class _FastBucket(ExemplarBucket):
         self._ExemplarBucket__offered = True
 
 
-class _FastSimpleReservoir(SimpleFixedSizeExemplarReservoir):
-    """The SDK's uniformly-weighted reservoir in one call, drawing with ``random()`` instead of ``randrange``."""
+class _FastBuckets:
+    """Mixin for the SDK's fixed-size reservoirs: their buckets are :class:`_FastBucket`."""
 
-    def __init__(self, size: int = 1, **kwargs: Any) -> None:
-        super().__init__(size, **kwargs)
+    _reservoir_storage: Mapping[int, ExemplarBucket]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._reservoir_storage = defaultdict(_FastBucket)
+
+
+class _FastSimpleReservoir(_FastBuckets, SimpleFixedSizeExemplarReservoir):
+    """The SDK's uniformly-weighted reservoir in one call, drawing with ``random()`` instead of ``randrange``."""
 
     def offer(
         self, value: float, time_unix_nano: int, attributes: types.Attributes, context: Context
@@ -692,12 +703,8 @@ class _FastSimpleReservoir(SimpleFixedSizeExemplarReservoir):
                 self._reservoir_storage[index].offer(value, time_unix_nano, attributes, context)
 
 
-class _FastAlignedReservoir(AlignedHistogramBucketExemplarReservoir):
+class _FastAlignedReservoir(_FastBuckets, AlignedHistogramBucketExemplarReservoir):
     """The SDK's last-measurement-per-histogram-bucket reservoir, the bucket found by bisection."""
-
-    def __init__(self, boundaries: Sequence[float], **kwargs: Any) -> None:
-        super().__init__(boundaries, **kwargs)
-        self._reservoir_storage = defaultdict(_FastBucket)
 
     def offer(
         self, value: float, time_unix_nano: int, attributes: types.Attributes, context: Context
