@@ -24,7 +24,7 @@ import pytest
 from opentelemetry import context, trace
 from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.sdk._logs import Logger as SDKLogger
-from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits, ReadableLogRecord
 from opentelemetry.sdk._logs.export import (
     BatchLogRecordProcessor,
     InMemoryLogRecordExporter,
@@ -629,6 +629,7 @@ def test_a_log_burst_is_delivered_instead_of_dropped() -> None:
                     severity_text="INFO",
                     body="b",
                     attributes={},
+                    context=context.get_current(),
                 )
             else:
                 logger.emit(LogRecord(timestamp=n, body="b"))
@@ -638,6 +639,69 @@ def test_a_log_burst_is_delivered_instead_of_dropped() -> None:
     assert run(BatchLogRecordProcessor, via_emitter=False) < 4000
     assert run(_fastsdk.FastBatchLogRecordProcessor, via_emitter=False) == 4000
     assert run(_fastsdk.FastBatchLogRecordProcessor, via_emitter=True) == 4000
+
+
+def test_a_full_queue_is_not_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A collector that is down keeps the queue full: the producer drops there instead of yielding per record."""
+    yields: list[float] = []
+    monkeypatch.setattr(_fastsdk, "_yield_gil", yields.append)
+    gate = threading.Event()
+
+    class Hung(InMemoryLogRecordExporter):
+        def export(self, batch: Any) -> Any:
+            gate.wait()  # a collector that never answers
+            return super().export(batch)
+
+    exporter = Hung()
+    provider = LoggerProvider(resource=RESOURCE)
+    provider.add_log_record_processor(
+        _fastsdk.FastBatchLogRecordProcessor(
+            exporter, max_queue_size=256, max_export_batch_size=64, schedule_delay_millis=60_000
+        )
+    )
+    logger = provider.get_logger("down")
+    sole = _fastsdk.sole_log_processor(logger)
+    assert sole is not None
+    for n in range(4000):
+        sole.emit_plain(
+            logger,
+            timestamp=n,
+            severity_number=SeverityNumber.INFO,
+            severity_text="INFO",
+            body="b",
+            attributes={},
+            context=context.get_current(),
+        )
+    queued = len(sole._batch_processor._queue)
+    gate.set()
+    provider.shutdown()
+    assert queued == 256  # full: the rest was dropped, as in the SDK
+    # it yielded while the queue filled from three quarters (at most 64 + the one batch taken out), not per record
+    assert 0 < len(yields) <= 2 * 64, len(yields)
+
+
+def test_exporters_that_do_not_read_queued_records_get_the_sdks_records() -> None:
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider(resource=RESOURCE)
+    provider.add_log_record_processor(_fastsdk.FastBatchLogRecordProcessor(exporter))
+    emitter = _logs._Emitter()
+    original = _logs.get_logger_provider
+    _logs.get_logger_provider = lambda: provider  # type: ignore[assignment]
+    try:
+        emitter.emit(scope="s", level_no=20, body="line", attributes={"k": "v"}, timestamp_ns=1)
+    finally:
+        _logs.get_logger_provider = original  # type: ignore[assignment]
+    queued = list(provider._multi_log_record_processor._log_record_processors[0]._batch_processor._queue)
+    assert [type(q) for q in queued] == [_fastsdk.QueuedLogRecord]
+    provider.force_flush()
+    [record] = exporter.get_finished_logs()
+    assert type(record) is ReadableLogRecord and type(record.log_record) is LogRecord
+    assert (record.log_record.body, record.log_record.attributes, record.resource) == (
+        "line",
+        {"k": "v"},
+        RESOURCE,
+    )
+    provider.shutdown()
 
 
 def test_the_fast_reservoirs_sample_like_the_sdks() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 import pytest
 from loguru import logger
@@ -106,6 +107,24 @@ def test_loguru_propagated_into_stdlib_is_not_exported_twice(otel_capture: Telem
 def test_opentelemetry_internal_logs_are_not_exported(otel_capture: TelemetryCapture) -> None:
     logging.getLogger("opentelemetry.exporter.otlp.proto.http").warning("export failed")
     assert _records(otel_capture) == []
+
+
+def test_loguru_timestamps_are_the_records_time_to_the_nanosecond(otel_capture: TelemetryCapture) -> None:
+    seen: list[datetime] = []
+    handler = logger.add(lambda message: seen.append(message.record["time"]), format="{message}")
+    try:
+        for n in range(5):
+            logger.info("tick {}", n)
+    finally:
+        logger.remove(handler)
+
+    def exact_ns(
+        moment: datetime,
+    ) -> int:  # integer arithmetic: a float of nanoseconds is only exact to 256 ns
+        since = moment - datetime(1970, 1, 1, tzinfo=UTC)
+        return (since.days * 86400 + since.seconds) * 1_000_000_000 + since.microseconds * 1000
+
+    assert [r.log_record.timestamp for r in otel_capture.logs()] == [exact_ns(t) for t in seen]
 
 
 @pytest.mark.parametrize(

@@ -93,3 +93,91 @@ def test_log_records_decode_to_what_the_sdk_encoder_builds() -> None:
     records = list(exporter.get_finished_logs())
     ours = ExportLogsServiceRequest.FromString(_otlp_encode.encode_logs(records).SerializeToString())
     assert ours == sdk_encode_logs(records)
+
+
+class _Queued(InMemoryLogRecordExporter):
+    """Keeps what the fast batch processor queued, as it queued it (it says it reads queued records)."""
+
+    takes_queued_log_records = True
+
+
+def _emitted_through(processor_class: type, exporter: InMemoryLogRecordExporter) -> list[object]:
+    """Log lines through otel-correlate's emitter (what the loguru/stdlib bridges call) into ``exporter``."""
+    from opentelemetry import context
+
+    from otel_correlate import _logs
+
+    provider = LoggerProvider(resource=RESOURCE)
+    provider.add_log_record_processor(processor_class(exporter))
+    emitter = _logs._Emitter()
+    original = _logs.get_logger_provider
+    _logs.get_logger_provider = lambda: provider  # type: ignore[assignment]
+    span = trace.NonRecordingSpan(
+        SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, False, TraceFlags(1))
+    )
+    token = context.attach(trace.set_span_in_context(span))
+    try:
+        for level, body in ((20, "order ORD-1 looked up"), (40, "ü" * 200), (25, "")):
+            scalars = {k: v for k, v in ATTRIBUTES.items() if not isinstance(v, tuple)}
+            emitter.emit(
+                scope="orders.api",
+                level_no=level,
+                body=body,
+                attributes=scalars,
+                timestamp_ns=1_700_000_000_123_456_000,
+            )
+    finally:
+        context.detach(token)
+    emitter.emit(scope="other", level_no=10, body="outside any span", attributes={"n": 1}, timestamp_ns=0)
+    provider.force_flush()
+    records = list(exporter.get_finished_logs())
+    provider.shutdown()
+    _logs.get_logger_provider = original  # type: ignore[assignment]
+    return records
+
+
+def test_queued_log_records_encode_as_the_sdks_records() -> None:
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+    from otel_correlate import _fastsdk
+
+    queued = _emitted_through(_fastsdk.FastBatchLogRecordProcessor, _Queued())
+    assert {type(r) for r in queued} == {_fastsdk.QueuedLogRecord}  # the compact path was taken
+    sdk = _emitted_through(BatchLogRecordProcessor, InMemoryLogRecordExporter())
+
+    def decoded(data: bytes) -> ExportLogsServiceRequest:
+        request = ExportLogsServiceRequest.FromString(data)
+        for resource_logs in request.resource_logs:
+            for scope_logs in resource_logs.scope_logs:
+                for record in scope_logs.log_records:
+                    assert record.observed_time_unix_nano > 0
+                    record.observed_time_unix_nano = 0  # the one field that differs: when it was observed
+        return request
+
+    ours = decoded(_otlp_encode.encode_logs(queued).SerializeToString())
+    assert ours == decoded(sdk_encode_logs(sdk).SerializeToString())  # the SDK's records, the SDK's encoder
+    assert (
+        len(ours.resource_logs[0].scope_logs) == 2
+        and len(ours.resource_logs[0].scope_logs[0].log_records) == 3
+    )
+    # the same records as the SDK's types, through the SDK's encoder: same bytes as ours
+    readable = _fastsdk.readable_log_records(queued)
+    assert (
+        _otlp_encode.encode_logs(queued).SerializeToString() == sdk_encode_logs(readable).SerializeToString()
+    )
+
+
+def test_only_the_otlp_http_exporter_with_this_encoder_takes_queued_records() -> None:
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+
+    exporter = OTLPLogExporter(endpoint="http://127.0.0.1:9/v1/logs")
+    was_installed = bool(_otlp_encode._INSTALLED)
+    try:
+        _otlp_encode.install()
+        assert _otlp_encode.takes_queued_log_records(exporter)
+        assert not _otlp_encode.takes_queued_log_records(InMemoryLogRecordExporter())
+        _otlp_encode.uninstall()
+        assert not _otlp_encode.takes_queued_log_records(exporter)  # the SDK's encoder would not read them
+    finally:
+        (_otlp_encode.install if was_installed else _otlp_encode.uninstall)()
+        exporter.shutdown()

@@ -311,6 +311,37 @@ def test_log_records_are_copied_only_when_masked() -> None:
     assert dirty.log_record.body == f"mail {EMAIL}"
 
 
+def test_queued_log_records_are_masked_like_the_sdks_records() -> None:
+    """The fast processor's compact records (what reaches the OTLP exporter) are masked the same way."""
+    from otel_correlate import _fastsdk
+
+    otel_logger = LoggerProvider(resource=Resource.create({"service.name": "unit"})).get_logger("unit")
+
+    def queued(body: str, attributes: dict[str, Any]) -> _fastsdk.QueuedLogRecord:
+        return _fastsdk.QueuedLogRecord(5, 6, 0xFEED, 0xBEEF, 1, "INFO", None, body, attributes, otel_logger)
+
+    clean = queued("order created", {"orderId": "O-1"})
+    dirty = queued(f"mail {EMAIL}", {"orderId": "O-1", "card": CARD})
+    assert _scrub.log_record(Scrubber(), clean) is clean  # type: ignore[arg-type]
+    scrubbed = _scrub.log_record(Scrubber(), dirty)  # type: ignore[arg-type]
+    assert scrubbed == queued("mail [REDACTED:email]", {"orderId": "O-1", "card": "[REDACTED:card]"})
+    assert type(scrubbed) is _fastsdk.QueuedLogRecord
+    assert dirty.body == f"mail {EMAIL}" and dirty.attributes["card"] == CARD  # the original is untouched
+    # through the exporters' wrapper, as a whole batch, and as the SDK's record for other exporters
+    exporter = InMemoryLogRecordExporter()
+    counting = _pipeline._CountingLogExporter(exporter)
+    _scrub.configure(Scrubber())
+    try:
+        counting.export([dirty, clean])  # type: ignore[list-item]
+    finally:
+        _scrub.reload()
+    got = [(r.log_record.body, dict(r.log_record.attributes or {})) for r in exporter.get_finished_logs()]
+    assert got == [
+        ("mail [REDACTED:email]", {"orderId": "O-1", "card": "[REDACTED:card]"}),
+        ("order created", {"orderId": "O-1"}),
+    ]
+
+
 def test_a_scrubber_that_fails_drops_the_batch_instead_of_exporting_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

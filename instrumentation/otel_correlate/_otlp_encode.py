@@ -40,7 +40,7 @@ _pack_i = struct.Struct("<I").pack
 _pack_d = struct.Struct("<d").pack
 _SMALL = [bytes((n,)) for n in range(128)]
 _CACHE_LIMIT = 8192
-_KV_CACHE: dict[tuple[str, type, object], bytes] = {}
+_KV_CACHE: dict[tuple[bytes, str, type, object], bytes] = {}
 #: The SDK's attribute containers, matched by exact type (an ABC isinstance check costs a Python call).
 _BOUNDED: frozenset[type] = frozenset({BoundedAttributes, _fastsdk._FastAttributes})
 
@@ -105,15 +105,16 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     for key, value in attributes.items():
         kind = type(value)
         if kind is str or kind is int or kind is bool or kind is float:
-            cache_key = (key, kind, value)
+            # keyed by type too: True == 1 == 1.0, but they encode differently
+            cache_key = (tag, key, kind, value)
             encoded = cache.get(cache_key)
             if encoded is None:
                 body = _key_value(key, value)
-                encoded = _varint(len(body)) + body
+                encoded = tag + _varint(len(body)) + body
                 if len(cache) >= _CACHE_LIMIT:
                     cache.clear()
                 cache[cache_key] = encoded
-            parts.append(tag + encoded)
+            parts.append(encoded)
             continue
         try:
             parts.append(_field(tag, _key_value(key, value)))
@@ -175,9 +176,11 @@ class Encoded:
 
 def _group(items: Sequence[Any]) -> dict[int, tuple[Any, dict[int, tuple[Any, list[Any]]]]]:
     groups: dict[int, tuple[Any, dict[int, tuple[Any, list[Any]]]]] = {}
+    queued = _fastsdk.QueuedLogRecord
     for item in items:
-        resource = item.resource
-        scope = item.instrumentation_scope or None
+        owner = item[-1] if type(item) is queued else item  # a queued record's logger has them
+        resource = owner.resource
+        scope = owner.instrumentation_scope or None
         by_scope = groups.get(id(resource))
         if by_scope is None:
             by_scope = groups[id(resource)] = (resource, {})
@@ -280,7 +283,49 @@ def encode_spans(spans: Sequence[Any]) -> Encoded:
     return Encoded(_envelope(spans, _span, b"\x12"))
 
 
+_SEVERITY_FIELDS: dict[tuple[Any, str], bytes] = {}
+
+
+def _severity_fields(number: Any, text: str) -> bytes:
+    """``severity_number`` and ``severity_text``, encoded once per pair."""
+    fields = _SEVERITY_FIELDS.get((number, text))
+    if fields is None:
+        value = getattr(number, "value", None)
+        fields = (b"\x10" + _varint(value) if value else b"") + (_string(b"\x1a", text) if text else b"")
+        if len(_SEVERITY_FIELDS) < 256:
+            _SEVERITY_FIELDS[number, text] = fields
+    return fields
+
+
+def _queued_log_record(item: _fastsdk.QueuedLogRecord) -> bytes:
+    """``_log_record`` for a compact queued record (plain attributes, nothing dropped, no event name)."""
+    timestamp, observed, trace_id, span_id, flags, severity_text, severity, body, attributes, _ = item
+    if type(body) is str:
+        data = body.encode("utf-8")
+        size = len(data)
+        if size < 126:  # both lengths fit one byte
+            body_field = b"\x2a" + _SMALL[size + 2] + b"\x0a" + _SMALL[size] + data
+        else:
+            body_field = _field(b"\x2a", b"\x0a" + _varint(size) + data)
+    else:
+        body_field = _field(b"\x2a", _any_value(body))
+    return b"".join(
+        (
+            b"\x09" + _pack_q(timestamp) if timestamp else b"",
+            _severity_fields(severity, severity_text),
+            body_field,
+            _attributes(b"\x32", attributes),
+            b"\x45" + _pack_i(flags) if flags else b"",
+            b"\x4a\x10" + trace_id.to_bytes(16, "big") if trace_id else b"",
+            b"\x52\x08" + span_id.to_bytes(8, "big") if span_id else b"",
+            b"\x59" + _pack_q(observed) if observed else b"",
+        )
+    )
+
+
 def _log_record(readable: Any) -> bytes:
+    if type(readable) is _fastsdk.QueuedLogRecord:
+        return _queued_log_record(readable)
     record = readable.log_record
     parts = []
     if record.timestamp:
@@ -311,8 +356,17 @@ def _log_record(readable: Any) -> bytes:
 
 
 def encode_logs(records: Sequence[Any]) -> Encoded:
-    """An ``ExportLogsServiceRequest`` for ``records`` (SDK ``ReadableLogRecord`` objects)."""
+    """An ``ExportLogsServiceRequest`` for ``records`` (SDK ``ReadableLogRecord`` or ``QueuedLogRecord`` objects)."""
     return Encoded(_envelope(records, _log_record, b"\x12"))
+
+
+def takes_queued_log_records(exporter: object) -> bool:
+    """True when ``exporter`` encodes with :func:`encode_logs` (the OTLP/HTTP one, with :func:`install` in effect)."""
+    if not _INSTALLED:
+        return False
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+
+    return type(exporter) is OTLPLogExporter
 
 
 _INSTALLED: dict[str, Any] = {}

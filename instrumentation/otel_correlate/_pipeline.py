@@ -36,7 +36,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from otel_correlate import _context, _fastsdk, _scrub, _settings, _telemetry
+from otel_correlate import _context, _fastsdk, _otlp_encode, _scrub, _settings, _telemetry
 
 
 class BusinessKeySpanProcessor(SpanProcessor):
@@ -124,13 +124,23 @@ class _CountingSpanExporter(SpanExporter):
 
 
 class _CountingLogExporter(LogRecordExporter):
-    """Counts failed log exports."""
+    """Counts failed log exports.
+
+    It takes the compact records the fast batch processor queues
+    (``_fastsdk.QueuedLogRecord``): the scrubber reads them, and they reach the
+    exporter as they are when it is the OTLP/HTTP one encoding with ``_otlp_encode``,
+    as the SDK's records otherwise.
+    """
+
+    takes_queued_log_records = True
 
     def __init__(self, inner: LogRecordExporter) -> None:
         self._inner = inner
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         batch = _scrub.log_records(batch)
+        if not _otlp_encode.takes_queued_log_records(self._inner):
+            batch = _fastsdk.readable_log_records(batch)
         try:
             result = self._inner.export(batch)
         except Exception as exc:

@@ -44,6 +44,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link, Status
 
+from otel_correlate import _fastsdk
 from otel_correlate._sensitive import Scrubber
 
 _log = logging.getLogger("otel_correlate")
@@ -96,7 +97,15 @@ def _link(scrubber: Scrubber, link: Link) -> Link:
 
 
 def log_record(scrubber: Scrubber, readable: ReadableLogRecord) -> ReadableLogRecord:
-    """``readable``, or a copy with its body and attributes masked."""
+    """``readable``, or a copy with its body and attributes masked (also for a ``_fastsdk.QueuedLogRecord``)."""
+    queued: Any = readable
+    if type(queued) is _fastsdk.QueuedLogRecord:
+        body = scrubber.body(queued.body)
+        attributes = scrubber.attributes(queued.attributes)
+        if body is queued.body and attributes is queued.attributes:
+            return readable
+        masked: Any = queued._replace(body=body, attributes=attributes)
+        return masked  # type: ignore[no-any-return]  # a queued record where the SDK's one would be
     record = readable.log_record
     body = scrubber.body(record.body)
     attributes = scrubber.attributes(record.attributes)
