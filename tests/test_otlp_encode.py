@@ -181,3 +181,29 @@ def test_only_the_otlp_http_exporter_with_this_encoder_takes_queued_records() ->
     finally:
         (_otlp_encode.install if was_installed else _otlp_encode.uninstall)()
         exporter.shutdown()
+
+
+def test_attribute_values_equal_in_python_keep_their_own_type() -> None:
+    from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord as PBLogRecord
+
+    for value, field in (
+        (True, "bool_value"),
+        (1, "int_value"),
+        (1.0, "double_value"),
+        ("1", "string_value"),
+    ):
+        record = PBLogRecord.FromString(_otlp_encode._attributes(b"\x32", {"a": value}))
+        assert record.attributes[0].value.WhichOneof("value") == field  # True == 1 == 1.0, cached apart
+        assert getattr(record.attributes[0].value, field) == value
+
+
+def test_ever_new_values_do_not_evict_the_repeated_ones() -> None:
+    for n in range(2000):  # a request id per record
+        encoded = _otlp_encode._attributes(b"\x32", {"http.request.method": "GET", "requestId": f"{n:032x}"})
+    methods = _otlp_encode._KV_CACHE[(b"\x32", "http.request.method", str)]
+    assert list(methods) == ["GET"]  # still cached: the ids churned only their own slot
+    assert len(_otlp_encode._KV_CACHE[(b"\x32", "requestId", str)]) <= _otlp_encode._VALUES_PER_KEY
+    assert encoded == b"".join(
+        _otlp_encode._field(b"\x32", _otlp_encode._key_value(k, v))
+        for k, v in {"http.request.method": "GET", "requestId": f"{1999:032x}"}.items()
+    )

@@ -109,7 +109,9 @@ def current_business_keys(ctx: Context | None = None) -> Mapping[str, str]:
         ...     dict(current_business_keys())
         {'orderId': '7'}
     """
-    keys = context.get_value(_KEYS_CONTEXT, ctx)
+    keys = (ctx if ctx is not None else context.get_current()).get(
+        _KEYS_CONTEXT
+    )  # context.get_value, inlined
     if keys is None:
         return {}
     return cast(Mapping[str, str], keys)

@@ -39,8 +39,13 @@ _pack_q = struct.Struct("<Q").pack
 _pack_i = struct.Struct("<I").pack
 _pack_d = struct.Struct("<d").pack
 _SMALL = [bytes((n,)) for n in range(128)]
-_CACHE_LIMIT = 8192
-_KV_CACHE: dict[tuple[bytes, str, type, object], bytes] = {}
+#: Encoded attribute pairs: (tag, key, value type) -> value -> the field's bytes.
+_KV_CACHE: dict[tuple[bytes, str, type], dict[Any, bytes]] = {}
+#: The same dictionaries for string values, reachable without building a key: tag -> key -> them.
+_STR_KV_CACHE: dict[bytes, dict[str, dict[Any, bytes]]] = {}
+_NO_STRINGS: dict[str, dict[Any, bytes]] = {}
+_CACHE_LIMIT = 4096  # (tag, key, type) slots
+_VALUES_PER_KEY = 256
 #: The SDK's attribute containers, matched by exact type (an ABC isinstance check costs a Python call).
 _BOUNDED: frozenset[type] = frozenset({BoundedAttributes, _fastsdk._FastAttributes})
 
@@ -94,32 +99,52 @@ def _key_value(key: str, value: Any) -> bytes:
     return _string(b"\x0a", key) + _field(b"\x12", _any_value(value))
 
 
+def _cached_pair(tag: bytes, key: str, value: Any, kind: type) -> bytes:
+    """One encoded ``KeyValue`` field, from the cache of its (tag, key, type) or encoded into it."""
+    slot = (tag, key, kind)  # keyed by type too: True == 1 == 1.0, but they encode differently
+    by_value = _KV_CACHE.get(slot)
+    if by_value is None:
+        if len(_KV_CACHE) >= _CACHE_LIMIT:
+            _KV_CACHE.clear()
+            _STR_KV_CACHE.clear()
+        by_value = _KV_CACHE[slot] = {}
+        if kind is str:
+            _STR_KV_CACHE.setdefault(tag, {})[key] = by_value
+    body = _key_value(key, value)
+    encoded = tag + _varint(len(body)) + body
+    if len(by_value) >= _VALUES_PER_KEY:  # a key with ever-new values (ids) only churns its own slot
+        by_value.clear()
+    by_value[value] = encoded
+    return encoded
+
+
 def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
-    """Repeated ``KeyValue`` fields under ``tag``; scalar pairs come from a bounded cache."""
+    """Repeated ``KeyValue`` fields under ``tag``; scalar pairs come from a bounded cache.
+
+    String values, the common case, are found with two dictionary lookups and no
+    allocation: tag -> key -> value.
+    """
     if not attributes:
         return b""
     if type(attributes) in _BOUNDED:
         attributes = attributes._dict  # type: ignore[attr-defined]  # its items, without the Mapping protocol
-    cache = _KV_CACHE
+    strings = _STR_KV_CACHE.get(tag, _NO_STRINGS)
     parts = []
     for key, value in attributes.items():
         kind = type(value)
-        if kind is str or kind is int or kind is bool or kind is float:
-            # keyed by type too: True == 1 == 1.0, but they encode differently
-            cache_key = (tag, key, kind, value)
-            encoded = cache.get(cache_key)
-            if encoded is None:
-                body = _key_value(key, value)
-                encoded = tag + _varint(len(body)) + body
-                if len(cache) >= _CACHE_LIMIT:
-                    cache.clear()
-                cache[cache_key] = encoded
-            parts.append(encoded)
-            continue
-        try:
-            parts.append(_field(tag, _key_value(key, value)))
-        except Exception as error:  # the SDK's encoder skips such attributes too
-            _log.warning("otel-correlate: could not encode attribute %s: %s", key, error)
+        if kind is str:
+            by_value = strings.get(key)
+            encoded = by_value.get(value) if by_value is not None else None
+            parts.append(encoded if encoded is not None else _cached_pair(tag, key, value, kind))
+        elif kind is int or kind is bool or kind is float:
+            by_value = _KV_CACHE.get((tag, key, kind))
+            encoded = by_value.get(value) if by_value is not None else None
+            parts.append(encoded if encoded is not None else _cached_pair(tag, key, value, kind))
+        else:
+            try:
+                parts.append(_field(tag, _key_value(key, value)))
+            except Exception as error:  # the SDK's encoder skips such attributes too
+                _log.warning("otel-correlate: could not encode attribute %s: %s", key, error)
     return b"".join(parts)
 
 
