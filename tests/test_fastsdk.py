@@ -601,6 +601,19 @@ def test_a_hung_collector_never_blocks_the_service() -> None:
     assert exporter.exported < 4000  # what did not fit was dropped (and counted), not waited for
 
 
+def _emit_plain_line(sole: _fastsdk.FastBatchLogRecordProcessor, logger: Any, n: int) -> None:
+    """One plain INFO line ``b`` at timestamp ``n`` through the direct hand-off."""
+    sole.emit_plain(
+        logger,
+        timestamp=n,
+        severity_number=SeverityNumber.INFO,
+        severity_text="INFO",
+        body="b",
+        attributes={},
+        context=context.get_current(),
+    )
+
+
 def test_a_log_burst_is_delivered_instead_of_dropped() -> None:
     class SlowLogs(InMemoryLogRecordExporter):
         def export(self, batch: Any) -> Any:
@@ -622,15 +635,7 @@ def test_a_log_burst_is_delivered_instead_of_dropped() -> None:
             if via_emitter:
                 sole = _fastsdk.sole_log_processor(logger)
                 assert sole is not None
-                sole.emit_plain(
-                    logger,
-                    timestamp=n,
-                    severity_number=SeverityNumber.INFO,
-                    severity_text="INFO",
-                    body="b",
-                    attributes={},
-                    context=context.get_current(),
-                )
+                _emit_plain_line(sole, logger, n)
             else:
                 logger.emit(LogRecord(timestamp=n, body="b"))
         provider.shutdown()
@@ -663,15 +668,7 @@ def test_a_full_queue_is_not_waited_for(monkeypatch: pytest.MonkeyPatch) -> None
     sole = _fastsdk.sole_log_processor(logger)
     assert sole is not None
     for n in range(4000):
-        sole.emit_plain(
-            logger,
-            timestamp=n,
-            severity_number=SeverityNumber.INFO,
-            severity_text="INFO",
-            body="b",
-            attributes={},
-            context=context.get_current(),
-        )
+        _emit_plain_line(sole, logger, n)
     queued = len(sole._batch_processor._queue)
     gate.set()
     provider.shutdown()

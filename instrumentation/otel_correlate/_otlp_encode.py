@@ -323,7 +323,11 @@ def _severity_fields(number: Any, text: str) -> bytes:
 
 
 def _queued_log_record(item: _fastsdk.QueuedLogRecord) -> bytes:
-    """``_log_record`` for a compact queued record (plain attributes, nothing dropped, no event name)."""
+    """``_log_record`` for a compact queued record (plain attributes, nothing dropped, no event name).
+
+    Kept apart from ``_log_record`` on purpose: one writer for both shapes measured
+    0.1-0.5 µs slower per record on this, the log path's hot path.
+    """
     timestamp, observed, trace_id, span_id, flags, severity_text, severity, body, attributes, _ = item
     if type(body) is str:
         data = body.encode("utf-8")
