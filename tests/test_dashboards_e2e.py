@@ -21,12 +21,21 @@ import httpx
 import pytest
 
 from otel_correlate._demo import demo_services
-from tests.dashboard_queries import QueryResult, default_variables, load_dashboards, run_dashboard
+from tests.dashboard_queries import (
+    QueryResult,
+    default_variables,
+    engines,
+    load_dashboards,
+    run_dashboard,
+)
 
 pytestmark = pytest.mark.e2e
 #: Data must show within this many seconds of the failure scenario (metrics export every 15 s,
 #: rates need two samples, Tempo's service graph and the Loki ingester a little more).
 DEADLINE_SECONDS = 150
+#: The demo's OTEL_CORRELATE_BREAKER_FAILURE_THRESHOLD, and how long the failing provider may take to see it.
+BREAKER_THRESHOLD = 5
+FAILURE_SECONDS = 60
 
 
 @dataclass
@@ -56,6 +65,22 @@ def _background(orders_url: str, notifications_url: str, stop: threading.Event) 
             index += 1
 
 
+def _wait_for_failed_attempts(client: httpx.Client, telegram_url: str, wanted: int) -> int:
+    """Calls the stub answered in error mode, once there are ``wanted`` (or ``FAILURE_SECONDS`` passed).
+
+    With at most two messages in flight (the background loop and the orders posted
+    here), ``wanted`` = the breaker threshold failed calls mean at least one message
+    was retried and the breaker opened: the retry and dead-letter counters move.
+    """
+    deadline = time.monotonic() + FAILURE_SECONDS
+    while True:
+        attempts = client.get(f"{telegram_url}/_stub/messages").json()["attempts"]
+        failed = sum(1 for attempt in attempts if attempt["mode"] == "error")
+        if failed >= wanted or time.monotonic() > deadline:
+            return failed
+        time.sleep(0.5)
+
+
 @pytest.fixture(scope="module")
 def traffic(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Traffic]:
     with demo_services(stack["otlp"], tmp_path_factory.mktemp("dashboard-services")) as urls:
@@ -71,10 +96,16 @@ def traffic(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> 
         try:
             time.sleep(20)  # healthy samples first
             # Failure scenario: the provider fails, so notifications fail, retry, open the breaker, dead-letter.
-            client.post(f"{urls.telegram}/_stub/mode", json={"mode": "error", "status": 500})
+            mode = client.post(f"{urls.telegram}/_stub/mode", json={"mode": "error", "status": 500})
+            assert mode.status_code == 200, mode.text
             for index in range(8):
                 client.post(f"{urls.orders}/orders", json={"customer": f"fail-{index}", "amount": 1})
-            time.sleep(10)
+            failed = _wait_for_failed_attempts(client, urls.telegram, BREAKER_THRESHOLD)
+            assert failed >= BREAKER_THRESHOLD, (
+                f"the Telegram stub answered only {failed} calls with 500 in {FAILURE_SECONDS} s; "
+                "the failure scenario (retries, open breaker, dead letters) did not happen"
+            )
+            time.sleep(5)  # the open breaker dead-letters the next messages at once
             client.post(f"{urls.telegram}/_stub/reset")
             yield Traffic(order_id)
         finally:
@@ -111,6 +142,21 @@ def test_every_panel_query_runs_and_every_panel_shows_data(traffic: Traffic) -> 
         time.sleep(10)
     assert results and len({(r.dashboard, r.panel) for r in results}) >= 40
     assert not errors, "queries failed:\n" + "\n".join(r.describe() for r in errors)
-    assert not empty, "panels without data:\n" + "\n".join(
-        r.describe() for r in results if f"{r.dashboard} / {r.panel}" in empty
+    assert not empty, (
+        "panels without data:\n"
+        + "\n".join(r.describe() for r in results if f"{r.dashboard} / {r.panel}" in empty)
+        + _pipeline_health()
+    )
+
+
+def _pipeline_health() -> str:
+    """What the collector says about its metric exports: tells a lost write from data never made."""
+    query = 'sum by (__name__) ({__name__=~"otelcol_exporter_(sent|send_failed)_metric_points.*"})'
+    try:
+        answer = httpx.get(f"{engines()['prometheus']}/api/v1/query", params={"query": query}, timeout=10)
+        rows = answer.json()["data"]["result"]
+    except (httpx.HTTPError, KeyError, ValueError) as exc:
+        return f"\ncollector export counters unavailable: {exc}"
+    return "\ncollector export counters: " + ", ".join(
+        f"{row['metric']['__name__']}={row['value'][1]}" for row in rows
     )
