@@ -30,12 +30,18 @@ from opentelemetry.sdk._logs.export import (
     InMemoryLogRecordExporter,
     SimpleLogRecordProcessor,
 )
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import (
+    Counter,
+    Histogram,
+    MeterProvider,
+    ObservableCounter,
+    UpDownCounter,
+)
 from opentelemetry.sdk.metrics._internal.exemplar import (
     AlignedHistogramBucketExemplarReservoir,
     SimpleFixedSizeExemplarReservoir,
 )
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider, sampling
 from opentelemetry.sdk.trace.export import (
@@ -314,19 +320,33 @@ def _metric_script(provider: MeterProvider) -> None:
 
 
 def _metrics(provider_class: type[MeterProvider]) -> list[dict[str, Any]]:
-    reader = InMemoryMetricReader()
+    """The script's metrics as two readers see them: cumulative, and delta collected twice."""
+    cumulative = InMemoryMetricReader()
+    delta = InMemoryMetricReader(
+        preferred_temporality={
+            instrument: AggregationTemporality.DELTA
+            for instrument in (Counter, UpDownCounter, Histogram, ObservableCounter)
+        }
+    )
     provider = provider_class(
-        resource=RESOURCE, metric_readers=[reader], views=[_pipeline.metric_guard_view()]
+        resource=RESOURCE, metric_readers=[cumulative, delta], views=[_pipeline.metric_guard_view()]
     )
     _metric_script(provider)
-    data = reader.get_metrics_data()
-    assert data is not None
+    first_delta = delta.get_metrics_data()
+    _metric_script(provider)  # every attribute set again: now through what the first run remembered
     metrics = [
-        json.loads(metric.to_json())
+        dict(json.loads(metric.to_json()), reader=name)
+        for name, data in (
+            ("delta-1", first_delta),
+            ("delta-2", delta.get_metrics_data()),
+            ("cumulative", cumulative.get_metrics_data()),
+        )
+        if data is not None
         for resource_metrics in data.resource_metrics
         for scope_metrics in resource_metrics.scope_metrics
         for metric in scope_metrics.metrics
     ]
+    assert {metric["reader"] for metric in metrics} == {"delta-1", "delta-2", "cumulative"}
     provider.shutdown()
     for metric in metrics:  # data point order is the order series first appeared: compare as sets
         metric["data"]["data_points"].sort(key=lambda point: json.dumps(point["attributes"], sort_keys=True))
@@ -342,7 +362,11 @@ def _without_sampled_exemplars(metrics: list[dict[str, Any]]) -> list[dict[str, 
     return metrics
 
 
-def test_metrics_are_the_sdks_metrics(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("routes", [2048, 1, 0], ids=["remembered", "one-remembered", "none-remembered"])
+def test_metrics_are_the_sdks_metrics(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, routes: int
+) -> None:
+    monkeypatch.setattr(_fastsdk, "_ROUTES_PER_INSTRUMENT", routes)
     with caplog.at_level(logging.WARNING):
         expected = _metrics(MeterProvider)
         sdk_warnings = sorted(r.getMessage() for r in caplog.records)
@@ -352,12 +376,12 @@ def test_metrics_are_the_sdks_metrics(caplog: pytest.LogCaptureFixture) -> None:
     assert _record(_without_sampled_exemplars(json.loads(json.dumps(got)))) == _record(
         _without_sampled_exemplars(expected)
     )
-    by_name = {m["name"]: m for m in got}
+    by_name = {m["name"]: m for m in got if m["reader"] == "cumulative"}
     orders = by_name["orders"]["data"]["data_points"]
     # The business keys are on no series and on the exemplars of the first series.
     assert not any("orderId" in point["attributes"] for point in orders)
     hit = next(point for point in orders if point["attributes"] == {"result": "hit"})
-    assert hit["value"] == 6
+    assert hit["value"] == 12  # 1 + 2 + 3, twice: three orderIds, one series
     assert {e["filtered_attributes"]["orderId"] for e in hit["exemplars"]} <= {"ORD-1", "ORD-2", "ORD-3"}
     flags = [point["attributes"]["flag"] for point in orders if "flag" in point["attributes"]]
     assert sorted(map(repr, flags)) == ["1", "1.0", "True"]  # three series, as in the SDK

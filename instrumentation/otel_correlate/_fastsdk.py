@@ -651,43 +651,79 @@ def _measurement(
     return measurement
 
 
-def _fast_args(amount: object, attributes: types.Attributes) -> dict[str, Any] | bool | None:
-    """The measurement's attributes (a private copy) when the fast path applies, else False."""
-    kind = type(amount)
-    if not (kind is int or kind is float) or amount < 0 or not math.isfinite(amount):  # type: ignore[operator,arg-type]
-        return False
-    if attributes is None:
-        return None
-    if type(attributes) is not dict or not _plain(attributes):
-        return False
-    return dict(attributes)
-
-
-def _measure(
-    self: Any, amount: float, attributes: types.Attributes, context: Context | None, checked: Any
+def _record(
+    self: Any, amount: float, attributes: types.Attributes, context: Context | None, magnitude: Any
 ) -> None:
-    """Record through the consumer when ``checked`` (from :func:`_fast_args`) allows; else the SDK method."""
-    if checked is False or not self._is_enabled():
+    """Record ``amount`` (checked as ``magnitude``) the fast way when the input is plain.
+
+    Anything the SDK would clean, warn about or refuse (a negative or non-finite
+    number, a ``bool`` amount, non-scalar values, empty or non-``str`` keys) goes to
+    the SDK method itself. A plain measurement is copied once, then handed to the
+    aggregations this attribute set reached before (see
+    :class:`_FastMeasurementConsumer`), or through the consumer the first time.
+    """
+    kind = type(amount)
+    if not (kind is int or kind is float) or magnitude < 0 or not math.isfinite(magnitude):
         getattr(type(self), self._oc_method)(self, amount, attributes, context)  # the SDK method
         return
-    self._measurement_consumer.consume_measurement(
-        _measurement(amount, time_ns(), self, context or context_api.get_current(), checked)
-    )
+    key: object = _NO_ATTRIBUTES
+    if attributes is not None:
+        if type(attributes) is not dict:
+            getattr(type(self), self._oc_method)(self, amount, attributes, context)
+            return
+        for name, value in attributes.items():
+            value_kind = type(value)
+            if value_kind is str or value_kind is int:
+                if type(name) is str and name:
+                    continue
+            elif value_kind in _PLAIN_KINDS and type(name) is str and name:
+                # True, 1 and 1.0 are equal in Python but separate series: never remembered
+                key = None
+                continue
+            getattr(type(self), self._oc_method)(self, amount, attributes, context)
+            return
+        attributes = dict(attributes)
+        if key is not None:
+            key = frozenset(attributes.items())
+    if not self._is_enabled():
+        return
+    measurement = _measurement(amount, time_ns(), self, context or context_api.get_current(), attributes)
+    consumer = self._measurement_consumer
+    if type(consumer) is not _FastMeasurementConsumer:
+        consumer.consume_measurement(measurement)
+        return
+    routes: dict[object, tuple[Any, ...]] = self.__dict__.setdefault("_oc_routes", {})
+    aggregations = routes.get(key) if key is not None else None
+    if aggregations is None:
+        aggregations = consumer.consume_measurement(measurement)
+        if key is not None and len(routes) < _ROUTES_PER_INSTRUMENT:
+            routes[key] = aggregations
+        return
+    sample = consumer.should_sample_exemplar(measurement)
+    for aggregation in aggregations:
+        aggregation.aggregate(measurement, sample)
+
+
+#: The route key of a measurement without attributes (``None`` and ``{}`` are the same series).
+_NO_ATTRIBUTES: object = frozenset()
+#: Attribute sets per instrument whose aggregations are remembered; others take the full path.
+_ROUTES_PER_INSTRUMENT = 2048
 
 
 def _fast_add(
     self: Any, amount: float, attributes: types.Attributes = None, context: Context | None = None
 ) -> None:
     """``Counter.add`` / ``Histogram.record`` for plain input; the SDK method otherwise."""
-    _measure(self, amount, attributes, context, _fast_args(amount, attributes))
+    _record(self, amount, attributes, context, amount)
 
 
 def _fast_signed(
     self: Any, amount: float, attributes: types.Attributes = None, context: Context | None = None
 ) -> None:
     """``UpDownCounter.add`` / ``Gauge.set`` (negative amounts allowed) for plain input."""
-    magnitude = -amount if type(amount) in (int, float) and amount < 0 else amount
-    _measure(self, amount, attributes, context, _fast_args(magnitude, attributes))
+    _record(
+        self, amount, attributes, context, -amount if type(amount) in (int, float) and amount < 0 else amount
+    )
 
 
 #: SDK instrument class -> (the method to replace, its fast version). The instance
@@ -714,8 +750,8 @@ def _aggregation_key(attributes: dict[str, Any]) -> object:
     return frozenset(attributes.items())
 
 
-def _consume(match: _ViewInstrumentMatch, measurement: Measurement, should_sample_exemplar: bool) -> None:
-    """``_ViewInstrumentMatch.consume_measurement`` with a cheaper key and view filter.
+def _consume(match: _ViewInstrumentMatch, measurement: Measurement, should_sample_exemplar: bool) -> Any:
+    """``_ViewInstrumentMatch.consume_measurement`` with a cheaper key and view filter; returns the aggregation.
 
     ``measurement.attributes`` is always a private dict here (the SDK's cleaning
     or our fast path copied it), so it is not copied again.
@@ -748,6 +784,7 @@ def _consume(match: _ViewInstrumentMatch, measurement: Measurement, should_sampl
                 )
                 aggregations[key] = aggregation  # type: ignore[index]
     aggregation.aggregate(measurement, should_sample_exemplar)
+    return aggregation
 
 
 #: Span classes whose ``get_span_context`` is the plain field read; any other object in the
@@ -826,20 +863,30 @@ def _fast_reservoir_factory(aggregation_type: type) -> Any:
 
 
 class _FastMeasurementConsumer(SynchronousMeasurementConsumer):
-    def consume_measurement(self, measurement: Measurement) -> None:
+    """The SDK's consumer, telling the caller which aggregations took the measurement.
+
+    The SDK never removes an aggregation once created (an attribute set keeps its
+    series for the provider's life) and a provider's readers and views are fixed,
+    so an instrument may remember them per attribute set (:func:`_measure`) and
+    hand the next measurement of that set straight to them.
+    """
+
+    def should_sample_exemplar(self, measurement: Measurement) -> bool:
         exemplar_filter = self._sdk_config.exemplar_filter
         if type(exemplar_filter) is TraceBasedExemplarFilter and measurement.context is not None:
             # TraceBasedExemplarFilter.should_sample, without the API's ABC check for our spans
-            should_sample_exemplar = bool(
-                _span_in(measurement.context).get_span_context().trace_flags.sampled
-            )
-        else:
-            should_sample_exemplar = exemplar_filter.should_sample(
-                measurement.value, measurement.time_unix_nano, measurement.attributes, measurement.context
-            )
-        for storage in self._reader_storages.values():
-            for match in storage._get_or_init_view_instrument_match(measurement.instrument):
-                _consume(match, measurement, should_sample_exemplar)
+            return bool(_span_in(measurement.context).get_span_context().trace_flags.sampled)
+        return exemplar_filter.should_sample(
+            measurement.value, measurement.time_unix_nano, measurement.attributes, measurement.context
+        )
+
+    def consume_measurement(self, measurement: Measurement) -> tuple[Any, ...]:  # type: ignore[override]
+        sample = self.should_sample_exemplar(measurement)
+        return tuple(
+            _consume(match, measurement, sample)
+            for storage in self._reader_storages.values()
+            for match in storage._get_or_init_view_instrument_match(measurement.instrument)
+        )
 
 
 class _FastMeter(Meter):
