@@ -65,12 +65,17 @@ def test_quick_benchmark_writes_a_table_and_json_for_every_configuration(tmp_pat
         assert 0.5 < ours["spans_per_request"] < 1.1  # wrk leaves up to c requests uncounted
         assert 0.5 < ours["logs_per_request"] < 1.1
         assert rows["uninstrumented"]["spans_per_request"] == 0
-    logs = result["logbench"]
-    assert set(logs) >= {"records", "accepted_by_collector", "dropped", "exported_per_s", "logged_per_s"}
-    assert 0 < logs["accepted_by_collector"] <= logs["records"]
+    # The log path: one run per round for each otel-correlate configuration, the median with its range.
+    assert set(result["logbench"]) == {"otel-correlate"}
+    logs = result["logbench"]["otel-correlate"]
+    assert len(logs["runs"]) == result["meta"]["rounds"] == 1
+    assert 0 < logs["accepted_by_collector"] <= logs["records"] == logs["runs"][0]["records"]
+    assert logs["dropped"] == logs["records"] - logs["accepted_by_collector"]
+    assert logs["exported_per_s_min"] <= logs["exported_per_s"] <= logs["exported_per_s_max"]
     assert result["collector"]["spans"] > 0
     table = (tmp_path / "latest.md").read_text()
     assert "## fastapi" in table and "## flask" in table and "| otel-correlate |" in table
+    assert f"| otel-correlate | **{logs['exported_per_s']:,}** |" in table
 
 
 @pytest.mark.parametrize("framework", ["fastapi", "flask"])
