@@ -8,6 +8,7 @@ whole (ids made deterministic, timestamps zeroed).
 from __future__ import annotations
 
 import collections
+import enum
 import gc
 import itertools
 import json
@@ -775,3 +776,51 @@ def test_the_fast_meter_provider_uses_the_fast_reservoirs() -> None:
     )
     assert reservoirs == ["_FastAlignedReservoir", "_FastSimpleReservoir"]
     provider.shutdown()
+
+
+class _Tier(enum.IntEnum):
+    GOLD = 1
+
+
+def _loguru_lines(processor_class: type[BatchLogRecordProcessor]) -> list[dict[str, Any]]:
+    """loguru lines (plain, with bound extra of every kind, with an exception) through our sink."""
+    from loguru import logger as loguru_logger
+
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider(resource=RESOURCE)
+    provider.add_log_record_processor(processor_class(exporter))
+    original = _logs.get_logger_provider
+    _logs.get_logger_provider = lambda: provider  # type: ignore[assignment]
+    _logs.EMITTER.reset()
+    # the session's own sink when otel-correlate's plugin installed one, else one for this test
+    handler = None
+    if _logs._LOGURU_STATE["otel"] is None:
+        handler = loguru_logger.add(_logs._loguru_sink, format="{message}", catch=False)
+    token = context.attach(_in_sampled_span())
+    try:
+        loguru_logger.info("plain {}", 1)
+        loguru_logger.bind(tags=["a", "b"], tier=_Tier.GOLD, name=b"raw", customer={"id": 7}).info("bound")
+        try:
+            raise KeyError("missing")
+        except KeyError:
+            loguru_logger.exception("failed")
+    finally:
+        context.detach(token)
+        if handler is not None:
+            loguru_logger.remove(handler)
+        _logs.get_logger_provider = original  # type: ignore[assignment]
+        _logs.EMITTER.reset()
+    provider.force_flush()
+    records = [_log_record(r) for r in exporter.get_finished_logs()]
+    provider.shutdown()
+    return records
+
+
+def test_loguru_lines_through_the_direct_hand_off_are_the_sdks_records() -> None:
+    """Lines the sink knows are plain skip the attribute check; the others are checked and cleaned as in the SDK."""
+    got = _loguru_lines(_fastsdk.FastBatchLogRecordProcessor)
+    assert got == _loguru_lines(BatchLogRecordProcessor)
+    _, bound = got[1]["attributes"]  # (name, value) pairs, each tagged with its type
+    assert ("tuple", [("str", "tags"), ("tuple", [("str", "a"), ("str", "b")])]) in bound
+    assert ("tuple", [("str", "tier"), ("_Tier", _Tier.GOLD)]) in bound  # kept as the SDK keeps it
+    assert len(got) == 3

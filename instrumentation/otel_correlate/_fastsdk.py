@@ -545,6 +545,7 @@ class FastBatchLogRecordProcessor(BatchLogRecordProcessor):
         body: Any,
         attributes: dict[str, Any],
         context: Context,
+        plain: bool = False,
     ) -> bool:
         """Queue the record ``logger.emit`` would hand this processor, built directly; False if it can't.
 
@@ -552,8 +553,9 @@ class FastBatchLogRecordProcessor(BatchLogRecordProcessor):
         and plain attributes within the limits, the record the SDK would build, wrap,
         dispatch and copy holds the same data as the :class:`QueuedLogRecord` built here
         in one step: the current span's ids, no context. ``attributes`` must be the
-        caller's own dict, ``context`` the current context. Anything else returns False,
-        and the caller goes through ``logger.emit``.
+        caller's own dict, ``context`` the current context; ``plain=True`` says the caller
+        built it from ``str``/``int`` values only, so the per-value check is skipped.
+        Anything else returns False, and the caller goes through ``logger.emit``.
 
         The queue is appended to directly, as ``BatchProcessor.emit`` does, without its
         per-record ``os.getpid()`` system call: a forked child's processor is reset by
@@ -565,7 +567,7 @@ class FastBatchLogRecordProcessor(BatchLogRecordProcessor):
         if (
             limits.max_log_record_attribute_length is not None
             or (maxlen is not None and len(attributes) > maxlen)
-            or not _plain(attributes)
+            or not (plain or _plain(attributes))
         ):
             return False
         if not logger._is_enabled():

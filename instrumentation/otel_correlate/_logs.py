@@ -128,6 +128,7 @@ class _Emitter:
         body: str,
         attributes: dict[str, Any],
         timestamp_ns: int,
+        plain: bool = False,
     ) -> None:
         if getattr(self._local, "busy", False):  # a log line logged while exporting one
             return
@@ -152,6 +153,7 @@ class _Emitter:
                     body=body,
                     attributes=attributes,
                     context=current,
+                    plain=plain,
                 ):
                     return  # queued as the SDK would have queued it, in one step
             record = LogRecord(
@@ -195,6 +197,8 @@ def _loguru_sink(message: Any) -> None:
         body=record["message"],
         attributes=attributes,
         timestamp_ns=_loguru_time_ns(record),
+        # no extra fields: str names and line number, validated business keys
+        plain=not extra and exception is None,
     )
 
 
