@@ -37,6 +37,22 @@ def _yaml(path: Path) -> dict[str, object]:
     return loaded
 
 
+def test_metrics_reach_prometheus_without_a_replayed_write_ahead_log() -> None:
+    """The remote-write WAL stays off: it replayed every old sample first after a restart (see config.yaml)."""
+    exporters = _yaml(CONFIG)["exporters"]
+    assert isinstance(exporters, dict)
+    remote_write = exporters["prometheus_remote_write"]
+    assert "wal" not in remote_write
+    # without it, the in-memory queue retries for as long as Prometheus is away, with one sender
+    assert remote_write["retry_on_failure"] == {
+        "enabled": True,
+        "initial_interval": "1s",
+        "max_interval": "30s",
+        "max_elapsed_time": "0s",
+    }
+    assert remote_write["remote_write_queue"] == {"num_consumers": 1}
+
+
 def test_auth_overlay_keeps_every_extension_of_the_main_config() -> None:
     # The collector replaces lists when it merges --config files, so the overlay restates them.
     main = _yaml(CONFIG)["service"]["extensions"]  # type: ignore[index]
