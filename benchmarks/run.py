@@ -119,6 +119,14 @@ def ref_checkout(ref: str) -> Path:
     return path
 
 
+def _ref_env(config: str, env: dict[str, str]) -> dict[str, str]:
+    """``env`` with, for ``otel-correlate@<ref>``, that ref's package first on ``PYTHONPATH``."""
+    if config.startswith("otel-correlate@"):
+        package = ref_checkout(config.split("@", 1)[1]) / "instrumentation"
+        env["PYTHONPATH"] = f"{package}{os.pathsep}{env['PYTHONPATH']}"
+    return env
+
+
 def server_command(framework: str, config: str) -> tuple[list[str], dict[str, str]]:
     """The command line and environment that start one configuration.
 
@@ -126,10 +134,8 @@ def server_command(framework: str, config: str) -> tuple[list[str], dict[str, st
     directory goes first on ``PYTHONPATH``, so the installed entry points import it.
     """
     port = str(PORTS["app"])
-    env = _otlp_env(f"bench-{framework}")
+    env = _ref_env(config, _otlp_env(f"bench-{framework}"))
     if config.startswith("otel-correlate@"):
-        package = ref_checkout(config.split("@", 1)[1]) / "instrumentation"
-        env["PYTHONPATH"] = f"{package}{os.pathsep}{env['PYTHONPATH']}"
         config = "otel-correlate"
     module = "fastapi_app:app" if framework == "fastapi" else "flask_app:app"
     if config == "logfire":
@@ -494,10 +500,7 @@ def log_path(opts: Options) -> dict[str, dict[str, object]]:
     runs: dict[str, list[dict[str, object]]] = {config: [] for config in configs}
     for round_no in range(opts.rounds):
         for config in configs:
-            env = _otlp_env("bench-logs")
-            if "@" in config:
-                package = ref_checkout(config.split("@", 1)[1]) / "instrumentation"
-                env["PYTHONPATH"] = f"{package}{os.pathsep}{env['PYTHONPATH']}"
+            env = _ref_env(config, _otlp_env("bench-logs"))
             command = [*_taskset(0), str(MAIN_BIN / "python"), str(HERE / "logbench.py")]
             command += ["--records", str(opts.logbench_records), "--telemetry", telemetry_url()]
             run = _json_subprocess(command, env)

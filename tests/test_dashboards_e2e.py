@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from otel_correlate._demo import demo_services
+from otel_correlate._demo import BREAKER_FAILURE_THRESHOLD, demo_services
+from otel_correlate._procs import wait_until
 from tests.dashboard_queries import (
     QueryResult,
     default_variables,
@@ -33,8 +34,7 @@ pytestmark = pytest.mark.e2e
 #: Data must show within this many seconds of the failure scenario (metrics export every 15 s,
 #: rates need two samples, Tempo's service graph and the Loki ingester a little more).
 DEADLINE_SECONDS = 150
-#: The demo's OTEL_CORRELATE_BREAKER_FAILURE_THRESHOLD, and how long the failing provider may take to see it.
-BREAKER_THRESHOLD = 5
+#: How long the failing provider may take to see the breaker threshold of failed calls.
 FAILURE_SECONDS = 60
 
 
@@ -65,20 +65,10 @@ def _background(orders_url: str, notifications_url: str, stop: threading.Event) 
             index += 1
 
 
-def _wait_for_failed_attempts(client: httpx.Client, telegram_url: str, wanted: int) -> int:
-    """Calls the stub answered in error mode, once there are ``wanted`` (or ``FAILURE_SECONDS`` passed).
-
-    With at most two messages in flight (the background loop and the orders posted
-    here), ``wanted`` = the breaker threshold failed calls mean at least one message
-    was retried and the breaker opened: the retry and dead-letter counters move.
-    """
-    deadline = time.monotonic() + FAILURE_SECONDS
-    while True:
-        attempts = client.get(f"{telegram_url}/_stub/messages").json()["attempts"]
-        failed = sum(1 for attempt in attempts if attempt["mode"] == "error")
-        if failed >= wanted or time.monotonic() > deadline:
-            return failed
-        time.sleep(0.5)
+def _failed_calls(client: httpx.Client, telegram_url: str) -> int:
+    """Calls the Telegram stub answered in error mode."""
+    attempts = client.get(f"{telegram_url}/_stub/messages").json()["attempts"]
+    return sum(1 for attempt in attempts if attempt["mode"] == "error")
 
 
 @pytest.fixture(scope="module")
@@ -100,10 +90,14 @@ def traffic(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> 
             assert mode.status_code == 200, mode.text
             for index in range(8):
                 client.post(f"{urls.orders}/orders", json={"customer": f"fail-{index}", "amount": 1})
-            failed = _wait_for_failed_attempts(client, urls.telegram, BREAKER_THRESHOLD)
-            assert failed >= BREAKER_THRESHOLD, (
-                f"the Telegram stub answered only {failed} calls with 500 in {FAILURE_SECONDS} s; "
-                "the failure scenario (retries, open breaker, dead letters) did not happen"
+            # With at most two messages in flight (the background loop and the orders above), the
+            # breaker threshold of failed calls means a message was retried and the breaker opened.
+            wait_until(
+                lambda: _failed_calls(client, urls.telegram) >= BREAKER_FAILURE_THRESHOLD,
+                timeout=FAILURE_SECONDS,
+                interval=0.5,
+                what=f"{BREAKER_FAILURE_THRESHOLD} calls answered with 500 by the Telegram stub "
+                "(the failure scenario: retries, an open breaker, dead letters)",
             )
             time.sleep(5)  # the open breaker dead-letters the next messages at once
             client.post(f"{urls.telegram}/_stub/reset")

@@ -130,6 +130,10 @@ class DemoURLs:
     telegram: str
 
 
+#: Failed Telegram calls that open the notifications service's breaker in the demo.
+BREAKER_FAILURE_THRESHOLD = 5
+
+
 @contextmanager
 def demo_services(sink_endpoint: str, log_dir: Path) -> Iterator[DemoURLs]:
     """Run the Telegram stub, notifications (gunicorn) and orders (uvicorn), all exporting to ``sink_endpoint``."""
@@ -144,7 +148,7 @@ def demo_services(sink_endpoint: str, log_dir: Path) -> Iterator[DemoURLs]:
         # Demo timings: a failing provider shows retries, an open breaker and dead letters within seconds.
         "OTEL_CORRELATE_TELEGRAM_TIMEOUT": "2",
         "OTEL_CORRELATE_RETRY_BASE_DELAY": "0.2",
-        "OTEL_CORRELATE_BREAKER_FAILURE_THRESHOLD": "5",
+        "OTEL_CORRELATE_BREAKER_FAILURE_THRESHOLD": str(BREAKER_FAILURE_THRESHOLD),
         "OTEL_CORRELATE_BREAKER_RECOVERY_TIMEOUT": "15",
     }
     log_dir.mkdir(parents=True, exist_ok=True)

@@ -666,12 +666,12 @@ def _record(
     """
     kind = type(amount)
     if not (kind is int or kind is float) or magnitude < 0 or not math.isfinite(magnitude):
-        getattr(type(self), self._oc_method)(self, amount, attributes, context)  # the SDK method
+        _sdk_method(self, amount, attributes, context)
         return
     key: object = _NO_ATTRIBUTES
     if attributes is not None:
         if type(attributes) is not dict:
-            getattr(type(self), self._oc_method)(self, amount, attributes, context)
+            _sdk_method(self, amount, attributes, context)
             return
         for name, value in attributes.items():
             value_kind = type(value)
@@ -682,7 +682,7 @@ def _record(
                 # True, 1 and 1.0 are equal in Python but separate series: never remembered
                 key = None
                 continue
-            getattr(type(self), self._oc_method)(self, amount, attributes, context)
+            _sdk_method(self, amount, attributes, context)
             return
         attributes = dict(attributes)
         if key is not None:
@@ -694,7 +694,7 @@ def _record(
     if type(consumer) is not _FastMeasurementConsumer:
         consumer.consume_measurement(measurement)
         return
-    routes: dict[object, tuple[Any, ...]] = self.__dict__.setdefault("_oc_routes", {})
+    routes: dict[object, tuple[Any, ...]] = self._oc_routes
     aggregations = routes.get(key) if key is not None else None
     if aggregations is None:
         aggregations = consumer.consume_measurement(measurement)
@@ -704,6 +704,11 @@ def _record(
     sample = consumer.should_sample_exemplar(measurement)
     for aggregation in aggregations:
         aggregation.aggregate(measurement, sample)
+
+
+def _sdk_method(self: Any, amount: float, attributes: types.Attributes, context: Context | None) -> None:
+    """The SDK's own ``add``/``record``/``set`` of the instrument: cleans, warns and refuses as it does."""
+    getattr(type(self), self._oc_method)(self, amount, attributes, context)
 
 
 #: The route key of a measurement without attributes (``None`` and ``{}`` are the same series).
@@ -869,7 +874,7 @@ class _FastMeasurementConsumer(SynchronousMeasurementConsumer):
 
     The SDK never removes an aggregation once created (an attribute set keeps its
     series for the provider's life) and a provider's readers and views are fixed,
-    so an instrument may remember them per attribute set (:func:`_measure`) and
+    so an instrument may remember them per attribute set (:func:`_record`) and
     hand the next measurement of that set straight to them.
     """
 
@@ -897,6 +902,7 @@ class _FastMeter(Meter):
         if fast is not None and "_oc_method" not in vars(instrument):
             method, function = fast
             instrument._oc_method = method
+            instrument._oc_routes = {}  # attribute set -> its aggregations (see _record)
             setattr(instrument, method, MethodType(function, instrument))
         return instrument
 
