@@ -33,6 +33,11 @@ from opentelemetry.trace import SpanKind
 
 from otel_correlate import _fastsdk
 
+try:  # the C hot path, built at install when a compiler is there (see _otlp_native.c)
+    from otel_correlate import _otlp_native as _native
+except ImportError:  # pragma: no cover - an install without a compiler
+    _native = None  # type: ignore[assignment]  # the Python encoder does all the work then
+
 _log = logging.getLogger("otel_correlate")
 
 _pack_q = struct.Struct("<Q").pack
@@ -112,6 +117,8 @@ def _cached_pair(tag: bytes, key: str, value: Any, kind: type) -> bytes:
             _STR_KV_CACHE.setdefault(tag, {})[key] = by_value
     body = _key_value(key, value)
     encoded = tag + _varint(len(body)) + body
+    if kind is float and value == 0.0:  # 0.0 == -0.0 with one hash, but they encode differently
+        return encoded
     if len(by_value) >= _VALUES_PER_KEY:  # a key with ever-new values (ids) only churns its own slot
         by_value.clear()
     by_value[value] = encoded
@@ -216,20 +223,33 @@ def _group(items: Sequence[Any]) -> dict[int, tuple[Any, dict[int, tuple[Any, li
     return groups
 
 
-def _envelope(items: Sequence[Any], encode_item: Any, item_tag: bytes) -> bytes:
-    """Resource{Spans,Logs} -> Scope{Spans,Logs} -> items, as the request body."""
-    out = []
+def _python_items(members: Sequence[Any], tag: int, encode_item: Any) -> bytes:
+    """Each member as the length-delimited field ``tag``: what ``_otlp_native`` does for the common shapes."""
+    prefix = _SMALL[tag]
+    return b"".join([_field(prefix, encode_item(member)) for member in members])
+
+
+def _envelope(items: Sequence[Any], encode_item: Any, encode_items: Any, item_tag: int) -> bytes:
+    """Resource{Spans,Logs} -> Scope{Spans,Logs} -> items, as the request body.
+
+    ``encode_items(members, item_tag, encode_item)`` writes the items; the native one
+    hands each item it does not handle to ``encode_item``.
+    """
+    # The parts of each message stay in one flat list, with its length prefix computed from
+    # theirs: the request (hundreds of kB) is copied once, by the final join.
+    out: list[bytes] = []
     for resource, scopes in _group(items).values():
         body = [_RESOURCES.get(resource, _resource)]
         for scope, members in scopes.values():
-            scoped = [_SCOPES.get(scope, _scope)]
-            scoped.extend([_field(item_tag, encode_item(member)) for member in members])
+            scoped = [_SCOPES.get(scope, _scope), encode_items(members, item_tag, encode_item)]
             if scope is not None and scope.schema_url:
                 scoped.append(_string(b"\x1a", scope.schema_url))
-            body.append(_field(b"\x12", b"".join(scoped)))
+            body.append(b"\x12" + _varint(sum(map(len, scoped))))
+            body.extend(scoped)
         if resource is not None and resource.schema_url:
             body.append(_string(b"\x1a", resource.schema_url))
-        out.append(_field(b"\x0a", b"".join(body)))
+        out.append(b"\x0a" + _varint(sum(map(len, body))))
+        out.extend(body)
     return b"".join(out)
 
 
@@ -305,7 +325,7 @@ def _span(span: Any) -> bytes:
 
 def encode_spans(spans: Sequence[Any]) -> Encoded:
     """An ``ExportTraceServiceRequest`` for ``spans`` (SDK ``ReadableSpan`` objects)."""
-    return Encoded(_envelope(spans, _span, b"\x12"))
+    return Encoded(_envelope(spans, _span, _ENCODE_SPANS, 0x12))
 
 
 _SEVERITY_FIELDS: dict[tuple[Any, str], bytes] = {}
@@ -386,7 +406,30 @@ def _log_record(readable: Any) -> bytes:
 
 def encode_logs(records: Sequence[Any]) -> Encoded:
     """An ``ExportLogsServiceRequest`` for ``records`` (SDK ``ReadableLogRecord`` or ``QueuedLogRecord`` objects)."""
-    return Encoded(_envelope(records, _log_record, b"\x12"))
+    return Encoded(_envelope(records, _log_record, _ENCODE_LOGS, 0x12))
+
+
+def _configure_native() -> tuple[Any, Any]:
+    """The item writers: the C ones, told which SDK types they may read directly, or the Python one."""
+    if _native is None:
+        return _python_items, _python_items
+    from opentelemetry._logs import SeverityNumber
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.trace import SpanContext, Status, StatusCode
+
+    _native.configure(
+        ReadableSpan,
+        SpanContext,
+        Status,
+        _fastsdk.QueuedLogRecord,
+        dict(_KINDS),
+        {code: code.value for code in StatusCode},
+        {number: number.value for number in SeverityNumber},
+    )
+    return _native.spans, _native.logs
+
+
+_ENCODE_SPANS, _ENCODE_LOGS = _configure_native()
 
 
 def takes_queued_log_records(exporter: object) -> bool:

@@ -1,0 +1,17 @@
+"""Types of the C encoder built from ``_otlp_native.c`` (see ``_otlp_encode``)."""
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+def configure(
+    span_type: type,
+    span_context_type: type,
+    status_type: type,
+    queued_log_type: type,
+    kinds: dict[Any, bytes],
+    status_codes: dict[Any, int],
+    severities: dict[Any, int],
+    /,
+) -> None: ...
+def spans(items: Sequence[Any], tag: int, fallback: Callable[[Any], bytes], /) -> bytes: ...
+def logs(items: Sequence[Any], tag: int, fallback: Callable[[Any], bytes], /) -> bytes: ...
