@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import logging
+import sys
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from loguru import logger
 from opentelemetry import trace
 
-from otel_correlate import InterceptHandler, business_context
+from otel_correlate import InterceptHandler, _logs, business_context
 from otel_correlate._capture import TelemetryCapture
 from otel_correlate._logs import flatten, severity
 
@@ -141,3 +144,93 @@ def test_flatten_nested_extra() -> None:
         "d": [1, 2],
         "e": "<class 'object'>",
     }
+
+
+def _one_sink_for_both(monkeypatch: pytest.MonkeyPatch, stderr: io.StringIO) -> int:
+    """instrument_loguru as a service gets it (console and export), beside the session's own sink."""
+    monkeypatch.setattr(sys, "stderr", stderr)
+    for name in _logs._LOGURU_STATE:  # the session's export sink stays; this adds the service's
+        monkeypatch.setitem(_logs._LOGURU_STATE, name, None)
+    before = set(logger._core.handlers)  # type: ignore[attr-defined]
+    _logs.instrument_loguru(console=True, level="INFO")
+    handler = _logs._LOGURU_STATE["otel"]
+    assert handler is not None and _logs._LOGURU_STATE["console"] == handler
+    assert set(logger._core.handlers) - before == {handler}  # type: ignore[attr-defined]  # one, not two
+    return handler
+
+
+def test_console_and_export_share_one_loguru_handler(
+    otel_capture: TelemetryCapture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stderr = io.StringIO()
+    handler = _one_sink_for_both(monkeypatch, stderr)
+    reference = io.StringIO()  # the line the separate console sink prints
+    console = logger.add(reference, format=_logs._console_format, colorize=False, level="INFO")
+    try:
+        with business_context(orderId="O-9", requestId="r-9"), tracer.start_as_current_span("h") as span:
+            logger.info("shipped {}", 3)
+            logger.bind(carrier="dhl").warning("late")
+            ctx = span.get_span_context()
+    finally:
+        logger.remove(handler)
+        logger.remove(console)
+    assert stderr.getvalue() == reference.getvalue()
+    assert stderr.getvalue().splitlines()[0].endswith("| INFO     | [requestId=r-9] [orderId=O-9] shipped 3")
+    # Each record exported once by the service's sink and once by the session's: the same record,
+    # without the console prefix among the attributes.
+    records = _records(otel_capture)
+    shipped = {
+        "body": "shipped 3",
+        "severity": "INFO",
+        "attributes": {"orderId": "O-9", "requestId": "r-9"},
+        "trace_id": ctx.trace_id,
+        "span_id": ctx.span_id,
+    }
+    late = dict(
+        shipped,
+        body="late",
+        severity="WARN",
+        attributes={"carrier": "dhl", "orderId": "O-9", "requestId": "r-9"},
+    )
+    assert sorted(records, key=str) == sorted([shipped, shipped, late, late], key=str)
+
+
+def test_the_console_line_is_printed_when_exporting_fails(
+    otel_capture: TelemetryCapture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stderr = io.StringIO()
+    handler = _one_sink_for_both(monkeypatch, stderr)
+
+    def broken(message: object) -> None:
+        raise RuntimeError("exporter exploded")
+
+    monkeypatch.setattr(_logs, "_loguru_sink", broken)
+    try:
+        logger.info("still printed")
+    finally:
+        logger.remove(handler)
+    lines = stderr.getvalue()
+    assert "| INFO     | [requestId=-] [orderId=-] still printed" in lines
+    assert "exporter exploded" in lines  # loguru's catch=True reports the failure, the service goes on
+
+
+def test_lines_without_extra_stay_plain_through_the_shared_handler(
+    otel_capture: TelemetryCapture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The console prefix loguru needs while formatting is not the line's extra: a plain line
+    # keeps the emitter's plain path (no per-value check).
+    handler = _one_sink_for_both(monkeypatch, io.StringIO())
+    seen: list[bool] = []
+    emit = _logs.EMITTER.emit
+
+    def spy(**fields: Any) -> None:
+        seen.append(fields["plain"])
+        emit(**fields)
+
+    monkeypatch.setattr(_logs.EMITTER, "emit", spy)
+    try:
+        logger.info("plain")
+        logger.bind(carrier="dhl").info("bound")
+    finally:
+        logger.remove(handler)
+    assert seen == [True, True, False, False]  # the session's sink and the service's, per line

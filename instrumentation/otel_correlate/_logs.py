@@ -254,6 +254,40 @@ def _console_format(record: Any) -> str:
     )
 
 
+class _ConsoleAndExport:
+    """One loguru sink that exports a record and prints its console line.
+
+    loguru runs every handler's filter, record copy, format and lock per record; with
+    the console on, one handler instead of two saves that work on every log line.
+    loguru formats the console line (``_console_format``, colours as it would choose
+    them for the stream) and calls :meth:`write` with it; the record is exported
+    first, and the line is printed even when exporting raised.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._flush = getattr(stream, "flush", None)
+
+    def write(self, message: Any) -> None:
+        # The console prefix is loguru's formatting aid, not one of the record's fields.
+        message.record["extra"].pop(_PREFIX, None)
+        try:
+            _loguru_sink(message)
+        finally:
+            self._stream.write(message)
+            if self._flush is not None:
+                self._flush()
+
+
+def _colorize(stream: Any) -> bool:
+    """Whether loguru would colour lines for ``stream`` (it decides only for streams it is given)."""
+    try:
+        from loguru._colorama import should_colorize
+    except ImportError:  # pragma: no cover - a loguru without the helper
+        return bool(getattr(stream, "isatty", lambda: False)())
+    return bool(should_colorize(stream))
+
+
 _LOGURU_STATE: dict[str, int | None] = {"otel": None, "console": None}
 
 
@@ -276,14 +310,24 @@ def instrument_loguru(*, console: bool | None = None, level: str | None = None) 
     level = level or _settings.LOG_LEVEL.get()
     if console is None:
         console = _settings.CONSOLE_LOG.get()
-    if _LOGURU_STATE["otel"] is None:
-        _LOGURU_STATE["otel"] = logger.add(_loguru_sink, level=level, format="{message}", catch=True)
     if console and _LOGURU_STATE["console"] is None:
         try:
             logger.remove(0)  # loguru's default stderr sink, if the application kept it
         except ValueError:
             pass
+        if _LOGURU_STATE["otel"] is None:  # both at once: one handler does both
+            handler = logger.add(
+                _ConsoleAndExport(sys.stderr),
+                level=level,
+                format=_console_format,
+                colorize=_colorize(sys.stderr),
+                catch=True,
+            )
+            _LOGURU_STATE["otel"] = _LOGURU_STATE["console"] = handler
+            return
         _LOGURU_STATE["console"] = logger.add(sys.stderr, level=level, format=_console_format, catch=True)
+    if _LOGURU_STATE["otel"] is None:
+        _LOGURU_STATE["otel"] = logger.add(_loguru_sink, level=level, format="{message}", catch=True)
 
 
 def uninstrument_loguru() -> None:
