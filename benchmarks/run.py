@@ -22,12 +22,14 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import sysconfig
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -116,7 +118,25 @@ def ref_checkout(ref: str) -> Path:
         subprocess.run(
             ["git", "worktree", "add", "--detach", str(path), sha], cwd=ROOT, check=True, capture_output=True
         )
+    _build_native(path)
     return path
+
+
+def _build_native(checkout: Path) -> None:
+    """The ref's C encoder, compiled in place: the ref runs from its source tree, which holds no build.
+
+    Without it an ``@ref`` that has the C encoder would be measured with its Python fallback.
+    """
+    source = checkout / "instrumentation" / "otel_correlate" / "_otlp_native.c"
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    if not source.exists() or source.with_name(f"_otlp_native{suffix}").exists():
+        return
+    compiler = shlex.split(sysconfig.get_config_var("CC") or "cc")
+    include = sysconfig.get_paths()["include"]
+    target = source.with_name(f"_otlp_native{suffix}")
+    subprocess.run(
+        [*compiler, "-shared", "-fPIC", "-O2", "-I", include, str(source), "-o", str(target)], check=True
+    )
 
 
 def _ref_env(config: str, env: dict[str, str]) -> dict[str, str]:
