@@ -47,9 +47,16 @@ def test_console_line_starts_with_request_id_then_order_id() -> None:
     try:
         with business_context(requestId="r-5", orderId="O-5"):
             logger.info("shipped")
+            with business_context(orderId="O-6"):
+                logger.info("split")
+            logger.info("back")
         logger.info("outside")
     finally:
         logger.remove(sink)
-    first, second = out.getvalue().splitlines()
-    assert first.endswith("| INFO     | [requestId=r-5] [orderId=O-5] shipped")
-    assert second.endswith("| INFO     | [requestId=-] [orderId=-] outside")
+    lines = [line.split(" | ", 2)[2] for line in out.getvalue().splitlines()]
+    assert lines == [
+        "[requestId=r-5] [orderId=O-5] shipped",
+        "[requestId=r-5] [orderId=O-6] split",
+        "[requestId=r-5] [orderId=O-5] back",
+        "[requestId=-] [orderId=-] outside",
+    ]
