@@ -207,3 +207,26 @@ def test_ever_new_values_do_not_evict_the_repeated_ones() -> None:
         _otlp_encode._field(b"\x32", _otlp_encode._key_value(k, v))
         for k, v in {"http.request.method": "GET", "requestId": f"{1999:032x}"}.items()
     )
+
+
+def test_attributes_the_wire_cannot_carry_are_skipped_as_the_sdk_skips_them() -> None:
+    # An OTLP int is 64 bits: a longer varint makes the collector refuse the whole request.
+    provider = TracerProvider(resource=RESOURCE)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with provider.get_tracer("t").start_as_current_span("s") as span:
+        span.set_attributes(
+            {
+                "ok": 1,
+                "too.big": 2**64 + 5,
+                "too.small": -(2**63) - 1,
+                "edge.max": 2**63 - 1,
+                "edge.min": -(2**63),
+            }
+        )
+    spans = list(exporter.get_finished_spans())
+    for _ in range(2):  # the second time from the caches
+        ours = ExportTraceServiceRequest.FromString(_otlp_encode.encode_spans(spans).SerializeToString())
+        assert ours == sdk_encode_spans(spans)
+        [encoded] = ours.resource_spans[0].scope_spans[0].spans
+        assert [a.key for a in encoded.attributes] == ["ok", "edge.max", "edge.min"]

@@ -212,6 +212,8 @@ def test_encoding_keeps_no_references_to_the_items() -> None:
     watched += [obj for span in spans for obj in (span._context, span._parent, span._status)]
     watched += [obj for log in logs for obj in (log, log.attributes, log.body)]
     watched += [*StatusCode, *SpanKind, *SeverityNumber]
+    # Shared singletons (None, the empty string) are referenced from everywhere, log records included.
+    watched = [obj for obj in watched if obj is not None and obj != ""]
 
     def encode() -> None:
         native.spans(spans, 0x12, _otlp_encode._span)
@@ -249,3 +251,42 @@ class _Logger:
 
 
 _LOGGER = _Logger()
+
+
+def test_a_list_changed_by_the_fallback_is_not_read_after_the_change() -> None:
+    rng = random.Random(5)
+    with_event = _span(rng)
+    with_event._events = [Event("retry", {"attempt": 2}, timestamp=5)]  # handed back to Python
+    plain = ReadableSpan(name="plain", context=_context(rng), resource=RESOURCE)
+    items = [with_event, plain]
+    expected = python_items(list(items), 0x12, _otlp_encode._span)
+
+    def clearing(item: Any) -> bytes:
+        items.clear()  # what a misbehaving caller could do while the C loop walks its list
+        encoded: bytes = _otlp_encode._span(item)
+        return encoded
+
+    assert native.spans(items, 0x12, clearing) == expected
+
+
+def test_only_one_byte_field_keys_are_taken() -> None:
+    with pytest.raises(ValueError, match="one-byte field key"):
+        native.spans([], 200, _otlp_encode._span)
+
+
+def test_a_build_that_refuses_its_configuration_leaves_the_python_encoder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(*args: Any) -> None:
+        raise TypeError("configure: types are needed")
+
+    real = native.configure
+    with pytest.raises(TypeError, match="SpanContext and QueuedLogRecord tuples"):
+        real(ReadableSpan, object, Status, _fastsdk.QueuedLogRecord, {}, {}, {})
+    warned: list[str] = []
+    monkeypatch.setattr(_otlp_encode._log, "warning", lambda message, *args: warned.append(message % args))
+    monkeypatch.setattr(native, "configure", refuse)
+    assert _otlp_encode._configure_native() == (python_items, python_items)
+    assert warned == [
+        "otel-correlate: the C encoder is not used (configure: types are needed); encoding in Python"
+    ]

@@ -53,6 +53,7 @@ _CACHE_LIMIT = 4096  # (tag, key, type) slots
 _VALUES_PER_KEY = 256
 #: The SDK's attribute containers, matched by exact type (an ABC isinstance check costs a Python call).
 _BOUNDED: frozenset[type] = frozenset({BoundedAttributes, _fastsdk._FastAttributes})
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
 def _varint(n: int) -> bytes:
@@ -87,6 +88,8 @@ def _any_value(value: Any) -> bytes:
     if isinstance(value, str):
         return _string(b"\x0a", value)
     if isinstance(value, int):
+        if not _INT64_MIN <= value <= _INT64_MAX:  # a varint past 64 bits: the collector refuses the request
+            raise ValueError(f"{value} does not fit the 64-bit integer of an OTLP AnyValue")
         return b"\x18" + _varint(value)
     if isinstance(value, float):
         return b"\x21" + _pack_d(value)
@@ -139,19 +142,20 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     parts = []
     for key, value in attributes.items():
         kind = type(value)
-        if kind is str:
-            by_value = strings.get(key)
-            encoded = by_value.get(value) if by_value is not None else None
-            parts.append(encoded if encoded is not None else _cached_pair(tag, key, value, kind))
-        elif kind is int or kind is bool or kind is float:
-            by_value = _KV_CACHE.get((tag, key, kind))
-            encoded = by_value.get(value) if by_value is not None else None
-            parts.append(encoded if encoded is not None else _cached_pair(tag, key, value, kind))
-        else:
-            try:
+        try:
+            if kind is str:
+                by_value = strings.get(key)
+                encoded = by_value.get(value) if by_value is not None else None
+                parts.append(encoded if encoded is not None else _cached_pair(tag, key, value, kind))
+            elif kind is int or kind is bool or kind is float:
+                by_value = _KV_CACHE.get((tag, key, kind))
+                encoded = by_value.get(value) if by_value is not None else None
+                parts.append(encoded if encoded is not None else _cached_pair(tag, key, value, kind))
+            else:
                 parts.append(_field(tag, _key_value(key, value)))
-            except Exception as error:  # the SDK's encoder skips such attributes too
-                _log.warning("otel-correlate: could not encode attribute %s: %s", key, error)
+        except Exception as error:  # an int past 64 bits, a lone surrogate: the SDK's encoder skips these too
+            # The message, not the error: a handler keeping the record would keep its frames.
+            _log.warning("otel-correlate: could not encode attribute %s: %s", key, str(error))
     return b"".join(parts)
 
 
@@ -417,15 +421,19 @@ def _configure_native() -> tuple[Any, Any]:
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.trace import SpanContext, Status, StatusCode
 
-    _native.configure(
-        ReadableSpan,
-        SpanContext,
-        Status,
-        _fastsdk.QueuedLogRecord,
-        dict(_KINDS),
-        {code: code.value for code in StatusCode},
-        {number: number.value for number in SeverityNumber},
-    )
+    try:
+        _native.configure(
+            ReadableSpan,
+            SpanContext,
+            Status,
+            _fastsdk.QueuedLogRecord,
+            dict(_KINDS),
+            {code: code.value for code in StatusCode},
+            {number: number.value for number in SeverityNumber},
+        )
+    except Exception as error:  # a stale build of another version: the Python encoder works alone
+        _log.warning("otel-correlate: the C encoder is not used (%s); encoding in Python", error)
+        return _python_items, _python_items
     return _native.spans, _native.logs
 
 

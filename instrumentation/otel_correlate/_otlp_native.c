@@ -81,6 +81,10 @@ typedef struct {
 
 static int buf_reserve(Buf *b, Py_ssize_t more) {
     if (b->len + more <= b->cap) return 0;
+    if (more > PY_SSIZE_T_MAX / 2 - b->len) { /* no doubling past half the address space */
+        PyErr_NoMemory();
+        return -1;
+    }
     Py_ssize_t cap = b->cap ? b->cap : 1024;
     while (cap < b->len + more) cap *= 2;
     char *data = PyMem_Realloc(b->data, (size_t)cap);
@@ -94,6 +98,7 @@ static int buf_reserve(Buf *b, Py_ssize_t more) {
 }
 
 static int buf_put(Buf *b, const void *src, Py_ssize_t n) {
+    if (n == 0) return 0;
     if (buf_reserve(b, n) < 0) return -1;
     memcpy(b->data + b->len, src, (size_t)n);
     b->len += n;
@@ -306,19 +311,20 @@ static int put_span_fields(Buf *b, PyObject **fields) {
             return DECLINE;
         }
         if ((r = get(status, s_description, &description)) != OK) return r;
-        const char *d = NULL;
+        const char *d = NULL; /* points into `description`, released only after the writes */
         Py_ssize_t dlen = 0;
-        if (description != Py_None) {
-            r = utf8_of(description, &d, &dlen);
+        if (description != Py_None && (r = utf8_of(description, &d, &dlen)) != OK) {
             Py_DECREF(description);
-            if (r != OK) return r;
-        } else {
-            Py_DECREF(description);
+            return r;
         }
         Py_ssize_t body = (dlen ? 1 + varint_size((uint64_t)dlen) + dlen : 0) + (c ? 2 : 0);
-        if (buf_byte(b, 0x7a) < 0 || buf_varint(b, (uint64_t)body) < 0) return FAIL;
-        if (dlen && buf_string(b, 0x12, d, dlen) < 0) return FAIL;
-        if (c && (buf_byte(b, 0x18) < 0 || buf_byte(b, (unsigned char)c) < 0)) return FAIL;
+        r = OK;
+        if (buf_byte(b, 0x7a) < 0 || buf_varint(b, (uint64_t)body) < 0 ||
+            (dlen && buf_string(b, 0x12, d, dlen) < 0) ||
+            (c && (buf_byte(b, 0x18) < 0 || buf_byte(b, (unsigned char)c) < 0)))
+            r = FAIL;
+        Py_DECREF(description);
+        if (r != OK) return r;
     }
     if (buf_put(b, "\x85\x01", 2) < 0 || buf_fixed32(b, remote_parent ? 0x300 : 0x100) < 0) return FAIL;
     return OK;
@@ -385,17 +391,23 @@ static PyObject *items(PyObject *args, int (*put)(Buf *, PyObject *)) {
     PyObject *seq, *fallback;
     unsigned char tag;
     if (!PyArg_ParseTuple(args, "ObO:items", &seq, &tag, &fallback)) return NULL;
+    if (tag > 127) {
+        PyErr_SetString(PyExc_ValueError, "items: the tag must be a one-byte field key (0-127)");
+        return NULL;
+    }
     if (ReadableSpanType == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "otel_correlate._otlp_native: configure() was not called");
         return NULL;
     }
-    PyObject *fast = PySequence_Fast(seq, "items: a sequence is needed");
+    /* An owned snapshot: the fallback and the truth tests run Python code, which could
+       change a list the caller passed while the loop walks it. */
+    PyObject *fast = PySequence_Tuple(seq);
     if (fast == NULL) return NULL;
     Buf out = {NULL, 0, 0}, one = {NULL, 0, 0};
     PyObject *result = NULL;
-    Py_ssize_t count = PySequence_Fast_GET_SIZE(fast);
+    Py_ssize_t count = PyTuple_GET_SIZE(fast);
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(fast, i);
+        PyObject *item = PyTuple_GET_ITEM(fast, i);
         one.len = 0;
         int r = put(&one, item);
         if (r == FAIL) goto done;
@@ -431,6 +443,12 @@ static PyObject *configure(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOOOO!O!O!:configure", &span_type, &context_type, &status_type, &log_type,
                           &PyDict_Type, &kinds, &PyDict_Type, &codes, &PyDict_Type, &severities))
         return NULL;
+    if (!PyType_Check(span_type) || !PyType_Check(status_type) || !PyType_Check(context_type) ||
+        !PyType_Check(log_type) || !PyType_IsSubtype((PyTypeObject *)context_type, &PyTuple_Type) ||
+        !PyType_IsSubtype((PyTypeObject *)log_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "configure: types are needed, SpanContext and QueuedLogRecord tuples");
+        return NULL;
+    }
     PyObject *value;
     Py_ssize_t pos = 0;
     PyObject *key;
