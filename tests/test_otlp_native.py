@@ -290,3 +290,10 @@ def test_a_build_that_refuses_its_configuration_leaves_the_python_encoder(
     assert warned == [
         "otel-correlate: the C encoder is not used (configure: types are needed); encoding in Python"
     ]
+
+
+def test_the_c_encoder_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_CORRELATE_NATIVE_ENCODER", "false")
+    assert _otlp_encode._configure_native() == (python_items, python_items)
+    monkeypatch.setenv("OTEL_CORRELATE_NATIVE_ENCODER", "true")
+    assert _otlp_encode._configure_native() == (native.spans, native.logs)

@@ -31,7 +31,7 @@ from typing import Any
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.trace import SpanKind
 
-from otel_correlate import _fastsdk
+from otel_correlate import _fastsdk, _settings
 
 try:  # the C hot path, built at install when a compiler is there (see _otlp_native.c)
     from otel_correlate import _otlp_native as _native
@@ -415,7 +415,7 @@ def encode_logs(records: Sequence[Any]) -> Encoded:
 
 def _configure_native() -> tuple[Any, Any]:
     """The item writers: the C ones, told which SDK types they may read directly, or the Python one."""
-    if _native is None:
+    if _native is None or not _settings.NATIVE_ENCODER.get():
         return _python_items, _python_items
     from opentelemetry._logs import SeverityNumber
     from opentelemetry.sdk.trace import ReadableSpan
