@@ -9,9 +9,13 @@ every shape the C code handles and the ones it must decline.
 from __future__ import annotations
 
 import enum
+import os
 import random
+import subprocess
 import sys
+import zipfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -297,3 +301,40 @@ def test_the_c_encoder_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> N
     assert _otlp_encode._configure_native() == (python_items, python_items)
     monkeypatch.setenv("OTEL_CORRELATE_NATIVE_ENCODER", "true")
     assert _otlp_encode._configure_native() == (native.spans, native.logs)
+
+
+@pytest.mark.e2e
+def test_without_a_compiler_the_package_installs_and_encodes_in_python(tmp_path: Path) -> None:
+    # pip builds the wheel with a compiler that always fails: the extension is optional.
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, CC="/bin/false")
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "wheel"), str(root)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stderr
+    [wheel] = (tmp_path / "wheel").glob("otel_correlate-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        assert not [name for name in archive.namelist() if name.endswith(".so")]
+        archive.extractall(tmp_path / "site")
+    check = (
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "from otel_correlate import _otlp_encode\n"
+        "assert _otlp_encode._native is None, _otlp_encode._native\n"
+        "assert _otlp_encode._ENCODE_SPANS is _otlp_encode._python_items\n"
+        "span = TracerProvider().get_tracer('t').start_span('s', attributes={'orderId': 'O-1'})\n"
+        "span.end()\n"
+        "print(len(_otlp_encode.encode_spans([span]).SerializeToString()))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", check],
+        env=dict(os.environ, PYTHONPATH=str(tmp_path / "site")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert int(run.stdout) > 50
