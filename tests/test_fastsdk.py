@@ -14,6 +14,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import random
 import threading
 import time
@@ -824,3 +825,37 @@ def test_loguru_lines_through_the_direct_hand_off_are_the_sdks_records() -> None
     assert ("tuple", [("str", "tags"), ("tuple", [("str", "a"), ("str", "b")])]) in bound
     assert ("tuple", [("str", "tier"), ("_Tier", _Tier.GOLD)]) in bound  # kept as the SDK keeps it
     assert len(got) == 3
+
+
+def test_a_forked_child_exports_its_own_spans_and_log_records() -> None:
+    """The direct queue hand-off skips the SDK's per-item getpid check: the at-fork reset must do it."""
+    spans = InMemorySpanExporter()
+    logs = InMemoryLogRecordExporter()
+    tracer_provider = TracerProvider(resource=RESOURCE)
+    tracer_provider.add_span_processor(_fastsdk.FastBatchSpanProcessor(spans, schedule_delay_millis=60_000))
+    logger_provider = LoggerProvider(resource=RESOURCE)
+    logger_provider.add_log_record_processor(
+        _fastsdk.FastBatchLogRecordProcessor(logs, schedule_delay_millis=60_000)
+    )
+    logger = logger_provider.get_logger("fork")
+    sole = _fastsdk.sole_log_processor(logger)
+    assert sole is not None
+    tracer_provider.get_tracer("t").start_span("parent-before-fork").end()  # queued, not yet exported
+    pid = os.fork()
+    if pid == 0:  # the child: its queue starts empty, and what it produces is exported by its own thread
+        code = 1
+        try:
+            tracer_provider.get_tracer("t").start_span("child").end()
+            _emit_plain_line(sole, logger, 7)
+            tracer_provider.force_flush()
+            logger_provider.force_flush()
+            names = [span.name for span in spans.get_finished_spans()]
+            bodies = [record.log_record.body for record in logs.get_finished_logs()]
+            code = 0 if (names, bodies) == (["child"], ["b"]) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    tracer_provider.shutdown()
+    logger_provider.shutdown()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert [span.name for span in spans.get_finished_spans()] == ["parent-before-fork"]

@@ -383,8 +383,7 @@ class FastBatchSpanProcessor(BatchSpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         if span.context and span.context.trace_flags.sampled:
-            _make_room(self._batch_processor)
-            self._batch_processor.emit(span)
+            _enqueue(self._batch_processor, span)
 
 
 # --------------------------------------------------------------------------- logs
@@ -557,10 +556,8 @@ class FastBatchLogRecordProcessor(BatchLogRecordProcessor):
         built it from ``str``/``int`` values only, so the per-value check is skipped.
         Anything else returns False, and the caller goes through ``logger.emit``.
 
-        The queue is appended to directly, as ``BatchProcessor.emit`` does, without its
-        per-record ``os.getpid()`` system call: a forked child's processor is reset by
-        the SDK's ``os.register_at_fork`` hook before it logs anything. A full queue or
-        a shut-down processor goes through ``emit`` (which logs and counts the drop).
+        The record is queued by :func:`_enqueue`, without ``BatchProcessor.emit``'s
+        per-record ``os.getpid()`` system call.
         """
         limits = logger._log_record_limits
         maxlen = limits.max_log_record_attributes
@@ -589,16 +586,25 @@ class FastBatchLogRecordProcessor(BatchLogRecordProcessor):
                 logger,
             ),
         )
-        batch = self._batch_processor
-        _make_room(batch)
-        queue = batch._queue
-        if batch._shutdown or len(queue) == batch._max_queue_size:
-            batch.emit(item)  # type: ignore[arg-type]  # the exporter (see __init__) reads queued records
-            return True
-        queue.appendleft(item)
-        if len(queue) >= batch._max_export_batch_size and not batch._worker_awaken.is_set():
-            batch._worker_awaken.set()
+        _enqueue(self._batch_processor, item)  # the exporter (see __init__) reads queued records
         return True
+
+
+def _enqueue(batch: Any, item: Any) -> None:
+    """``BatchProcessor.emit`` without its per-item ``os.getpid()`` system call.
+
+    A forked child's processor is reset by the SDK's ``os.register_at_fork`` hook
+    before it handles anything, so the check finds nothing to do. A full queue or a
+    shut-down processor goes through ``emit``, which logs and counts the drop.
+    """
+    _make_room(batch)
+    queue = batch._queue
+    if batch._shutdown or len(queue) == batch._max_queue_size:
+        batch.emit(item)
+        return
+    queue.appendleft(item)
+    if len(queue) >= batch._max_export_batch_size and not batch._worker_awaken.is_set():
+        batch._worker_awaken.set()
 
 
 def _make_room(batch: Any) -> None:
