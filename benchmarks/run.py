@@ -128,15 +128,15 @@ def _build_native(checkout: Path) -> None:
     Without it an ``@ref`` that has the C encoder would be measured with its Python fallback.
     """
     source = checkout / "instrumentation" / "otel_correlate" / "_otlp_native.c"
-    suffix = sysconfig.get_config_var("EXT_SUFFIX")
-    if not source.exists() or source.with_name(f"_otlp_native{suffix}").exists():
+    target = source.with_name(f"_otlp_native{sysconfig.get_config_var('EXT_SUFFIX')}")
+    if not source.exists() or target.exists():
         return
-    compiler = shlex.split(sysconfig.get_config_var("CC") or "cc")
-    include = sysconfig.get_paths()["include"]
-    target = source.with_name(f"_otlp_native{suffix}")
-    subprocess.run(
-        [*compiler, "-shared", "-fPIC", "-O2", "-I", include, str(source), "-o", str(target)], check=True
-    )
+    # The interpreter's own compiler and flags, as setuptools uses them for an install.
+    command = shlex.split(sysconfig.get_config_var("LDSHARED") or "cc -shared")
+    command += shlex.split(sysconfig.get_config_var("CFLAGS") or "-O2")
+    command += shlex.split(sysconfig.get_config_var("CCSHARED") or "-fPIC")
+    command += ["-I", sysconfig.get_paths()["include"], str(source), "-o", str(target)]
+    subprocess.run(command, check=True)
 
 
 def _ref_env(config: str, env: dict[str, str]) -> dict[str, str]:
