@@ -82,6 +82,8 @@ from opentelemetry.trace import INVALID_SPAN, NonRecordingSpan, Status, StatusCo
 from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.util import types
 
+from otel_correlate import _native
+
 #: The SDK line these fast paths were written against (``tests/test_fastsdk.py`` checks it).
 SDK_LINE = "1.45."
 
@@ -95,12 +97,28 @@ _NO_CONTEXT = Context()
 _PLAIN_KINDS = frozenset(_PLAIN)
 
 
+def _plain_kinds(attributes: Mapping[str, Any]) -> int:
+    """0 unless every key is a non-empty ``str`` and every value a plain scalar; then 1 when the
+    values are only ``str`` and ``int``, 2 when a ``float`` or ``bool`` is among them."""
+    kinds = 1
+    for key, value in attributes.items():
+        kind = type(value)
+        if kind not in _PLAIN_KINDS or type(key) is not str or not key:
+            return 0
+        if kind is float or kind is bool:
+            kinds = 2
+    return kinds
+
+
+#: :func:`_plain_kinds` in C for a ``dict``, when the extension was built.
+_NATIVE_PLAIN: Any = _native.helper("plain")
+
+
 def _plain(attributes: Mapping[str, Any]) -> bool:
     """True when every key is a non-empty ``str`` and every value a plain scalar (no cleaning needed)."""
-    for key, value in attributes.items():
-        if type(value) not in _PLAIN_KINDS or type(key) is not str or not key:
-            return False
-    return True
+    if _NATIVE_PLAIN is not None and type(attributes) is dict:
+        return _NATIVE_PLAIN(attributes) != 0  # type: ignore[no-any-return]
+    return _plain_kinds(attributes) != 0
 
 
 class _FastAttributes(BoundedAttributes):
@@ -679,20 +697,13 @@ def _record(
         if type(attributes) is not dict:
             _sdk_method(self, amount, attributes, context)
             return
-        for name, value in attributes.items():
-            value_kind = type(value)
-            if value_kind is str or value_kind is int:
-                if type(name) is str and name:
-                    continue
-            elif value_kind in _PLAIN_KINDS and type(name) is str and name:
-                # True, 1 and 1.0 are equal in Python but separate series: never remembered
-                key = None
-                continue
+        kinds = _NATIVE_PLAIN(attributes) if _NATIVE_PLAIN is not None else _plain_kinds(attributes)
+        if not kinds:
             _sdk_method(self, amount, attributes, context)
             return
         attributes = dict(attributes)
-        if key is not None:
-            key = frozenset(attributes.items())
+        # True, 1 and 1.0 are equal in Python but separate series: such sets are never remembered
+        key = frozenset(attributes.items()) if kinds == 1 else None
     if not self._is_enabled():
         return
     measurement = _measurement(amount, time_ns(), self, context or context_api.get_current(), attributes)

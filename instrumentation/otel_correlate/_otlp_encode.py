@@ -32,11 +32,7 @@ from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.trace import SpanKind
 
 from otel_correlate import _fastsdk, _settings
-
-try:  # the C hot path, built at install when a compiler is there (see _otlp_native.c)
-    from otel_correlate import _otlp_native as _native
-except ImportError:  # pragma: no cover - an install without a compiler
-    _native = None  # type: ignore[assignment]  # the Python encoder does all the work then
+from otel_correlate._native import built as _native  # the C hot path, or None: Python does all the work
 
 _log = logging.getLogger("otel_correlate")
 

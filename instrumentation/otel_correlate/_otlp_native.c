@@ -11,6 +11,12 @@
  * safe; guessing is never done. tests/test_otlp_native.py compares the two
  * encoders byte for byte.
  *
+ * Two checks run on every item as well, in the same spirit: plain() is the
+ * attribute check of _fastsdk._plain_kinds (request thread), settled() the walk of
+ * _sensitive.Scrubber.attributes for attributes in which nothing is masked (export
+ * threads). Each answers exactly as its Python code; where in doubt, settled() says
+ * "not settled" and the Python code decides. tests/test_native_checks.py compares them.
+ *
  * Nothing here keeps a reference to an item after the call returns.
  */
 #define PY_SSIZE_T_CLEAN
@@ -470,11 +476,104 @@ static PyObject *configure(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* --- checks the request and export threads run on every item ---------------------------- */
+
+static int plain_value(PyObject *value) {
+    PyTypeObject *t = Py_TYPE(value);
+    return t == &PyUnicode_Type || t == &PyLong_Type || t == &PyFloat_Type || t == &PyBool_Type;
+}
+
+/*
+ * plain(attributes: dict) -> int: 0 unless every key is a non-empty str and every value
+ * an exact str, int, float or bool; then 1 when the values are only str and int, 2 when a
+ * float or a bool is among them (True, 1 and 1.0 are equal in Python, so such a set
+ * cannot key a cache of metric series by its items).
+ */
+static PyObject *plain(PyObject *self, PyObject *attributes) {
+    if (!PyDict_CheckExact(attributes)) {
+        PyErr_SetString(PyExc_TypeError, "plain: a dict is needed");
+        return NULL;
+    }
+    long kinds = 1;
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(attributes, &pos, &key, &value)) { /* no Python code runs in this loop */
+        if (!PyUnicode_CheckExact(key) || PyUnicode_GET_LENGTH(key) == 0 || !plain_value(value))
+            return PyLong_FromLong(0);
+        if (Py_IS_TYPE(value, &PyFloat_Type) || Py_IS_TYPE(value, &PyBool_Type)) kinds = 2;
+    }
+    return PyLong_FromLong(kinds);
+}
+
+/*
+ * settled(items, keys, texts, keep, key_verdict, scan) -> bool: True when the scrubber
+ * leaves every entry of the dict `items` as it is, found the way Scrubber.attributes
+ * finds it: a key's verdict from the cache `keys` (else key_verdict(key)), `keep` or
+ * "" (search the value); a str value's result from the cache `texts` (else
+ * scan(value)), None when nothing in it is sensitive; numbers and booleans as they
+ * are. False as soon as an entry would change or is not a plain str key with a plain
+ * value: the caller's Python code then builds the masked copy.
+ */
+static PyObject *settled(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 6 || !PyDict_Check(args[0]) || !PyDict_Check(args[1]) || !PyDict_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "settled(items, keys, texts, keep, key_verdict, scan): three dicts first");
+        return NULL;
+    }
+    PyObject *items = args[0], *keys = args[1], *texts = args[2], *keep = args[3], *key_verdict = args[4],
+             *scan = args[5];
+    Py_ssize_t size = PyDict_GET_SIZE(items), pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(items, &pos, &key, &value)) {
+        if (!PyUnicode_CheckExact(key) || !plain_value(value)) Py_RETURN_FALSE;
+        /* The callbacks run Python code: the entry is held, and a changed dict is refused. */
+        Py_INCREF(key);
+        Py_INCREF(value);
+        int verdict_known = 0, outcome = -1; /* outcome: 1 unchanged, 0 changes, -1 error */
+        PyObject *verdict = PyDict_GetItemWithError(keys, key); /* borrowed, used before any callback */
+        if (verdict != NULL) {
+            Py_INCREF(verdict);
+            verdict_known = 1;
+        } else if (!PyErr_Occurred()) {
+            verdict = PyObject_CallOneArg(key_verdict, key);
+            verdict_known = verdict != NULL;
+        }
+        if (verdict_known) {
+            if (verdict == keep) outcome = 1;
+            else if (!PyUnicode_Check(verdict) || PyUnicode_GET_LENGTH(verdict) != 0) outcome = 0; /* masked whole */
+            else if (!PyUnicode_CheckExact(value)) outcome = 1; /* a number or a boolean */
+            else {
+                PyObject *hit = PyDict_GetItemWithError(texts, value);
+                if (hit != NULL) outcome = hit == Py_None;
+                else if (!PyErr_Occurred()) {
+                    hit = PyObject_CallOneArg(scan, value);
+                    if (hit != NULL) {
+                        outcome = hit == Py_None;
+                        Py_DECREF(hit);
+                    }
+                }
+            }
+            Py_DECREF(verdict);
+        }
+        Py_DECREF(key);
+        Py_DECREF(value);
+        if (outcome < 0) return NULL;
+        if (outcome == 0) Py_RETURN_FALSE;
+        if (PyDict_GET_SIZE(items) != size) {
+            PyErr_SetString(PyExc_RuntimeError, "settled: the attributes changed while they were checked");
+            return NULL;
+        }
+    }
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef methods[] = {
     {"configure", configure, METH_VARARGS,
      "configure(ReadableSpan, SpanContext, Status, QueuedLogRecord, kinds, status_codes, severities)"},
     {"spans", spans, METH_VARARGS, "spans(items, tag, fallback) -> bytes: each span as field `tag`"},
     {"logs", logs, METH_VARARGS, "logs(items, tag, fallback) -> bytes: each queued log record as field `tag`"},
+    {"plain", plain, METH_O, "plain(attributes) -> int: 0 not plain, 1 str/int values only, 2 with a float or a bool"},
+    {"settled", (PyCFunction)(void (*)(void))settled, METH_FASTCALL,
+     "settled(items, keys, texts, keep, key_verdict, scan) -> bool: nothing in items is masked"},
     {NULL, NULL, 0, NULL},
 };
 

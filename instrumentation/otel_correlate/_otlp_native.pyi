@@ -1,4 +1,4 @@
-"""Types of the C encoder built from ``_otlp_native.c`` (see ``_otlp_encode``)."""
+"""Types of the C encoder and checks built from ``_otlp_native.c`` (see ``_otlp_encode`` and ``_native``)."""
 
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -15,3 +15,13 @@ def configure(
 ) -> None: ...
 def spans(items: Sequence[Any], tag: int, fallback: Callable[[Any], bytes], /) -> bytes: ...
 def logs(items: Sequence[Any], tag: int, fallback: Callable[[Any], bytes], /) -> bytes: ...
+def plain(attributes: dict[Any, Any], /) -> int: ...
+def settled(
+    items: dict[Any, Any],
+    keys: dict[str, str],
+    texts: dict[str, str | None],
+    keep: str,
+    key_verdict: Callable[[str], str],
+    scan: Callable[[str], str | None],
+    /,
+) -> bool: ...

@@ -46,7 +46,7 @@ from typing import Any
 
 from opentelemetry.attributes import BoundedAttributes
 
-from otel_correlate import _settings
+from otel_correlate import _native, _settings
 
 #: Keys whose values are masked whole (see the module docstring for the matching rule).
 DEFAULT_SENSITIVE_KEYS: tuple[str, ...] = (
@@ -123,6 +123,7 @@ _CACHED_TEXT_MAX = 1024
 _KEEP = "\x00keep"  # key verdict: never rewrite
 _SCAN = ""  # key verdict: search the value for sensitive text
 _MISS = object()
+_SETTLED = _native.helper("settled")
 
 
 def marker(kind: str) -> str:
@@ -383,8 +384,12 @@ class Scrubber:
         # The SDK's BoundedAttributes iterates through a lock and __getitem__ per key;
         # its plain dict is four times faster to walk, and it is only read here.
         items = attributes if type(attributes) is dict else getattr(attributes, "_dict", attributes)
-        changed: dict[str, Any] | None = None
         keys, texts = self._keys, self._texts
+        # the loop below in C, as far as no entry changes (the usual case: nothing is masked)
+        settled = _SETTLED is not None and type(items) is dict
+        if settled and _SETTLED(items, keys, texts, _KEEP, self._key_verdict, self._scan):
+            return attributes
+        changed: dict[str, Any] | None = None
         for key, value in items.items():
             verdict = keys.get(key)
             if verdict is None:

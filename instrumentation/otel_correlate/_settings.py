@@ -168,7 +168,7 @@ NATIVE_ENCODER = Setting(
     env="OTEL_CORRELATE_NATIVE_ENCODER",
     default=True,
     parse=parse_bool,
-    doc="Encode OTLP spans and log records with the C extension when it was built; `false` encodes them in Python (the same bytes, a few µs more per span).",
+    doc="Use the C extension, when it was built, to encode OTLP spans and log records and to check their attributes; `false` does all of it in Python (the same results, a few µs more per span).",
 )
 EXPORT_ERROR_INTERVAL = Setting(
     env="OTEL_CORRELATE_EXPORT_ERROR_INTERVAL",
