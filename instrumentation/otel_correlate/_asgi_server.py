@@ -28,7 +28,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from otel_correlate import _settings, _web
+from otel_correlate import _context, _settings, _web
 from otel_correlate._fastapi import RequestContextMiddleware
 
 Scope = MutableMapping[str, Any]
@@ -285,6 +285,12 @@ class _RequestState:
             if _web.PROPAGATION_HEADERS.names.isdisjoint(headers)
             else propagate.extract(headers, getter=_GETTER)
         )
+        try:
+            keys: dict[str, str] | None = _web.request_keys(request_id, parent)
+        except Exception:  # keys are best effort; the span and metrics still happen
+            keys = None
+        if keys:
+            span_attributes.update(keys)  # on the span from its start: one attribute update less
         assert instruments.tracer is not None
         self.span = instruments.tracer.start_span(
             "HTTP" if method == "_OTHER" else method,
@@ -292,16 +298,15 @@ class _RequestState:
             kind=SpanKind.SERVER,
             attributes=span_attributes,
         )
-        try:
-            ctx, keys = _web.enter_request(request_id, ctx=parent, span=self.span)
-            self.request_id_header: tuple[bytes, bytes] | None = (
-                header_name,
-                keys["requestId"].encode("latin-1"),
-            )
-        except Exception:  # keys are best effort; the span and metrics still happen
-            ctx = trace.set_span_in_context(self.span, parent)
-            self.request_id_header = None
-        self.ctx = ctx
+        self.request_id_header: tuple[bytes, bytes] | None = None
+        ctx = None
+        if keys:
+            try:
+                ctx = _context.with_keys(keys, parent, self.span)
+                self.request_id_header = (header_name, keys[_context.REQUEST_ID_KEY].encode("latin-1"))
+            except Exception:  # as above
+                ctx = None
+        self.ctx = ctx if ctx is not None else trace.set_span_in_context(self.span, parent)
         self.status: int | None = None
         self.response_size: int | None = None
         self.error: BaseException | None = None

@@ -133,6 +133,19 @@ def enter_request(
             by default the span current in ``ctx`` gets the keys.
     """
     ctx = ctx if ctx is not None else context.get_current()
+    keys = request_keys(header_value, ctx)
+    keys.update(keys_from_route(path_params))
+    (span if span is not None else trace.get_current_span(ctx)).set_attributes(keys)
+    return _context.with_keys(keys, ctx, span), keys
+
+
+def request_keys(header_value: str | None, ctx: Context) -> dict[str, str]:
+    """An inbound request's business keys: the allowlisted ones of its baggage, and its requestId.
+
+    The requestId is the valid ``X-Request-ID`` header, else one from the baggage,
+    else a new one. Rejected values are counted. The server middlewares call this
+    before the request's span starts, so the span has its keys from the start.
+    """
     keys, rejected = _context.promote_inbound(ctx)
     for key, reason in rejected:
         _telemetry.count_rejection(key, reason, source="baggage")
@@ -144,9 +157,7 @@ def enter_request(
             keys[_context.REQUEST_ID_KEY] = request_id
     if _context.REQUEST_ID_KEY not in keys:
         keys[_context.REQUEST_ID_KEY] = _context.new_request_id()
-    keys.update(keys_from_route(path_params))
-    (span if span is not None else trace.get_current_span(ctx)).set_attributes(keys)
-    return _context.with_keys(keys, ctx, span), keys
+    return keys
 
 
 def enter_route(path_params: Mapping[str, object] | None) -> Context | None:
