@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from opentelemetry import context, trace
 from opentelemetry._logs import LogRecord, SeverityNumber
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk._logs import Logger as SDKLogger
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits, ReadableLogRecord
 from opentelemetry.sdk._logs.export import (
@@ -45,7 +46,7 @@ from opentelemetry.sdk.metrics._internal.exemplar import (
 )
 from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanLimits, TracerProvider, sampling
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider, sampling
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     SimpleSpanProcessor,
@@ -56,6 +57,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.version import __version__ as sdk_version
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace.propagation import _SPAN_KEY
 
 from otel_correlate import _fastsdk, _logs, _pipeline
 
@@ -185,6 +187,18 @@ def _unsampled_script(provider: TracerProvider) -> None:
         with trace.use_span(span, end_on_exit=True):
             tracer.start_span("child", attributes={"k": "v"}).end()
     tracer.start_span("root", attributes={"k": "v"}).end()
+    # parents the fast tracer does not read itself: a span type it does not know, the
+    # invalid span, and something that is not a span at all under the span key
+    foreign = _ForeignSpan(
+        SpanContext(0xFEED, 0xF00D, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    )
+    for parent in (foreign, trace.INVALID_SPAN):
+        tracer.start_span("under", context=trace.set_span_in_context(parent)).end()
+    tracer.start_span("odd", context=context.set_value(_SPAN_KEY, "not a span")).end()
+
+
+class _ForeignSpan(trace.NonRecordingSpan):
+    pass
 
 
 def _spans(
@@ -241,6 +255,25 @@ def test_sampling_decisions_are_the_sdks(sampler: sampling.Sampler | None) -> No
     assert _spans(_fastsdk.FastTracerProvider, sampler=sampler, script=_unsampled_script) == expected
 
 
+class _ZeroIds(IdGenerator):
+    """An id generator that breaks the rules: the span contexts it makes are invalid."""
+
+    def generate_span_id(self) -> int:
+        return 0
+
+    def generate_trace_id(self) -> int:
+        return 0
+
+
+def test_invalid_generated_ids_make_the_same_span_context() -> None:
+    made = [
+        cls(id_generator=_ZeroIds()).get_tracer("t").start_span("s").get_span_context()
+        for cls in (TracerProvider, _fastsdk.FastTracerProvider)
+    ]
+    assert made[0] == made[1]
+    assert not made[1].is_valid
+
+
 def test_a_fast_span_has_exactly_the_sdk_spans_fields() -> None:
     sdk = (
         TracerProvider(resource=RESOURCE)
@@ -259,6 +292,13 @@ def test_a_fast_span_has_exactly_the_sdk_spans_fields() -> None:
     fast.add_link(SpanContext(1, 2, True))
     assert type(fast._events) is type(sdk._events)  # type: ignore[attr-defined]
     assert type(fast._links) is type(sdk._links)  # type: ignore[attr-defined]
+    # The ended span's snapshot and the attribute container: the SDK constructors' fields, in their order.
+    fast.end()
+    readable = fast._readable_span()  # type: ignore[attr-defined]
+    assert list(vars(readable)) == list(vars(ReadableSpan("s")))
+    assert list(vars(fast._attributes)) == list(vars(BoundedAttributes(3, {"k": "v"}, immutable=False)))  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="maxlen must be valid int"):
+        _fastsdk._attributes(-1, {"k": "v"}, None)
 
 
 def test_a_queued_span_or_log_record_leaves_little_for_the_garbage_collector() -> None:

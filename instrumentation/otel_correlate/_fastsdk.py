@@ -173,7 +173,17 @@ def _attributes(
     maxlen: int | None, attributes: types.Attributes, max_value_len: int | None, *, plain: bool = False
 ) -> BoundedAttributes:
     """Fresh mutable attributes holding ``attributes``; ``plain`` when the caller checked :func:`_plain`."""
-    bounded = _FastAttributes(maxlen, None, immutable=False, max_value_len=max_value_len)
+    if (maxlen is not None and maxlen < 0) or (max_value_len is not None and max_value_len < 0):
+        # the SDK's own constructor, for its error
+        return _FastAttributes(maxlen, attributes, immutable=False, max_value_len=max_value_len)
+    # BoundedAttributes.__init__'s fields, in its order, without its keyword call
+    bounded = object.__new__(_FastAttributes)
+    bounded._dict = {}
+    bounded.maxlen = maxlen
+    bounded.dropped = 0
+    bounded.max_value_len = max_value_len
+    bounded._lock = threading.Lock()
+    bounded._immutable = False
     if attributes:
         if plain and max_value_len is None and (maxlen is None or len(attributes) <= maxlen):
             bounded._dict.update(attributes)
@@ -280,24 +290,28 @@ class _FastSpan(Span):
         the garbage collector tracks instead of ten, which is what made queued spans
         trigger full collections under load.
         """
-        return ReadableSpan(
-            name=self._name,
-            context=self._context,
-            parent=self._parent,
-            resource=self._resource,
-            attributes=_queued(self._attributes),
-            events=self._events,
-            links=self._links,
-            kind=self._kind,
-            status=self._status,
-            start_time=self._start_time,
-            end_time=self._end_time,
-            instrumentation_info=self._instrumentation_info,
-            instrumentation_scope=self._instrumentation_scope,
-        )
+        # ReadableSpan.__init__'s fields, in its order, without its keyword call
+        readable = object.__new__(ReadableSpan)
+        readable._name = self._name
+        readable._context = self._context
+        readable._kind = self._kind
+        readable._instrumentation_info = self._instrumentation_info
+        readable._instrumentation_scope = self._instrumentation_scope
+        readable._parent = self._parent
+        readable._start_time = self._start_time
+        readable._end_time = self._end_time
+        readable._attributes = _queued(self._attributes)
+        readable._events = self._events
+        readable._links = self._links
+        readable._resource = self._resource
+        readable._status = self._status
+        return readable
 
 
 _SAMPLED = trace_api.TraceFlags(trace_api.TraceFlags.SAMPLED)
+_DEFAULT_TRACE_STATE = trace_api.DEFAULT_TRACE_STATE
+_TRACE_ID_MAX = 2**128 - 1
+_SPAN_ID_MAX = 2**64 - 1
 _FLAGS = {
     (sampled, random_id): trace_api.TraceFlags(
         (trace_api.TraceFlags.SAMPLED if sampled else trace_api.TraceFlags.DEFAULT)
@@ -329,9 +343,16 @@ class _FastTracer(Tracer):
         set_status_on_exception: bool = True,
     ) -> trace_api.Span:
         links = links or ()
-        parent: trace_api.SpanContext | None = trace_api.get_current_span(context).get_span_context()
-        if parent is not None and not isinstance(parent, trace_api.SpanContext):
-            raise TypeError("parent_span_context must be a SpanContext or None.")
+        current: Any = (context if context is not None else context_api.get_current()).get(_SPAN_KEY)
+        parent: trace_api.SpanContext | None
+        if current is None:
+            parent = None  # INVALID_SPAN's context is not valid: a root span, as below
+        elif type(current) in _SPAN_TYPES:
+            parent = current.get_span_context()
+        else:
+            parent = trace_api.get_current_span(context).get_span_context()
+            if parent is not None and not isinstance(parent, trace_api.SpanContext):
+                raise TypeError("parent_span_context must be a SpanContext or None.")
         if not self._is_enabled():
             return trace_api.NonRecordingSpan(context=parent)  # type: ignore[arg-type]  # as the SDK does
         if parent is None or not parent.is_valid:
@@ -350,12 +371,18 @@ class _FastTracer(Tracer):
         random_id = (
             self.id_generator.is_trace_id_random() if parent is None else parent.trace_flags.random_trace_id
         )
-        span_context = trace_api.SpanContext(
-            trace_id,
-            self.id_generator.generate_span_id(),
-            is_remote=False,
-            trace_flags=_FLAGS[decision.is_sampled(), bool(random_id)],
-            trace_state=trace_state,
+        span_id = self.id_generator.generate_span_id()
+        # SpanContext.__new__'s tuple, without its keyword call
+        span_context = tuple.__new__(
+            trace_api.SpanContext,
+            (
+                trace_id,
+                span_id,
+                False,
+                _FLAGS[decision.is_sampled(), bool(random_id)],
+                trace_state if trace_state is not None else _DEFAULT_TRACE_STATE,
+                0 < trace_id <= _TRACE_ID_MAX and 0 < span_id <= _SPAN_ID_MAX,
+            ),
         )
         record_end_metrics = self._tracer_metrics.start_span(parent, decision)
         if not decision.is_recording():
