@@ -404,6 +404,24 @@ def _without_sampled_exemplars(metrics: list[dict[str, Any]]) -> list[dict[str, 
     return metrics
 
 
+def test_a_remembered_series_sums_like_the_sdk() -> None:
+    """The inline sum starts a fresh delta period at 0 as the SDK does: 0 + -0.0 is 0.0, not -0.0."""
+    signs = []
+    for provider_class in (MeterProvider, _fastsdk.FastMeterProvider):
+        reader = InMemoryMetricReader(preferred_temporality={Counter: AggregationTemporality.DELTA})
+        provider = provider_class(metric_readers=[reader])
+        counter = provider.get_meter("m").create_counter("c")
+        period = []
+        for _ in range(2):  # the second period goes through the remembered aggregation
+            counter.add(-0.0, {"zero": "signed"})
+            data = reader.get_metrics_data()
+            [point] = data.resource_metrics[0].scope_metrics[0].metrics[0].data.data_points  # type: ignore[union-attr]
+            period.append(math.copysign(1.0, point.value))
+        signs.append(period)
+        provider.shutdown()
+    assert signs[1] == signs[0] == [1.0, 1.0]
+
+
 @pytest.mark.parametrize("routes", [2048, 1, 0], ids=["remembered", "one-remembered", "none-remembered"])
 def test_metrics_are_the_sdks_metrics(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, routes: int

@@ -59,7 +59,11 @@ from opentelemetry.sdk.metrics._internal._view_instrument_match import (
     _hash_attributes,
     _ViewInstrumentMatch,
 )
-from opentelemetry.sdk.metrics._internal.aggregation import DefaultAggregation
+from opentelemetry.sdk.metrics._internal.aggregation import (
+    DefaultAggregation,
+    _ExplicitBucketHistogramAggregation,
+    _SumAggregation,
+)
 from opentelemetry.sdk.metrics._internal.exemplar import (
     AlignedHistogramBucketExemplarReservoir,
     SimpleFixedSizeExemplarReservoir,
@@ -733,21 +737,45 @@ def _record(
         key = frozenset(attributes.items()) if kinds == 1 else None
     if not self._is_enabled():
         return
-    measurement = _measurement(amount, time_ns(), self, context or context_api.get_current(), attributes)
+    now = time_ns()
+    ctx = context or context_api.get_current()
     consumer = self._measurement_consumer
-    if type(consumer) is not _FastMeasurementConsumer:
-        consumer.consume_measurement(measurement)
-        return
+    fast_consumer = type(consumer) is _FastMeasurementConsumer
     routes: dict[object, tuple[Any, ...]] = self._oc_routes
-    aggregations = routes.get(key) if key is not None else None
+    aggregations = routes.get(key) if key is not None and fast_consumer else None
     if aggregations is None:
+        measurement = _measurement(amount, now, self, ctx, attributes)
+        if not fast_consumer:
+            consumer.consume_measurement(measurement)
+            return
         aggregations = consumer.consume_measurement(measurement)
         if key is not None and len(routes) < _ROUTES_PER_INSTRUMENT:
             routes[key] = aggregations
         return
-    sample = consumer.should_sample_exemplar(measurement)
+    sample = consumer.sample(amount, now, attributes, ctx)
     for aggregation in aggregations:
-        aggregation.aggregate(measurement, sample)
+        # The SDK's aggregate() of its two common aggregations, inline: no Measurement object
+        # and two calls less per aggregation. Any other kind gets the SDK's own method.
+        kind = type(aggregation)
+        if kind is _SumAggregation:
+            with aggregation._lock:
+                total = aggregation._value
+                aggregation._value = (0 if total is None else total) + amount
+        elif kind is _ExplicitBucketHistogramAggregation:
+            with aggregation._lock:
+                counts = aggregation._value
+                if counts is None:
+                    counts = aggregation._value = aggregation._get_empty_bucket_counts()
+                aggregation._sum += amount
+                if aggregation._record_min_max:
+                    aggregation._min = min(aggregation._min, amount)
+                    aggregation._max = max(aggregation._max, amount)
+                counts[bisect_left(aggregation._boundaries, amount)] += 1
+        else:
+            aggregation.aggregate(_measurement(amount, now, self, ctx, attributes), sample)
+            continue
+        if sample:
+            aggregation._reservoir.offer(amount, now, attributes, ctx)
 
 
 def _sdk_method(self: Any, amount: float, attributes: types.Attributes, context: Context | None) -> None:
@@ -923,13 +951,17 @@ class _FastMeasurementConsumer(SynchronousMeasurementConsumer):
     """
 
     def should_sample_exemplar(self, measurement: Measurement) -> bool:
-        exemplar_filter = self._sdk_config.exemplar_filter
-        if type(exemplar_filter) is TraceBasedExemplarFilter and measurement.context is not None:
-            # TraceBasedExemplarFilter.should_sample, without the API's ABC check for our spans
-            return bool(_span_in(measurement.context).get_span_context().trace_flags.sampled)
-        return exemplar_filter.should_sample(
+        return self.sample(
             measurement.value, measurement.time_unix_nano, measurement.attributes, measurement.context
         )
+
+    def sample(self, value: float, time_unix_nano: int, attributes: types.Attributes, ctx: Context) -> bool:
+        """Whether the exemplar filter samples this measurement (``should_sample_exemplar`` without one)."""
+        exemplar_filter = self._sdk_config.exemplar_filter
+        if type(exemplar_filter) is TraceBasedExemplarFilter and ctx is not None:
+            # TraceBasedExemplarFilter.should_sample, without the API's ABC check for our spans
+            return bool(_span_in(ctx).get_span_context().trace_flags.sampled)
+        return exemplar_filter.should_sample(value, time_unix_nano, attributes, ctx)
 
     def consume_measurement(self, measurement: Measurement) -> tuple[Any, ...]:  # type: ignore[override]
         sample = self.should_sample_exemplar(measurement)
