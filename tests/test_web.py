@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from flask import Flask
 from loguru import logger
 from opentelemetry import metrics
 
-from otel_correlate import instrument_fastapi_app, instrument_flask_app
+from otel_correlate import _web, instrument_fastapi_app, instrument_flask_app
 from otel_correlate._capture import TelemetryCapture
 
 _meter = metrics.get_meter("tests.web")
@@ -99,3 +100,43 @@ def test_inbound_baggage_order_id_is_promoted_when_valid(
     [server] = [s for s in otel_capture.spans() if s.kind.name == "SERVER"]
     assert server.attributes["requestId"] == "up-1"
     assert "secret" not in server.attributes
+
+
+URLS = [
+    "/orders/ORD-1",
+    "/health",
+    "/health/deployment",
+    "/health?verbose=1",
+    "/healthz",
+    "/api/health/",
+    "/metrics",
+    "/metrics?format=text",
+    "/metricsx",
+    "/ping",
+    "/HEALTH",
+    "",
+]
+
+
+def test_the_default_excluded_urls_answer_as_their_pattern(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OTEL_PYTHON_FLASK_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS"):
+        monkeypatch.delenv(name, raising=False)
+    excluded = _web.excluded_urls("FLASK")
+    assert excluded is not None
+    pattern = re.compile("|".join(_web.EXCLUDED_URLS.split(",")))
+    assert [excluded.url_disabled(url) for url in URLS] == [bool(pattern.search(url)) for url in URLS]
+    assert [url for url in URLS if excluded.url_disabled(url)] == [
+        "/health",
+        "/health/deployment",
+        "/health?verbose=1",
+        "/api/health/",
+        "/metrics",
+        "/metrics?format=text",
+    ]
+
+
+def test_configured_excluded_urls_are_searched_as_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_PYTHON_FLASK_EXCLUDED_URLS", "/ping$, /orders/ORD-1")
+    excluded = _web.excluded_urls("FLASK")
+    assert excluded is not None
+    assert [url for url in URLS if excluded.url_disabled(url)] == ["/orders/ORD-1", "/ping"]

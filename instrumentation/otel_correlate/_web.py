@@ -20,15 +20,29 @@ from otel_correlate import _context, _settings, _telemetry
 EXCLUDED_URLS = r"/health(/|\?|$),/metrics(\?|$)"
 
 
-class ExcludedURLs:
-    """URLs not traced: one precompiled pattern, searched directly (no ``re`` cache lookup per request)."""
+#: What every URL :data:`EXCLUDED_URLS` matches contains; a URL without these is never searched.
+_EXCLUDED_URLS_WORDS = ("/health", "/metrics")
 
-    __slots__ = ("_search",)
+
+class ExcludedURLs:
+    """URLs not traced: one precompiled pattern, searched directly (no ``re`` cache lookup per request).
+
+    With the default patterns, a URL containing neither ``/health`` nor ``/metrics``
+    (nearly every request) is answered by two substring tests instead of a search.
+    """
+
+    __slots__ = ("_search", "_words")
 
     def __init__(self, patterns: Iterable[str]) -> None:
+        patterns = list(patterns)
         self._search = re.compile("|".join(patterns)).search
+        default = patterns == EXCLUDED_URLS.split(",")
+        self._words = _EXCLUDED_URLS_WORDS if default else None
 
     def url_disabled(self, url: str) -> bool:
+        words = self._words
+        if words is not None and words[0] not in url and words[1] not in url:
+            return False
         return self._search(url) is not None
 
 
@@ -165,5 +179,6 @@ def enter_route(path_params: Mapping[str, object] | None) -> Context | None:
     keys = keys_from_route(path_params)
     if not keys:
         return None
-    trace.get_current_span().set_attributes(keys)
-    return _context.with_keys(keys)
+    current = context.get_current()
+    trace.get_current_span(current).set_attributes(keys)
+    return _context.with_keys(keys, current)
