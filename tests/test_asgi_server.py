@@ -6,7 +6,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from otel_correlate import instrument_fastapi_app
+from otel_correlate import _web, instrument_fastapi_app
 from otel_correlate._capture import TelemetryCapture
 
 
@@ -115,3 +115,29 @@ def test_body_size_metrics_are_opt_in(
     assert (request.value, request.count, request.unit) == (len(b'{"item":"book"}'), 1, "By")
     assert (response.value, response.count) == (len(b'{"id":"A-4","item":"book"}'), 1)
     assert sizes["http.server.response.body.size"].attributes["http.route"] == "/orders"
+
+
+def test_a_failure_deciding_the_keys_leaves_the_request_and_its_telemetry_whole(
+    otel_capture: TelemetryCapture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(header_value: str | None, ctx: object) -> dict[str, str]:
+        raise RuntimeError("keys unavailable")
+
+    monkeypatch.setattr(_web, "request_keys", broken)
+    monkeypatch.setenv("OTEL_CORRELATE_HTTP_BODY_SIZE_METRICS", "true")
+    app = FastAPI()
+
+    @app.post("/orders")
+    def create(body: dict[str, str]) -> dict[str, str]:
+        return {"id": "A-5", **body}
+
+    response = TestClient(instrument_fastapi_app(app)).post("/orders", json={"item": "book"})
+    assert response.status_code == 200
+    assert "x-request-id" not in response.headers  # no key was decided, so none is echoed
+    [span] = otel_capture.spans()
+    assert "requestId" not in (span.attributes or {})
+    trace_id = format(span.context.trace_id, "032x")
+    points = {p.name: p for p in otel_capture.metrics()}
+    for name in ("http.server.request.duration", "http.server.request.body.size"):
+        # the measurements are made in the request's own context: their exemplars point at its span
+        assert [e["trace_id"] for e in points[name].exemplars] == [trace_id], name

@@ -46,7 +46,7 @@ from opentelemetry.sdk.metrics._internal.exemplar import (
 )
 from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider, sampling
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider, _TracerConfig, sampling
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     SimpleSpanProcessor,
@@ -272,6 +272,18 @@ def test_invalid_generated_ids_make_the_same_span_context() -> None:
     ]
     assert made[0] == made[1]
     assert not made[1].is_valid
+
+
+def test_a_disabled_tracer_gives_the_sdks_non_recording_span() -> None:
+    # no span in the context: the SDK's non-recording span carries the invalid span context, not None
+    made = [
+        cls(_tracer_configurator=lambda scope: _TracerConfig(is_enabled=False))
+        .get_tracer("t")
+        .start_span("s", context=context.Context())
+        .get_span_context()
+        for cls in (TracerProvider, _fastsdk.FastTracerProvider)
+    ]
+    assert made[0] == made[1] == trace.INVALID_SPAN_CONTEXT
 
 
 def test_a_fast_span_has_exactly_the_sdk_spans_fields() -> None:

@@ -312,7 +312,7 @@ class _RequestState:
         self.error: BaseException | None = None
         length = headers.get("content-length") if instruments.body_sizes else None
         if length and length.isdigit():
-            instruments.request_size.record(int(length), self.attributes, context=ctx)
+            instruments.request_size.record(int(length), self.attributes, context=self.ctx)
         ACTIVE_REQUESTS.add(self.active_key, 1)
 
     def send_wrapper(self, send: Send) -> Send:

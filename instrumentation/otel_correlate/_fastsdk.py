@@ -350,7 +350,7 @@ class _FastTracer(Tracer):
         current: Any = (context if context is not None else context_api.get_current()).get(_SPAN_KEY)
         parent: trace_api.SpanContext | None
         if current is None:
-            parent = None  # INVALID_SPAN's context is not valid: a root span, as below
+            parent = trace_api.INVALID_SPAN_CONTEXT  # what INVALID_SPAN gives: a root span, as below
         elif type(current) in _SPAN_TYPES:
             parent = current.get_span_context()
         else:
@@ -358,7 +358,7 @@ class _FastTracer(Tracer):
             if parent is not None and not isinstance(parent, trace_api.SpanContext):
                 raise TypeError("parent_span_context must be a SpanContext or None.")
         if not self._is_enabled():
-            return trace_api.NonRecordingSpan(context=parent)  # type: ignore[arg-type]  # as the SDK does
+            return trace_api.NonRecordingSpan(context=parent)  # as the SDK does
         if parent is None or not parent.is_valid:
             parent = None
             trace_id = self.id_generator.generate_trace_id()
