@@ -347,18 +347,12 @@ class _FastTracer(Tracer):
         set_status_on_exception: bool = True,
     ) -> trace_api.Span:
         links = links or ()
-        current: Any = (context if context is not None else context_api.get_current()).get(_SPAN_KEY)
-        parent: trace_api.SpanContext | None
-        if current is None:
-            parent = trace_api.INVALID_SPAN_CONTEXT  # what INVALID_SPAN gives: a root span, as below
-        elif type(current) in _SPAN_TYPES:
-            parent = current.get_span_context()
-        else:
-            parent = trace_api.get_current_span(context).get_span_context()
-            if parent is not None and not isinstance(parent, trace_api.SpanContext):
-                raise TypeError("parent_span_context must be a SpanContext or None.")
+        current = _span_in(context if context is not None else context_api.get_current())
+        parent: trace_api.SpanContext | None = current.get_span_context()
+        if parent is not None and not isinstance(parent, trace_api.SpanContext):
+            raise TypeError("parent_span_context must be a SpanContext or None.")
         if not self._is_enabled():
-            return trace_api.NonRecordingSpan(context=parent)  # as the SDK does
+            return trace_api.NonRecordingSpan(context=parent)  # type: ignore[arg-type]  # as the SDK does
         if parent is None or not parent.is_valid:
             parent = None
             trace_id = self.id_generator.generate_trace_id()
@@ -872,9 +866,17 @@ _SPAN_TYPES = frozenset({_FastSpan, Span, NonRecordingSpan})
 
 
 def _span_in(ctx: Context | None) -> Any:
-    """``trace.get_current_span(ctx)`` without the ABC ``isinstance`` for the SDK's own span types."""
-    span = ctx.get(_SPAN_KEY) if ctx is not None else None
-    return span if type(span) in _SPAN_TYPES else trace_api.get_current_span(ctx)
+    """``trace.get_current_span(ctx)`` without the ABC ``isinstance`` for the SDK's own span types.
+
+    A given context without a span gives ``INVALID_SPAN``, as ``get_current_span`` does.
+    """
+    if ctx is not None:
+        span = ctx.get(_SPAN_KEY)
+        if span is None:
+            return INVALID_SPAN
+        if type(span) in _SPAN_TYPES:
+            return span
+    return trace_api.get_current_span(ctx)
 
 
 class _FastBucket(ExemplarBucket):
