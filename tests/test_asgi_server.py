@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from opentelemetry.metrics import CallbackOptions
 
 from otel_correlate import _web, instrument_fastapi_app
+from otel_correlate._asgi_server import _ActiveRequests
 from otel_correlate._capture import TelemetryCapture
 
 
@@ -141,3 +145,55 @@ def test_a_failure_deciding_the_keys_leaves_the_request_and_its_telemetry_whole(
     for name in ("http.server.request.duration", "http.server.request.body.size"):
         # the measurements are made in the request's own context: their exemplars point at its span
         assert [e["trace_id"] for e in points[name].exemplars] == [trace_id], name
+
+
+def _observed(active: _ActiveRequests) -> dict[tuple[str, str], int]:
+    points = active.observe(CallbackOptions())
+    return {(p.attributes["http.request.method"], p.attributes["url.scheme"]): p.value for p in points}  # type: ignore[index]
+
+
+def test_active_requests_report_series_in_flight_or_touched_since_the_last_collection() -> None:
+    active = _ActiveRequests()
+    get, post = ("GET", "http"), ("POST", "https")
+    assert _observed(active) == {}
+    active.started(get)
+    active.started(get)
+    active.started(post)
+    active.ended(post)
+    assert _observed(active) == {get: 2, post: 0}  # POST finished but was seen since the last collection
+    active.ended(get)
+    assert _observed(active) == {get: 1}  # POST untouched and idle: not reported again
+    assert _observed(active) == {get: 1}  # still in flight
+    active.ended(get)
+    assert _observed(active) == {get: 0}  # an end since the last collection is a change too
+    assert _observed(active) == {}
+    active.started(post)
+    assert _observed(active) == {post: 1}
+
+
+def test_active_requests_never_lose_a_count_across_threads() -> None:
+    active = _ActiveRequests()
+    key = ("GET", "http")
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def requests() -> None:
+        for _ in range(20_000):
+            active.started(key)
+            active.ended(key)
+
+    def collector() -> None:
+        while not stop.is_set():
+            seen.extend(_observed(active).values())
+
+    workers = [threading.Thread(target=requests) for _ in range(4)]
+    reader = threading.Thread(target=collector)
+    reader.start()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    stop.set()
+    reader.join()
+    assert seen and min(seen) >= 0 and max(seen) <= 4  # ended is read first: never below zero
+    assert _observed(active).get(key, 0) == 0

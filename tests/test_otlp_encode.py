@@ -165,6 +165,12 @@ def test_queued_log_records_encode_as_the_sdks_records() -> None:
     assert (
         _otlp_encode.encode_logs(queued).SerializeToString() == sdk_encode_logs(readable).SerializeToString()
     )
+    # records of two loggers interleaved still group by scope, each in its own order
+    mixed = [queued[0], queued[3], queued[1], queued[3], queued[2]]
+    assert (
+        _otlp_encode.encode_logs(mixed).SerializeToString()
+        == sdk_encode_logs(_fastsdk.readable_log_records(mixed)).SerializeToString()
+    )
 
 
 def test_only_the_otlp_http_exporter_with_this_encoder_takes_queued_records() -> None:

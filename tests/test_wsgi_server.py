@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from flask import Flask, abort, got_request_exception
 
 from otel_correlate import current_business_keys, instrument_flask_app
@@ -160,3 +161,31 @@ def test_flasks_error_log_and_500_handler_still_see_the_route_keys(otel_capture:
     assert current_business_keys() == {}  # and gone once the request ended
     [span] = otel_capture.spans()
     assert (span.attributes["error.type"], span.status.status_code.name) == ("RuntimeError", "ERROR")
+
+
+def test_body_size_metrics_are_opt_in(
+    otel_capture: TelemetryCapture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _client().get("/orders/A-3")
+    assert not {p.name for p in otel_capture.metrics()} & {
+        "http.server.request.body.size",
+        "http.server.response.body.size",
+    }
+
+    monkeypatch.setenv("OTEL_CORRELATE_HTTP_BODY_SIZE_METRICS", "true")
+    app = Flask("wsgi-sizes")
+
+    @app.post("/orders")
+    def create() -> dict[str, str]:
+        return {"id": "A-4"}
+
+    client = instrument_flask_app(app).test_client()
+    assert client.post("/orders", data=b"item=book").status_code == 200
+    sizes = {p.name: p for p in otel_capture.metrics() if p.name.endswith(".body.size")}
+    request, response = sizes["http.server.request.body.size"], sizes["http.server.response.body.size"]
+    assert (request.value, request.count, request.unit) == (len(b"item=book"), 1, "By")
+    assert (response.value, response.count, response.attributes["http.route"]) == (
+        len(b'{"id":"A-4"}\n'),
+        1,
+        "/orders",
+    )

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -62,30 +63,53 @@ _GETTER = _HeaderListGetter()
 class _ActiveRequests:
     """In-flight requests per (method, scheme), observed at collection time.
 
-    ``http.server.active_requests`` as an observable up-down counter: a request
-    costs two guarded dict updates instead of two synchronous measurements through
-    the SDK's aggregation (about 20 µs per request measured), and the exported
-    series is the same cumulative, non-monotonic sum. Like the synchronous
-    instrument, it reports only series that saw requests since the last
-    collection or still have requests in flight.
+    ``http.server.active_requests`` as an observable up-down counter: the exported
+    series is the same cumulative, non-monotonic sum as two synchronous measurements
+    per request through the SDK's aggregation (about 20 µs per request measured).
+    Like the synchronous instrument, it reports only series that saw requests since
+    the last collection or still have requests in flight.
+
+    A request only advances two ``itertools.count`` objects of its series: ``next()``
+    on one is a single C call, atomic under the GIL, so request threads take no lock
+    (0.07 µs a request against 0.7 µs for two locked dict updates). The collection
+    reads a counter by advancing it too, and subtracts its own earlier reads.
     """
 
     def __init__(self) -> None:
-        self._counts: dict[tuple[str, str], int] = {}
-        self._touched: set[tuple[str, str]] = set()
+        # (method, scheme) -> [started, ended]; created under the lock, then only read
+        self._series: dict[tuple[str, str], tuple[itertools.count[int], itertools.count[int]]] = {}
+        # (method, scheme) -> [reads of each counter so far, started and ended at the last collection]
+        self._seen: dict[tuple[str, str], list[int]] = {}
         self._lock = threading.Lock()
         self._providers: set[int] = set()
 
-    def add(self, key: tuple[str, str], delta: int) -> None:
-        with self._lock:
-            self._counts[key] = self._counts.get(key, 0) + delta
-            self._touched.add(key)
+    def started(self, key: tuple[str, str]) -> None:
+        series = self._series.get(key)
+        if series is None:
+            with self._lock:
+                series = self._series.setdefault(key, (itertools.count(), itertools.count()))
+        next(series[0])
+
+    def ended(self, key: tuple[str, str]) -> None:
+        next(self._series[key][1])
 
     def observe(self, _options: CallbackOptions) -> list[Observation]:
+        observations = []
         with self._lock:
-            touched, self._touched = self._touched, set()
-            items = [(key, n) for key, n in self._counts.items() if n or key in touched]
-        return [Observation(n, {"http.request.method": m, "url.scheme": s}) for (m, s), n in items]
+            for key, (started, ended) in list(self._series.items()):
+                seen = self._seen.setdefault(key, [0, 0, 0])
+                # ended first: a request that ends between the two reads still counts as started
+                done = next(ended) - seen[0]
+                begun = next(started) - seen[0]
+                seen[0] += 1
+                in_flight = begun - done
+                if in_flight or begun != seen[1] or done != seen[2]:
+                    method, scheme = key
+                    observations.append(
+                        Observation(in_flight, {"http.request.method": method, "url.scheme": scheme})
+                    )
+                seen[1], seen[2] = begun, done
+        return observations
 
     def register(self, meter: metrics.Meter) -> None:
         """Create the instrument once per meter provider."""
@@ -313,18 +337,20 @@ class _RequestState:
         length = headers.get("content-length") if instruments.body_sizes else None
         if length and length.isdigit():
             instruments.request_size.record(int(length), self.attributes, context=self.ctx)
-        ACTIVE_REQUESTS.add(self.active_key, 1)
+        ACTIVE_REQUESTS.started(self.active_key)
 
     def send_wrapper(self, send: Send) -> Send:
         echoed = self.request_id_header
+        sizes = self.instruments.body_sizes  # off by default: no header scan for content-length
 
         async def send_with_telemetry(message: Message) -> None:
             if message["type"] == "http.response.start":
                 self.status = message["status"]
                 headers = message.get("headers") or []
-                for name, value in headers:
-                    if name.lower() == b"content-length":
-                        self.response_size = int(value) if value.isdigit() else None
+                if sizes:
+                    for name, value in headers:
+                        if name.lower() == b"content-length":
+                            self.response_size = int(value) if value.isdigit() else None
                 if echoed is not None:
                     kept = [h for h in headers if h[0].lower() != echoed[0]]
                     kept.append(echoed)
@@ -360,5 +386,5 @@ class _RequestState:
         instruments.duration.record(max(time.perf_counter() - self.start, 0.0), attributes, context=self.ctx)
         if self.response_size is not None and instruments.body_sizes:
             instruments.response_size.record(self.response_size, attributes, context=self.ctx)
-        ACTIVE_REQUESTS.add(self.active_key, -1)
+        ACTIVE_REQUESTS.ended(self.active_key)
         span.end()

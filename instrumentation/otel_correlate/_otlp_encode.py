@@ -209,8 +209,13 @@ class Encoded:
 def _group(items: Sequence[Any]) -> dict[int, tuple[Any, dict[int, tuple[Any, list[Any]]]]]:
     groups: dict[int, tuple[Any, dict[int, tuple[Any, list[Any]]]]] = {}
     queued = _fastsdk.QueuedLogRecord
+    last_owner: Any = None
+    members: list[Any] = []
     for item in items:
         owner = item[-1] if type(item) is queued else item  # a queued record's logger has them
+        if owner is last_owner:  # a batch of queued records mostly shares one logger
+            members.append(item)
+            continue
         resource = owner.resource
         scope = owner.instrumentation_scope or None
         by_scope = groups.get(id(resource))
@@ -219,7 +224,9 @@ def _group(items: Sequence[Any]) -> dict[int, tuple[Any, dict[int, tuple[Any, li
         entry = by_scope[1].get(id(scope))
         if entry is None:
             entry = by_scope[1][id(scope)] = (scope, [])
-        entry[1].append(item)
+        members = entry[1]
+        members.append(item)
+        last_owner = owner
     return groups
 
 

@@ -101,15 +101,17 @@ class ServerTelemetryWSGI:
         environ[_STATE] = state
         echoed = state.request_id_header
         header, header_lower = self._header, self._header_lower
+        sizes = state.instruments.body_sizes
 
         def start_response_with_telemetry(
             status: str, response_headers: list[tuple[str, str]], *args: Any
         ) -> Any:
             try:
                 state.status = int(status.split(" ", 1)[0])
-                for name, value in response_headers:
-                    if name.lower() == "content-length" and value.isdigit():
-                        state.response_size = int(value)
+                if sizes:  # off by default: no header scan for content-length
+                    for name, value in response_headers:
+                        if name.lower() == "content-length" and value.isdigit():
+                            state.response_size = int(value)
                 if echoed is not None:
                     response_headers = [h for h in response_headers if h[0].lower() != header_lower]
                     response_headers.append((header, echoed[1].decode("latin-1")))
