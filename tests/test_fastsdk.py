@@ -255,6 +255,47 @@ def test_sampling_decisions_are_the_sdks(sampler: sampling.Sampler | None) -> No
     assert _spans(_fastsdk.FastTracerProvider, sampler=sampler, script=_unsampled_script) == expected
 
 
+def _end_as_script(provider: TracerProvider) -> None:
+    """Server spans ended the way the middleware ends them: end_as where the span has it."""
+    tracer = provider.get_tracer("script")
+
+    def finish(span: Any, name: str | None, attributes: dict[str, Any]) -> None:
+        end_as = getattr(span, "end_as", None)
+        if end_as is not None:
+            end_as(name, attributes)
+            return
+        if name is not None:
+            span.update_name(name)
+        span.set_attributes(attributes)
+        span.end()
+
+    server = tracer.start_span("GET", kind=SpanKind.SERVER, attributes={"a": "1", "b": 2})
+    finish(server, "GET /orders/{id}", {"http.route": "/orders/{id}", "a": "moved", "s": 200, **WEIRD_VALUES})
+    finish(tracer.start_span("POST"), None, {"n": 1})
+    ended = tracer.start_span("ended")
+    ended.end()
+    finish(ended, "renamed", {"late": True})  # changes nothing, with the SDK's warnings
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [None, SpanLimits(max_span_attributes=3), SpanLimits(max_span_attribute_length=2)],
+    ids=["default", "few-attributes", "short-values"],
+)
+def test_ending_with_the_last_attributes_is_the_sdks_three_calls(
+    limits: SpanLimits | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        expected = _spans(TracerProvider, limits, script=_end_as_script)
+        sdk_warnings = [r.getMessage() for r in caplog.records]
+        caplog.clear()
+        assert _spans(_fastsdk.FastTracerProvider, limits, script=_end_as_script) == expected
+        assert [r.getMessage() for r in caplog.records] == sdk_warnings
+    assert [span["name"][1] for span in expected] == ["GET /orders/{id}", "POST", "ended"]
+    assert any("ended span" in warning for warning in sdk_warnings)
+    assert hasattr(_fastsdk.FastTracerProvider().get_tracer("t").start_span("s"), "end_as")
+
+
 class _ZeroIds(IdGenerator):
     """An id generator that breaks the rules: the span contexts it makes are invalid."""
 

@@ -286,6 +286,34 @@ class _FastSpan(Span):
                 return
         _sdk_logger.warning("Tried calling %s on an ended span.", "_add_link")
 
+    def end_as(self, name: str | None, attributes: Mapping[str, types.AnyValue]) -> None:
+        """``update_name(name)`` (unless ``name`` is None), ``set_attributes(attributes)`` and ``end()``.
+
+        The three SDK calls a server span gets when its request ends, under one lock
+        pair instead of three, with the same effects in the same order. A span not
+        started or already ended takes the three SDK calls, which raise or warn as they do.
+        """
+        with self._lock:
+            live = self._start_time is not None and self._end_time is None
+            if live:
+                if name is not None:
+                    self._name = name
+                bounded: Any = self._attributes  # the span's own BoundedAttributes, as in Span.end
+                bounded._set_items(attributes)
+                self._end_time = time_ns()
+                bounded._immutable = True
+        if not live:
+            if name is not None:
+                self.update_name(name)
+            self.set_attributes(attributes)
+            self.end()
+            return
+        # Span.end's steps after its lock
+        if self._record_end_metrics:
+            self._record_end_metrics()
+        self._span_processor._on_ending(self)
+        self._span_processor.on_end(self._readable_span())
+
     def _readable_span(self) -> ReadableSpan:
         """The SDK's ended-span snapshot, holding plain containers when nothing was dropped.
 

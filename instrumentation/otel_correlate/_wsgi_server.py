@@ -40,6 +40,7 @@ class ServerTelemetryWSGI:
         header = _web.request_id_header()
         self._header = header
         self._header_lower = header.lower()
+        self._header_bytes = self._header_lower.encode("latin-1")
         self._environ_key = "HTTP_" + header.upper().replace("-", "_")
         self._excluded = _web.excluded_urls("FLASK")
         self._instruments = _Instruments()
@@ -72,18 +73,18 @@ class ServerTelemetryWSGI:
         client = environ.get("REMOTE_ADDR")
         port = environ.get("REMOTE_PORT")
         server_port = environ.get("SERVER_PORT")
-        return _RequestState(
+        return _RequestState(  # raw method, scheme, path, query, version, headers, request id, client, server
             self._instruments,
-            self._header_lower.encode("latin-1"),
-            raw_method=environ.get("REQUEST_METHOD", ""),
-            scheme=environ.get("wsgi.url_scheme", "http"),
-            path=environ.get("PATH_INFO", ""),
-            query=environ.get("QUERY_STRING", ""),
-            version=protocol.partition("/")[2] or None,
-            headers=headers,
-            request_id=environ.get(self._environ_key),
-            client=(client, int(port) if port and str(port).isdigit() else None) if client else None,
-            server=(environ["SERVER_NAME"], int(server_port))
+            self._header_bytes,
+            environ.get("REQUEST_METHOD", ""),
+            environ.get("wsgi.url_scheme", "http"),
+            environ.get("PATH_INFO", ""),
+            environ.get("QUERY_STRING", ""),
+            protocol.partition("/")[2] or None,
+            headers,
+            environ.get(self._environ_key),
+            (client, int(port) if port and str(port).isdigit() else None) if client else None,
+            (environ["SERVER_NAME"], int(server_port))
             if environ.get("SERVER_NAME") and server_port and str(server_port).isdigit()
             else None,
         )
