@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import pytest
@@ -197,3 +198,16 @@ def test_active_requests_never_lose_a_count_across_threads() -> None:
     reader.join()
     assert seen and min(seen) >= 0 and max(seen) <= 4  # ended is read first: never below zero
     assert _observed(active).get(key, 0) == 0
+
+
+def test_a_setting_it_cannot_use_leaves_the_app_serving_untraced_and_says_why(
+    otel_capture: TelemetryCapture, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OTEL_CORRELATE_REQUEST_ID_HEADER", "X-Req☃")
+    with caplog.at_level(logging.WARNING, logger="otel_correlate"):
+        response = _client().get("/orders/A-5", headers={"X-Request-ID": "r-5"})
+    assert (response.status_code, response.json()) == (200, {"id": "A-5"})
+    assert otel_capture.spans() == []
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert warning.startswith("otel-correlate: FastAPI requests are served without traces")
+    assert "OTEL_CORRELATE_REQUEST_ID_HEADER='X-Req☃' is not valid" in warning

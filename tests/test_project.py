@@ -70,3 +70,20 @@ def test_distro_configurator_and_pytest_plugin_are_registered() -> None:
         ("pytest11", "otel_correlate", "otel_correlate._pytest_plugin"),
         ("console_scripts", "otel-correlate", "otel_correlate._cli:main"),
     } <= registered
+
+
+def test_a_request_id_header_that_is_not_a_header_name_is_refused_with_what_is_allowed(
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    monkeypatch.setenv("OTEL_CORRELATE_REQUEST_ID_HEADER", "X Request☃")
+    try:
+        _settings.REQUEST_ID_HEADER.get()
+    except _settings.SettingError as exc:
+        assert str(exc) == (
+            "OTEL_CORRELATE_REQUEST_ID_HEADER='X Request☃' is not valid: ' ☃' cannot be in an HTTP header "
+            "name; use letters, digits and !#$%&'*+-.^_`|~. Unset it to use the default (X-Request-ID)."
+        )
+    else:
+        raise AssertionError("a header name with a space must raise SettingError")
+    monkeypatch.setenv("OTEL_CORRELATE_REQUEST_ID_HEADER", "X-Correlation_ID.v2")
+    assert _settings.REQUEST_ID_HEADER.get() == "X-Correlation_ID.v2"

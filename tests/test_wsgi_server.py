@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -189,3 +190,17 @@ def test_body_size_metrics_are_opt_in(
         1,
         "/orders",
     )
+
+
+def test_a_setting_it_cannot_use_leaves_the_app_serving_untraced_and_says_why(
+    otel_capture: TelemetryCapture, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OTEL_CORRELATE_REQUEST_ID_HEADER", "X-Req☃")
+    with caplog.at_level(logging.WARNING, logger="otel_correlate"):
+        client = _client()
+    response = client.get("/orders/A-5", headers={"X-Request-ID": "r-5"})
+    assert (response.status_code, response.get_json()) == (200, {"id": "A-5"})
+    assert otel_capture.spans() == []
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert warning.startswith("otel-correlate: Flask requests are served without traces")
+    assert "OTEL_CORRELATE_REQUEST_ID_HEADER='X-Req☃' is not valid" in warning

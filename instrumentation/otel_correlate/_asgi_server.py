@@ -176,13 +176,19 @@ class ServerTelemetryMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._header = _web.request_id_header().lower().encode("latin-1")
-        self._excluded = _web.excluded_urls("FASTAPI")
         self._instruments = _Instruments()
-        self._keys_only = RequestContextMiddleware(app)
+        try:
+            self._header = _web.request_id_header().lower().encode("latin-1")
+            self._excluded = _web.excluded_urls("FASTAPI")
+            self._keys_only = RequestContextMiddleware(app)
+        except Exception as exc:  # a bad setting must not stop the app: it runs untraced, and says why
+            _web.telemetry_off("FastAPI", exc)
+            self._traced = False
+        else:
+            self._traced = True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or not self._traced:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")

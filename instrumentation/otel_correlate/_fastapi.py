@@ -46,11 +46,14 @@ class RequestContextMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        header = _web.request_id_header()
-        self._header_name = header.lower().encode("latin-1")
+        self._header_name: bytes | None = None
+        try:
+            self._header_name = _web.request_id_header().lower().encode("latin-1")
+        except Exception as exc:  # a bad setting must not stop the app: it runs without keys, and says why
+            _web.telemetry_off("FastAPI", exc)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or self._header_name is None:
             await self.app(scope, receive, send)
             return
         raw: str | None = None
@@ -63,8 +66,8 @@ class RequestContextMiddleware:
         except Exception:  # telemetry must never fail the request
             await self.app(scope, receive, send)
             return
-        echoed = (self._header_name, keys["requestId"].encode("latin-1"))
         header_name = self._header_name
+        echoed = (header_name, keys["requestId"].encode("latin-1"))
 
         async def send_with_request_id(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -98,6 +98,20 @@ def parse_mapping(raw: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+#: RFC 9110 token characters: what an HTTP header name may be made of.
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def parse_header_name(raw: str) -> str:
+    """An HTTP header name (an RFC 9110 token), e.g. ``X-Request-ID``."""
+    bad = sorted(set(raw) - _TOKEN_CHARS)
+    if bad:
+        raise ValueError(
+            f"{''.join(bad)!r} cannot be in an HTTP header name; use letters, digits and !#$%&'*+-.^_`|~"
+        )
+    return raw
+
+
 def parse_positive_int(raw: str) -> int:
     """An integer of at least 1."""
     value = int(raw)
@@ -130,7 +144,7 @@ ROUTE_PARAMS: Setting[tuple[tuple[str, str], ...]] = Setting(
 REQUEST_ID_HEADER = Setting(
     env="OTEL_CORRELATE_REQUEST_ID_HEADER",
     default="X-Request-ID",
-    parse=str,
+    parse=parse_header_name,
     doc="Inbound header accepted as the requestId and echoed on the response.",
 )
 MAX_VALUE_LENGTH = Setting(

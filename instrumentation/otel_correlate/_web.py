@@ -105,6 +105,15 @@ class _PropagationHeaders:
 PROPAGATION_HEADERS = _PropagationHeaders()
 
 
+def telemetry_off(framework: str, error: Exception) -> None:
+    """Say, once per app, why a server wrapper serves the app untraced (a setting it cannot use)."""
+    _telemetry._log.warning(
+        "otel-correlate: %s requests are served without traces, HTTP metrics or business keys: %s",
+        framework,
+        error,
+    )
+
+
 def request_id_header() -> str:
     """The header name carrying the requestId (``OTEL_CORRELATE_REQUEST_ID_HEADER``)."""
     return _settings.REQUEST_ID_HEADER.get()

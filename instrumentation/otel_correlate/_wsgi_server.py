@@ -37,13 +37,19 @@ class ServerTelemetryWSGI:
 
     def __init__(self, wsgi_app: WSGIApp) -> None:
         self.wsgi_app = wsgi_app
-        header = _web.request_id_header()
-        self._header = header
-        self._header_lower = header.lower()
-        self._header_bytes = self._header_lower.encode("latin-1")
-        self._environ_key = "HTTP_" + header.upper().replace("-", "_")
-        self._excluded = _web.excluded_urls("FLASK")
         self._instruments = _Instruments()
+        try:
+            header = _web.request_id_header()
+            self._header = header
+            self._header_lower = header.lower()
+            self._header_bytes = self._header_lower.encode("latin-1")
+            self._environ_key = "HTTP_" + header.upper().replace("-", "_")
+            self._excluded = _web.excluded_urls("FLASK")
+        except Exception as exc:  # a bad setting must not stop the app: it runs untraced, and says why
+            _web.telemetry_off("Flask", exc)
+            self._traced = False
+        else:
+            self._traced = True
 
     def _untraced(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """An excluded URL: no span and no metrics, but the requestId and its header still apply."""
@@ -90,6 +96,8 @@ class ServerTelemetryWSGI:
         )
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if not self._traced:
+            return self.wsgi_app(environ, start_response)
         path: str = environ.get("PATH_INFO", "")
         query: str = environ.get("QUERY_STRING", "")
         excluded = self._excluded
