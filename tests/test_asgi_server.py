@@ -15,6 +15,13 @@ from otel_correlate._asgi_server import _ActiveRequests
 from otel_correlate._capture import TelemetryCapture
 
 
+class _Mute(Exception):
+    """An exception that cannot describe itself: recording it on the span raises."""
+
+    def __str__(self) -> str:
+        raise ValueError("no message")
+
+
 def _client() -> TestClient:
     app = FastAPI()
 
@@ -25,6 +32,10 @@ def _client() -> TestClient:
     @app.get("/boom")
     def boom() -> None:
         raise RuntimeError("boom")
+
+    @app.get("/mute")
+    def mute() -> None:
+        raise _Mute()
 
     return TestClient(instrument_fastapi_app(app), raise_server_exceptions=False)
 
@@ -211,3 +222,18 @@ def test_a_setting_it_cannot_use_leaves_the_app_serving_untraced_and_says_why(
     [warning] = [r.getMessage() for r in caplog.records]
     assert warning.startswith("otel-correlate: FastAPI requests are served without traces")
     assert "OTEL_CORRELATE_REQUEST_ID_HEADER='X-Req☃' is not valid" in warning
+
+
+def test_an_exception_that_cannot_be_recorded_still_ends_the_span_and_the_count(
+    otel_capture: TelemetryCapture,
+) -> None:
+    assert _client().get("/mute").status_code == 500
+    [span] = otel_capture.spans()
+    assert (span.name, span.status.status_code.name, span.attributes["error.type"]) == (
+        "GET /mute",
+        "ERROR",
+        "_Mute",
+    )
+    points = {p.name: p for p in otel_capture.metrics() if p.name.startswith("http.server.")}
+    assert points["http.server.request.duration"].attributes["error.type"] == "_Mute"
+    assert points["http.server.active_requests"].value == 0

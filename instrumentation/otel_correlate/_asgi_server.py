@@ -214,6 +214,8 @@ class ServerTelemetryMiddleware:
         finally:
             try:
                 state.finish(getattr(scope.get("route"), "path", None))
+            except Exception:  # telemetry must never fail the request
+                pass
             finally:
                 context.detach(token)
 
@@ -385,7 +387,12 @@ class _RequestState:
             ended["error.type"] = str(status)
         attributes.update(ended)
         if error is not None:
-            span.record_exception(error)
+            try:
+                span.record_exception(error)
+            except (
+                Exception
+            ):  # an exception that cannot describe itself (its __str__ raised): the rest still ends
+                pass
         if (status is not None and status >= 500) or error is not None:
             span.set_status(StatusCode.ERROR)
         instruments = self.instruments

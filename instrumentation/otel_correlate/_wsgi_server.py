@@ -139,6 +139,8 @@ class ServerTelemetryWSGI:
                 if state.error is None:
                     state.error = environ.get(_ERROR)
                 state.finish(environ.get(_ROUTE))
+            except Exception:  # telemetry must never fail the request
+                pass
             finally:
                 route_token = environ.pop(_TOKEN, None)
                 if route_token is not None:
