@@ -140,3 +140,19 @@ def test_configured_excluded_urls_are_searched_as_given(monkeypatch: pytest.Monk
     excluded = _web.excluded_urls("FLASK")
     assert excluded is not None
     assert [url for url in URLS if excluded.url_disabled(url)] == ["/orders/ORD-1", "/ping"]
+
+
+def test_excluded_urls_that_are_not_regular_expressions_name_the_variable_in_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_PYTHON_EXCLUDED_URLS", "/ok")
+    monkeypatch.setenv("OTEL_PYTHON_FLASK_EXCLUDED_URLS", "/health,/orders/(")
+    with pytest.raises(ValueError) as raised:
+        _web.excluded_urls("FLASK")
+    assert str(raised.value) == (
+        "OTEL_PYTHON_FLASK_EXCLUDED_URLS='/health,/orders/(' is not a comma-separated list of regular "
+        "expressions (missing ), unterminated subpattern at position 16). Fix it, or unset it to use the "
+        r"default (/health(/|\?|$),/metrics(\?|$))."
+    )
+    assert _web.server_settings("FLASK", "Flask") is None  # the wrapper then serves untraced
+    assert _web.excluded_urls("FASTAPI").url_disabled("/ok")  # the general variable still applies

@@ -177,15 +177,12 @@ class ServerTelemetryMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self._instruments = _Instruments()
-        try:
-            self._header = _web.request_id_header().lower().encode("latin-1")
-            self._excluded = _web.excluded_urls("FASTAPI")
+        settings = _web.server_settings("FASTAPI", "FastAPI")
+        self._traced = settings is not None  # a setting it cannot use: the app runs untraced
+        if settings is not None:
+            header, self._excluded = settings
+            self._header = header.lower().encode("latin-1")
             self._keys_only = RequestContextMiddleware(app)
-        except Exception as exc:  # a bad setting must not stop the app: it runs untraced, and says why
-            _web.telemetry_off("FastAPI", exc)
-            self._traced = False
-        else:
-            self._traced = True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self._traced:
@@ -387,11 +384,10 @@ class _RequestState:
             ended["error.type"] = str(status)
         attributes.update(ended)
         if error is not None:
+            # an exception that cannot describe itself (its __str__ raises): the span still ends
             try:
                 span.record_exception(error)
-            except (
-                Exception
-            ):  # an exception that cannot describe itself (its __str__ raised): the rest still ends
+            except Exception:
                 pass
         if (status is not None and status >= 500) or error is not None:
             span.set_status(StatusCode.ERROR)

@@ -56,13 +56,23 @@ def excluded_urls(framework: str) -> ExcludedURLs | None:
         >>> excluded_urls("FLASK").url_disabled("http://127.0.0.1/health/deployment")
         True
     """
-    urls = (
-        os.environ.get(f"OTEL_PYTHON_{framework}_EXCLUDED_URLS")
-        or os.environ.get("OTEL_PYTHON_EXCLUDED_URLS")
-        or EXCLUDED_URLS
+    variable = next(
+        (
+            name
+            for name in (f"OTEL_PYTHON_{framework}_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS")
+            if os.environ.get(name)
+        ),
+        None,
     )
+    urls = os.environ[variable] if variable else EXCLUDED_URLS
     patterns = [url.strip() for url in urls.split(",") if url.strip()]
-    return ExcludedURLs(patterns) if patterns else None
+    try:
+        return ExcludedURLs(patterns) if patterns else None
+    except re.error as exc:
+        raise ValueError(
+            f"{variable}={urls!r} is not a comma-separated list of regular expressions ({exc}). "
+            f"Fix it, or unset it to use the default ({EXCLUDED_URLS})."
+        ) from exc
 
 
 #: Request headers the server span reads besides the propagation headers.
@@ -106,12 +116,26 @@ PROPAGATION_HEADERS = _PropagationHeaders()
 
 
 def telemetry_off(framework: str, error: Exception) -> None:
-    """Say, once per app, why a server wrapper serves the app untraced (a setting it cannot use)."""
+    """Say, when a server wrapper is made, why it serves the app untraced (a setting it cannot use)."""
     _telemetry._log.warning(
         "otel-correlate: %s requests are served without traces, HTTP metrics or business keys: %s",
         framework,
         error,
     )
+
+
+def server_settings(framework: str, label: str) -> tuple[str, ExcludedURLs | None] | None:
+    """The request-id header and the excluded URLs a server wrapper reads once, when it is made.
+
+    ``None``, after one warning naming the variable and what is wrong, when either
+    setting cannot be used: the wrapper then serves the app untraced instead of
+    failing the app's start or its requests.
+    """
+    try:
+        return request_id_header(), excluded_urls(framework)
+    except Exception as exc:
+        telemetry_off(label, exc)
+        return None
 
 
 def request_id_header() -> str:

@@ -38,18 +38,14 @@ class ServerTelemetryWSGI:
     def __init__(self, wsgi_app: WSGIApp) -> None:
         self.wsgi_app = wsgi_app
         self._instruments = _Instruments()
-        try:
-            header = _web.request_id_header()
+        settings = _web.server_settings("FLASK", "Flask")
+        self._traced = settings is not None  # a setting it cannot use: the app runs untraced
+        if settings is not None:
+            header, self._excluded = settings
             self._header = header
             self._header_lower = header.lower()
             self._header_bytes = self._header_lower.encode("latin-1")
             self._environ_key = "HTTP_" + header.upper().replace("-", "_")
-            self._excluded = _web.excluded_urls("FLASK")
-        except Exception as exc:  # a bad setting must not stop the app: it runs untraced, and says why
-            _web.telemetry_off("Flask", exc)
-            self._traced = False
-        else:
-            self._traced = True
 
     def _untraced(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """An excluded URL: no span and no metrics, but the requestId and its header still apply."""
