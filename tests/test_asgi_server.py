@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 
 import pytest
@@ -183,6 +184,35 @@ def test_active_requests_report_series_in_flight_or_touched_since_the_last_colle
     assert _observed(active) == {post: 1}
 
 
+@pytest.mark.parametrize("interrupted_reads", [1, 2, 100])
+def test_a_request_run_between_the_collections_reads_is_not_in_flight(interrupted_reads: int) -> None:
+    """1: the second try is clean; 2: the third is; 100: every try is interrupted (the fallback)."""
+    active = _ActiveRequests()
+    key = ("GET", "http")
+    active.started(key)
+    active.started(key)  # two in flight throughout
+    started, ended = active._series[key]
+
+    class RequestAfterRead:
+        """The ended counter; right after the collection reads it, a whole request runs."""
+
+        def __init__(self) -> None:
+            self.left = interrupted_reads
+
+        def __next__(self) -> int:
+            value = next(ended)
+            if self.left:
+                self.left -= 1
+                next(started)
+                next(ended)
+            return value
+
+    active._series[key] = (started, RequestAfterRead())  # type: ignore[assignment]
+    assert _observed(active) == {key: 2}
+    active._series[key] = (started, ended)
+    assert _observed(active) == {key: 2}  # and the bookkeeping of its own reads stayed right
+
+
 def test_active_requests_never_lose_a_count_across_threads() -> None:
     active = _ActiveRequests()
     key = ("GET", "http")
@@ -200,14 +230,19 @@ def test_active_requests_never_lose_a_count_across_threads() -> None:
 
     workers = [threading.Thread(target=requests) for _ in range(4)]
     reader = threading.Thread(target=collector)
-    reader.start()
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    stop.set()
-    reader.join()
-    assert seen and min(seen) >= 0 and max(seen) <= 4  # ended is read first: never below zero
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often, so requests run between the collection's reads
+    try:
+        reader.start()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        stop.set()
+        reader.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert seen and min(seen) >= 0 and max(seen) <= 4  # in flight at one moment: at most the four workers
     assert _observed(active).get(key, 0) == 0
 
 

@@ -73,12 +73,19 @@ class _ActiveRequests:
     on one is a single C call, atomic under the GIL, so request threads take no lock
     (0.07 µs a request against 0.7 µs for two locked dict updates). The collection
     reads a counter by advancing it too, and subtracts its own earlier reads.
+
+    The two reads are not one instant: a request that starts and ends between them
+    would count as in flight. So the collection reads ended, started, then ended
+    again, and keeps the pair only when nothing ended in between; after a few
+    unlucky tries it reports the lower bound, never a count above the truth.
     """
 
+    _TRIES = 4
+
     def __init__(self) -> None:
-        # (method, scheme) -> [started, ended]; created under the lock, then only read
+        # (method, scheme) -> (started, ended); created under the lock, then only read
         self._series: dict[tuple[str, str], tuple[itertools.count[int], itertools.count[int]]] = {}
-        # (method, scheme) -> [reads of each counter so far, started and ended at the last collection]
+        # (method, scheme) -> [own reads of started, own reads of ended, started and ended at the last collection]
         self._seen: dict[tuple[str, str], list[int]] = {}
         self._lock = threading.Lock()
         self._providers: set[int] = set()
@@ -93,22 +100,35 @@ class _ActiveRequests:
     def ended(self, key: tuple[str, str]) -> None:
         next(self._series[key][1])
 
+    def _read(self, key: tuple[str, str]) -> tuple[int, int]:
+        """Started and ended for one series, as of one moment (see the class note)."""
+        started, ended = self._series[key]
+        seen = self._seen.setdefault(key, [0, 0, 0, 0])
+        done = next(ended) - seen[1]
+        seen[1] += 1
+        for _ in range(self._TRIES):
+            begun = next(started) - seen[0]
+            seen[0] += 1
+            done_after = next(ended) - seen[1]
+            seen[1] += 1
+            if done_after == done:
+                return begun, done
+            done = done_after
+        return begun, done  # ends counted up to after the start read: in flight is a lower bound
+
     def observe(self, _options: CallbackOptions) -> list[Observation]:
         observations = []
         with self._lock:
-            for key, (started, ended) in list(self._series.items()):
-                seen = self._seen.setdefault(key, [0, 0, 0])
-                # ended first: a request that ends between the two reads still counts as started
-                done = next(ended) - seen[0]
-                begun = next(started) - seen[0]
-                seen[0] += 1
-                in_flight = begun - done
-                if in_flight or begun != seen[1] or done != seen[2]:
+            for key in list(self._series):
+                begun, done = self._read(key)
+                in_flight = max(begun - done, 0)
+                seen = self._seen[key]
+                if in_flight or begun != seen[2] or done != seen[3]:
                     method, scheme = key
                     observations.append(
                         Observation(in_flight, {"http.request.method": method, "url.scheme": scheme})
                     )
-                seen[1], seen[2] = begun, done
+                seen[2], seen[3] = begun, done
         return observations
 
     def register(self, meter: metrics.Meter) -> None:
