@@ -40,6 +40,7 @@ from opentelemetry.sdk.metrics import (
     ObservableCounter,
     UpDownCounter,
 )
+from opentelemetry.sdk.metrics._internal import _MeterConfig
 from opentelemetry.sdk.metrics._internal.exemplar import (
     AlignedHistogramBucketExemplarReservoir,
     SimpleFixedSizeExemplarReservoir,
@@ -475,11 +476,16 @@ def test_a_remembered_series_sums_like_the_sdk() -> None:
     assert signs[1] == signs[0] == [1.0, 1.0]
 
 
+@pytest.mark.parametrize("native", [True, False], ids=["c-record", "python-record"])
 @pytest.mark.parametrize("routes", [2048, 1, 0], ids=["remembered", "one-remembered", "none-remembered"])
 def test_metrics_are_the_sdks_metrics(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, routes: int
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, routes: int, native: bool
 ) -> None:
     monkeypatch.setattr(_fastsdk, "_ROUTES_PER_INSTRUMENT", routes)
+    if native:
+        assert _fastsdk._NATIVE_RECORD is not None, "the C extension is built in this venv"
+    else:
+        monkeypatch.setattr(_fastsdk, "_NATIVE_RECORD", None)
     with caplog.at_level(logging.WARNING):
         expected = _metrics(MeterProvider)
         sdk_warnings = sorted(r.getMessage() for r in caplog.records)
@@ -498,6 +504,90 @@ def test_metrics_are_the_sdks_metrics(
     assert {e["filtered_attributes"]["orderId"] for e in hit["exemplars"]} <= {"ORD-1", "ORD-2", "ORD-3"}
     flags = [point["attributes"]["flag"] for point in orders if "flag" in point["attributes"]]
     assert sorted(map(repr, flags)) == ["1", "1.0", "True"]  # three series, as in the SDK
+
+
+def test_a_remembered_series_is_recorded_by_the_c_code() -> None:
+    """The first measurement of a series is the Python path's; the next ones the C record's."""
+    record = _fastsdk._NATIVE_RECORD
+    assert record is not None
+    reader = InMemoryMetricReader()
+    provider = _fastsdk.FastMeterProvider(metric_readers=[reader])
+    meter = provider.get_meter("m")
+    counter, histogram = meter.create_counter("c"), meter.create_histogram("h")
+    ctx = _in_sampled_span()
+    assert record(counter, 1, 1, {"k": "v"}, ctx) is False  # a new series
+    counter.add(1, {"k": "v"}, context=ctx)
+    assert record(counter, 2, 2, {"k": "v"}, ctx) is True
+    assert record(counter, 2, 2, {"k": 1.5}, ctx) is False  # a float value never keys a remembered series
+    assert record(counter, True, True, {"k": "v"}, ctx) is False  # a bool amount: the SDK's method decides
+    assert record(counter, -1, -1, {"k": "v"}, ctx) is False
+    assert record(counter, 10**400, 10**400, {"k": "v"}, ctx) is False  # no float holds it: Python raises
+    histogram.record(0.5, None, context=ctx)
+    assert record(histogram, 7.0, 7.0, None, ctx) is True
+    data = reader.get_metrics_data()
+    assert data is not None
+    points = {
+        metric.name: metric.data.data_points[0]  # type: ignore[union-attr]
+        for metric in data.resource_metrics[0].scope_metrics[0].metrics
+    }
+    assert points["c"].value == 3
+    assert (points["h"].count, points["h"].sum, points["h"].min, points["h"].max) == (2, 7.5, 0.5, 7.0)
+    span_context = trace.get_current_span(ctx).get_span_context()
+    assert [(e.value, e.trace_id, e.span_id) for e in points["h"].exemplars] == [
+        (0.5, span_context.trace_id, span_context.span_id),
+        (7.0, span_context.trace_id, span_context.span_id),
+    ]
+    provider.shutdown()
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["c-record", "python-record"])
+def test_a_meter_disabled_by_its_configurator_records_nothing(
+    monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    if not native:
+        monkeypatch.setattr(_fastsdk, "_NATIVE_RECORD", None)
+    reader = InMemoryMetricReader()
+    provider = _fastsdk.FastMeterProvider(metric_readers=[reader])
+    meter = provider.get_meter("m")
+    counter = meter.create_counter("c")
+    counter.add(1, {"k": "v"})  # the series is remembered
+    meter._set_meter_config(_MeterConfig(is_enabled=False))
+    counter.add(10, {"k": "v"})
+    meter._set_meter_config(_MeterConfig(is_enabled=True))
+    counter.add(100, {"k": "v"})
+    data = reader.get_metrics_data()
+    assert data is not None
+    assert [
+        point.value for point in data.resource_metrics[0].scope_metrics[0].metrics[0].data.data_points
+    ] == [101]  # type: ignore[union-attr]
+    provider.shutdown()
+
+
+def test_the_c_record_keeps_a_uniform_exemplar_like_the_sdk() -> None:
+    """Which of four measurements of one remembered series a sum keeps as its exemplar (fixed seed: no flakes)."""
+    assert _fastsdk._NATIVE_RECORD is not None
+    reader = InMemoryMetricReader(preferred_temporality={Counter: AggregationTemporality.DELTA})
+    provider = _fastsdk.FastMeterProvider(metric_readers=[reader])
+    counter = provider.get_meter("m").create_counter("c")
+    ctx = _in_sampled_span()
+    counter.add(0, {"k": "v"}, context=ctx)
+    reader.get_metrics_data()  # the series is remembered; each period below starts an empty reservoir
+    state = random.getstate()
+    random.seed(11)
+    kept: collections.Counter[int] = collections.Counter()
+    try:
+        for _ in range(2000):
+            for value in range(4):
+                counter.add(value, {"k": "v"}, context=ctx)
+            data = reader.get_metrics_data()
+            [point] = data.resource_metrics[0].scope_metrics[0].metrics[0].data.data_points  # type: ignore[union-attr]
+            [exemplar] = point.exemplars
+            kept[int(exemplar.value)] += 1
+    finally:
+        random.setstate(state)
+        provider.shutdown()
+    assert sorted(kept) == [0, 1, 2, 3]
+    assert all(400 < n < 600 for n in kept.values()), kept  # 500 each expected
 
 
 def test_fast_instruments_take_the_fast_path() -> None:

@@ -54,7 +54,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk._logs import ReadableLogRecord, ReadWriteLogRecord
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics._internal import Meter
+from opentelemetry.sdk.metrics._internal import Meter, _ProxyMeterConfig
 from opentelemetry.sdk.metrics._internal._view_instrument_match import (
     _hash_attributes,
     _ViewInstrumentMatch,
@@ -815,16 +815,24 @@ def _fast_add(
     self: Any, amount: float, attributes: types.Attributes = None, context: Context | None = None
 ) -> None:
     """``Counter.add`` / ``Histogram.record`` for plain input; the SDK method otherwise."""
-    _record(self, amount, attributes, context, amount)
+    if _NATIVE_RECORD is None or not _NATIVE_RECORD(self, amount, amount, attributes, context):
+        _record(self, amount, attributes, context, amount)
 
 
 def _fast_signed(
     self: Any, amount: float, attributes: types.Attributes = None, context: Context | None = None
 ) -> None:
     """``UpDownCounter.add`` / ``Gauge.set`` (negative amounts allowed) for plain input."""
-    _record(
-        self, amount, attributes, context, -amount if type(amount) in (int, float) and amount < 0 else amount
-    )
+    magnitude = -amount if type(amount) in (int, float) and amount < 0 else amount
+    if _NATIVE_RECORD is None or not _NATIVE_RECORD(self, amount, magnitude, attributes, context):
+        _record(self, amount, attributes, context, magnitude)
+
+
+def _aggregate_other(
+    aggregation: Any, instrument: Any, amount: float, now: int, ctx: Context, attributes: Any, sample: bool
+) -> None:
+    """An aggregation kind the C ``record`` does not update itself: the SDK's ``aggregate()``, as in :func:`_record`."""
+    aggregation.aggregate(_measurement(amount, now, instrument, ctx, attributes), sample)
 
 
 #: SDK instrument class -> (the method to replace, its fast version). The instance
@@ -1045,3 +1053,39 @@ class FastMeterProvider(MeterProvider):
         if type(meter) is Meter:
             meter.__class__ = _FastMeter
         return meter
+
+
+def _native_record() -> Any:
+    """The C ``record`` (the remembered-series case of :func:`_record`), configured, or ``None``.
+
+    ``None`` when the extension was not built or is switched off (see :mod:`otel_correlate._native`):
+    every measurement then takes :func:`_record`, which stays the definition of what it does.
+    """
+    configure = _native.helper("configure_metrics")
+    record = _native.helper("record")
+    if configure is None or record is None:
+        return None
+    configure(
+        _FastMeasurementConsumer,
+        _SumAggregation,
+        _ExplicitBucketHistogramAggregation,
+        _FastAlignedReservoir,
+        _FastSimpleReservoir,
+        _FastBucket,
+        TraceBasedExemplarFilter,
+        _SPAN_TYPES,
+        _SPAN_KEY,
+        INVALID_SPAN,
+        context_api.get_current,
+        _span_in,
+        _random,
+        _aggregate_other,
+        _NO_ATTRIBUTES,
+        trace_api.SpanContext,
+        trace_api.TraceFlags,
+        _ProxyMeterConfig,
+    )
+    return record
+
+
+_NATIVE_RECORD: Any = _native_record()

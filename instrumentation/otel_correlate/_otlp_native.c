@@ -17,12 +17,19 @@
  * threads). Each answers exactly as its Python code; where in doubt, settled() says
  * "not settled" and the Python code decides. tests/test_native_checks.py compares them.
  *
+ * record() is the request thread's metric measurement for a series the instrument has
+ * seen before (_fastsdk._record): it records exactly as the Python loop does, or
+ * answers False before doing anything and the Python function decides.
+ * tests/test_fastsdk.py compares the metrics of both with the SDK's.
+ *
  * Nothing here keeps a reference to an item after the call returns.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <math.h>
 #include <string.h>
+#include <time.h>
 
 /* What configure() was given: the SDK types whose fields are read directly. */
 static PyObject *ReadableSpanType = NULL;
@@ -566,6 +573,492 @@ static PyObject *settled(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     Py_RETURN_TRUE;
 }
 
+/* --- metrics: a measurement of a series the instrument has seen before ------------------ */
+
+/*
+ * record() is _fastsdk._record for the case that runs on every request: plain input to
+ * a series whose aggregations the instrument remembered. It answers False, before doing
+ * anything, whenever the Python function must decide (input the SDK would clean, warn
+ * about or refuse; attributes that cannot key the cache; a consumer that is not ours; a
+ * series seen for the first time), and then updates the aggregations exactly as the
+ * Python loop does: the SDK's sum and explicit-bucket histogram steps under their locks,
+ * the fast reservoirs' offers under theirs, and the Python code (`other`, a reservoir's
+ * or a bucket's own offer) for any other kind. tests/test_fastsdk.py compares the
+ * metrics of both paths with the SDK's.
+ */
+static PyObject *M_consumer_type, *M_sum_type, *M_hist_type, *M_aligned_type, *M_simple_type, *M_bucket_type,
+    *M_trace_filter_type, *M_span_types, *M_span_key, *M_invalid_span, *M_get_current, *M_span_in, *M_random,
+    *M_other, *M_no_attributes, *M_span_context_type, *M_trace_flags_type, *M_proxy_config_type,
+    *M_zero;
+static PyObject *s_lock, *s_value, *s_sum, *s_min, *s_max, *s_boundaries, *s_record_min_max, *s_reservoir,
+    *s_storage, *s_seen, *s_size, *s_b_value, *s_b_time, *s_b_attributes, *s_b_span_id, *s_b_trace_id,
+    *s_b_offered, *s_routes, *s_consumer, *s_is_enabled, *s_sdk_config, *s_exemplar_filter, *s_should_sample,
+    *s_get_span_context, *s_trace_flags, *s_sampled, *s_span_id, *s_trace_id, *s_acquire, *s_release,
+    *s_empty_counts, *s_offer, *s_context_field, *s_meter_config, *s_config_field, *s_is_enabled_field;
+
+static int lock_enter(PyObject *owner, PyObject **lock) {
+    *lock = PyObject_GetAttr(owner, s_lock);
+    if (*lock == NULL) return -1;
+    PyObject *done = PyObject_CallMethodNoArgs(*lock, s_acquire);
+    if (done == NULL) {
+        Py_CLEAR(*lock);
+        return -1;
+    }
+    Py_DECREF(done);
+    return 0;
+}
+
+/* Release the lock taken by lock_enter; after a failure (status < 0) the first error is kept. */
+static int lock_exit(PyObject **lock, int status) {
+    PyObject *type = NULL, *value = NULL, *tb = NULL;
+    if (status < 0) PyErr_Fetch(&type, &value, &tb);
+    PyObject *done = PyObject_CallMethodNoArgs(*lock, s_release);
+    Py_CLEAR(*lock);
+    if (status < 0) {
+        if (done == NULL) PyErr_Clear();
+        Py_XDECREF(done);
+        PyErr_Restore(type, value, tb);
+        return -1;
+    }
+    if (done == NULL) return -1;
+    Py_DECREF(done);
+    return 0;
+}
+
+/* bisect.bisect_left(sequence, x): the first index whose item is not < x. */
+static Py_ssize_t bisect_left(PyObject *sequence, PyObject *x) {
+    Py_ssize_t lo = 0, hi = PySequence_Size(sequence);
+    if (hi < 0) return -1;
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        PyObject *item = PySequence_GetItem(sequence, mid);
+        if (item == NULL) return -1;
+        int less = PyObject_RichCompareBool(item, x, Py_LT);
+        Py_DECREF(item);
+        if (less < 0) return -1;
+        if (less)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static int set_new(PyObject *owner, PyObject *name, PyObject *value) { /* steals value */
+    if (value == NULL) return -1;
+    int status = PyObject_SetAttr(owner, name, value);
+    Py_DECREF(value);
+    return status;
+}
+
+/* _fastsdk._span_in(ctx): the context's span, without the API's ABC check for the SDK's own span types. */
+static PyObject *span_of(PyObject *ctx) {
+    if (PyDict_Check(ctx)) {
+        PyObject *span = PyDict_GetItemWithError(ctx, M_span_key);
+        if (span == NULL) {
+            if (PyErr_Occurred()) return NULL;
+            return Py_NewRef(M_invalid_span);
+        }
+        int known = PySet_Contains(M_span_types, (PyObject *)Py_TYPE(span));
+        if (known < 0) return NULL;
+        if (known) return Py_NewRef(span);
+    }
+    return PyObject_CallOneArg(M_span_in, ctx);
+}
+
+/* span.get_span_context(): the `_context` field for the SDK's own span types (their method returns it). */
+static PyObject *span_context_of(PyObject *span) {
+    int known = PySet_Contains(M_span_types, (PyObject *)Py_TYPE(span));
+    if (known < 0) return NULL;
+    if (known) return PyObject_GetAttr(span, s_context_field);
+    return PyObject_CallMethodNoArgs(span, s_get_span_context);
+}
+
+/* A SpanContext's field: trace_id 0, span_id 1, trace_flags 3 (its properties read the tuple). */
+static PyObject *span_context_field(PyObject *span_context, Py_ssize_t index, PyObject *name) {
+    if ((PyObject *)Py_TYPE(span_context) == M_span_context_type && PyTuple_GET_SIZE(span_context) > index)
+        return Py_NewRef(PyTuple_GET_ITEM(span_context, index));
+    return PyObject_GetAttr(span_context, name);
+}
+
+/* _FastMeasurementConsumer.sample */
+static int sampled(PyObject *consumer, PyObject *amount, PyObject *now, PyObject *attributes, PyObject *ctx) {
+    PyObject *config = PyObject_GetAttr(consumer, s_sdk_config);
+    if (config == NULL) return -1;
+    PyObject *filter = PyObject_GetAttr(config, s_exemplar_filter);
+    Py_DECREF(config);
+    if (filter == NULL) return -1;
+    PyObject *answer;
+    if ((PyObject *)Py_TYPE(filter) == M_trace_filter_type && ctx != Py_None) {
+        Py_DECREF(filter);
+        PyObject *span = span_of(ctx);
+        if (span == NULL) return -1;
+        PyObject *span_context = span_context_of(span);
+        Py_DECREF(span);
+        if (span_context == NULL) return -1;
+        PyObject *flags = span_context_field(span_context, 3, s_trace_flags);
+        Py_DECREF(span_context);
+        if (flags == NULL) return -1;
+        if ((PyObject *)Py_TYPE(flags) == M_trace_flags_type) { /* TraceFlags.sampled: bool(flags & SAMPLED) */
+            long bits = PyLong_AsLong(flags);
+            Py_DECREF(flags);
+            if (bits == -1 && PyErr_Occurred()) return -1;
+            return (bits & 1) != 0;
+        }
+        answer = PyObject_GetAttr(flags, s_sampled);
+        Py_DECREF(flags);
+    } else {
+        PyObject *call[] = {filter, amount, now, attributes, ctx};
+        answer = PyObject_VectorcallMethod(s_should_sample, call, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        Py_DECREF(filter);
+    }
+    if (answer == NULL) return -1;
+    int truth = PyObject_IsTrue(answer);
+    Py_DECREF(answer);
+    return truth;
+}
+
+/* _FastBucket.offer, or the bucket's own offer for any other bucket type. */
+static int bucket_offer(PyObject *bucket, PyObject *amount, PyObject *now, PyObject *attributes, PyObject *ctx) {
+    if ((PyObject *)Py_TYPE(bucket) != M_bucket_type) {
+        PyObject *call[] = {bucket, amount, now, attributes, ctx};
+        PyObject *done = PyObject_VectorcallMethod(s_offer, call, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        Py_XDECREF(done);
+        return done == NULL ? -1 : 0;
+    }
+    if (PyObject_SetAttr(bucket, s_b_value, amount) < 0 || PyObject_SetAttr(bucket, s_b_time, now) < 0 ||
+        PyObject_SetAttr(bucket, s_b_attributes, attributes) < 0)
+        return -1;
+    PyObject *span = span_of(ctx);
+    if (span == NULL) return -1;
+    int real = PyObject_RichCompareBool(span, M_invalid_span, Py_NE);
+    if (real < 0) {
+        Py_DECREF(span);
+        return -1;
+    }
+    if (real) {
+        PyObject *span_context = span_context_of(span);
+        Py_DECREF(span);
+        if (span_context == NULL) return -1;
+        int status = 0;
+        if (set_new(bucket, s_b_span_id, span_context_field(span_context, 1, s_span_id)) < 0 ||
+            set_new(bucket, s_b_trace_id, span_context_field(span_context, 0, s_trace_id)) < 0)
+            status = -1;
+        Py_DECREF(span_context);
+        if (status < 0) return -1;
+    } else {
+        Py_DECREF(span);
+    }
+    return PyObject_SetAttr(bucket, s_b_offered, Py_True);
+}
+
+static int offer_at(PyObject *reservoir, Py_ssize_t index, PyObject *amount, PyObject *now, PyObject *attributes,
+                    PyObject *ctx) {
+    PyObject *storage = PyObject_GetAttr(reservoir, s_storage);
+    if (storage == NULL) return -1;
+    PyObject *key = PyLong_FromSsize_t(index);
+    PyObject *bucket = key == NULL ? NULL : PyObject_GetItem(storage, key); /* a defaultdict: made on first use */
+    Py_XDECREF(key);
+    Py_DECREF(storage);
+    if (bucket == NULL) return -1;
+    int status = bucket_offer(bucket, amount, now, attributes, ctx);
+    Py_DECREF(bucket);
+    return status;
+}
+
+/* _FastAlignedReservoir.offer / _FastSimpleReservoir.offer, or the reservoir's own offer. */
+static int reservoir_offer(PyObject *aggregation, PyObject *amount, PyObject *now, PyObject *attributes,
+                           PyObject *ctx) {
+    PyObject *reservoir = PyObject_GetAttr(aggregation, s_reservoir);
+    if (reservoir == NULL) return -1;
+    PyObject *type = (PyObject *)Py_TYPE(reservoir);
+    int status = -1;
+    PyObject *lock = NULL;
+    if (type == M_aligned_type) {
+        if (lock_enter(reservoir, &lock) == 0) {
+            PyObject *boundaries = PyObject_GetAttr(reservoir, s_boundaries);
+            Py_ssize_t index = boundaries == NULL ? -1 : bisect_left(boundaries, amount);
+            Py_XDECREF(boundaries);
+            status = index < 0 ? -1 : offer_at(reservoir, index, amount, now, attributes, ctx);
+            status = lock_exit(&lock, status);
+        }
+    } else if (type == M_simple_type) {
+        if (lock_enter(reservoir, &lock) == 0) {
+            Py_ssize_t seen = -1, size = -1, index = -1;
+            PyObject *value = PyObject_GetAttr(reservoir, s_seen);
+            if (value != NULL) {
+                seen = PyLong_AsSsize_t(value);
+                Py_DECREF(value);
+            }
+            if (seen >= 0 || !PyErr_Occurred()) {
+                value = PyObject_GetAttr(reservoir, s_size);
+                if (value != NULL) {
+                    size = PyLong_AsSsize_t(value);
+                    Py_DECREF(value);
+                }
+            }
+            if (!PyErr_Occurred() && set_new(reservoir, s_seen, PyLong_FromSsize_t(seen + 1)) == 0) {
+                /* the first `size` measurements fill the buckets; then each is kept with probability size/seen */
+                if (seen < size) {
+                    index = seen;
+                } else {
+                    PyObject *draw = PyObject_CallNoArgs(M_random);
+                    double r = draw == NULL ? -1.0 : PyFloat_AsDouble(draw);
+                    Py_XDECREF(draw);
+                    if (!PyErr_Occurred()) index = (Py_ssize_t)(r * (double)(seen + 1));
+                }
+                if (!PyErr_Occurred())
+                    status = index < size ? offer_at(reservoir, index, amount, now, attributes, ctx) : 0;
+            }
+            status = lock_exit(&lock, status);
+        }
+    } else {
+        PyObject *call[] = {reservoir, amount, now, attributes, ctx};
+        PyObject *done = PyObject_VectorcallMethod(s_offer, call, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        status = done == NULL ? -1 : 0;
+        Py_XDECREF(done);
+    }
+    Py_DECREF(reservoir);
+    return status;
+}
+
+/* The SDK's _SumAggregation.aggregate step: value = (0 if value is None else value) + amount. */
+static int add_to_sum(PyObject *aggregation, PyObject *amount) {
+    PyObject *lock;
+    if (lock_enter(aggregation, &lock) < 0) return -1;
+    int status = -1;
+    PyObject *total = PyObject_GetAttr(aggregation, s_value);
+    if (total != NULL) {
+        PyObject *base = total == Py_None ? M_zero : total;
+        status = set_new(aggregation, s_value, PyNumber_Add(base, amount));
+        Py_DECREF(total);
+    }
+    return lock_exit(&lock, status);
+}
+
+/* The SDK's _ExplicitBucketHistogramAggregation.aggregate step. */
+static int add_to_histogram(PyObject *aggregation, PyObject *amount) {
+    PyObject *lock;
+    if (lock_enter(aggregation, &lock) < 0) return -1;
+    int status = -1;
+    PyObject *counts = PyObject_GetAttr(aggregation, s_value), *value = NULL, *boundaries = NULL;
+    if (counts == Py_None) {
+        Py_DECREF(counts);
+        counts = PyObject_CallMethodNoArgs(aggregation, s_empty_counts);
+        if (counts != NULL && PyObject_SetAttr(aggregation, s_value, counts) < 0) Py_CLEAR(counts);
+    }
+    if (counts == NULL) goto done;
+    value = PyObject_GetAttr(aggregation, s_sum);
+    if (value == NULL || set_new(aggregation, s_sum, PyNumber_Add(value, amount)) < 0) goto done;
+    Py_CLEAR(value);
+    value = PyObject_GetAttr(aggregation, s_record_min_max);
+    int min_max = value == NULL ? -1 : PyObject_IsTrue(value);
+    Py_CLEAR(value);
+    if (min_max < 0) goto done;
+    if (min_max) { /* min(self._min, amount) is amount only when amount < self._min; max likewise */
+        PyObject *names[] = {s_min, s_max};
+        int ops[] = {Py_LT, Py_GT};
+        for (int i = 0; i < 2; i++) {
+            value = PyObject_GetAttr(aggregation, names[i]);
+            int replace = value == NULL ? -1 : PyObject_RichCompareBool(amount, value, ops[i]);
+            Py_CLEAR(value);
+            if (replace < 0 || (replace && PyObject_SetAttr(aggregation, names[i], amount) < 0)) goto done;
+        }
+    }
+    boundaries = PyObject_GetAttr(aggregation, s_boundaries);
+    Py_ssize_t index = boundaries == NULL ? -1 : bisect_left(boundaries, amount);
+    if (index < 0) goto done;
+    PyObject *key = PyLong_FromSsize_t(index);
+    value = key == NULL ? NULL : PyObject_GetItem(counts, key);
+    if (value != NULL) {
+        PyObject *one = PyLong_FromLong(1), *added = one == NULL ? NULL : PyNumber_Add(value, one);
+        Py_XDECREF(one);
+        if (added != NULL) {
+            status = PyObject_SetItem(counts, key, added);
+            Py_DECREF(added);
+        }
+    }
+    Py_XDECREF(key);
+done:
+    Py_XDECREF(value);
+    Py_XDECREF(boundaries);
+    Py_XDECREF(counts);
+    return lock_exit(&lock, status);
+}
+
+static PyObject *time_now_ns(void) {
+    struct timespec now;
+    if (clock_gettime(CLOCK_REALTIME, &now) != 0) return PyErr_SetFromErrno(PyExc_OSError);
+    return PyLong_FromLongLong((long long)now.tv_sec * 1000000000LL + (long long)now.tv_nsec);
+}
+
+/* A plain, finite, non-negative magnitude (as _record checks it): 1, else 0 (the Python path decides). */
+static int measurable(PyObject *amount, PyObject *magnitude) {
+    double value;
+    if (!PyLong_CheckExact(amount) && !PyFloat_CheckExact(amount)) return 0;
+    if (PyFloat_CheckExact(magnitude)) {
+        value = PyFloat_AS_DOUBLE(magnitude);
+    } else if (PyLong_CheckExact(magnitude)) {
+        value = PyLong_AsDouble(magnitude); /* an int too large for a float: the Python path raises as before */
+        if (value == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return 0;
+        }
+    } else {
+        return 0;
+    }
+    return value >= 0 && isfinite(value);
+}
+
+/* record(instrument, amount, magnitude, attributes, context) -> bool: True when recorded (see above). */
+static PyObject *record(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "record(instrument, amount, magnitude, attributes, context)");
+        return NULL;
+    }
+    if (M_consumer_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "record: configure_metrics() was not called");
+        return NULL;
+    }
+    PyObject *instrument = args[0], *amount = args[1], *attributes = args[3], *context = args[4];
+    if (!measurable(amount, args[2])) Py_RETURN_FALSE;
+    PyObject *copy = NULL, *key = NULL, *consumer = NULL, *now = NULL, *ctx = NULL, *result = NULL;
+    if (attributes == Py_None) {
+        copy = Py_NewRef(Py_None);
+        key = Py_NewRef(M_no_attributes);
+    } else {
+        if (!PyDict_CheckExact(attributes)) Py_RETURN_FALSE;
+        PyObject *kinds = plain(NULL, attributes);
+        if (kinds == NULL) return NULL;
+        long plain_kinds = PyLong_AsLong(kinds);
+        Py_DECREF(kinds);
+        if (plain_kinds != 1) Py_RETURN_FALSE; /* refused by the SDK, or never a remembered series */
+        copy = PyDict_Copy(attributes);
+        PyObject *items = copy == NULL ? NULL : PyDict_Items(copy);
+        key = items == NULL ? NULL : PyFrozenSet_New(items);
+        Py_XDECREF(items);
+        if (key == NULL) goto done;
+    }
+    /* _is_enabled(): `self._meter_config is None or self._meter_config.is_enabled`, the proxy's
+       property being `self._config.is_enabled`; any other config type answers through the method */
+    PyObject *meter_config = PyObject_GetAttr(instrument, s_meter_config), *enabled = NULL;
+    int on = meter_config == NULL ? -1 : 1;
+    if (meter_config != NULL && meter_config != Py_None) {
+        if ((PyObject *)Py_TYPE(meter_config) == M_proxy_config_type) {
+            PyObject *config = PyObject_GetAttr(meter_config, s_config_field);
+            enabled = config == NULL ? NULL : PyObject_GetAttr(config, s_is_enabled_field);
+            Py_XDECREF(config);
+        } else {
+            enabled = PyObject_CallMethodNoArgs(instrument, s_is_enabled);
+        }
+        on = enabled == NULL ? -1 : PyObject_IsTrue(enabled);
+        Py_XDECREF(enabled);
+    }
+    Py_XDECREF(meter_config);
+    if (on < 0) goto done;
+    if (!on) {
+        result = Py_NewRef(Py_True); /* a disabled instrument records nothing */
+        goto done;
+    }
+    consumer = PyObject_GetAttr(instrument, s_consumer);
+    if (consumer == NULL) goto done;
+    if ((PyObject *)Py_TYPE(consumer) != M_consumer_type) {
+        result = Py_NewRef(Py_False);
+        goto done;
+    }
+    PyObject *routes = PyObject_GetAttr(instrument, s_routes);
+    if (routes == NULL) goto done;
+    PyObject *aggregations = PyDict_Check(routes) ? PyDict_GetItemWithError(routes, key) : NULL;
+    Py_XINCREF(aggregations);
+    Py_DECREF(routes);
+    if (aggregations == NULL || !PyTuple_CheckExact(aggregations)) {
+        Py_XDECREF(aggregations);
+        if (!PyErr_Occurred()) result = Py_NewRef(Py_False); /* a new series: the Python path consumes it */
+        goto done;
+    }
+    now = time_now_ns();
+    int given = context == Py_None ? 0 : PyObject_IsTrue(context); /* `context or get_current()` */
+    ctx = given < 0 ? NULL : given ? Py_NewRef(context) : PyObject_CallNoArgs(M_get_current);
+    int sample = ctx == NULL || now == NULL ? -1 : sampled(consumer, amount, now, copy, ctx);
+    if (sample < 0) {
+        Py_DECREF(aggregations);
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(aggregations); i++) {
+        PyObject *aggregation = PyTuple_GET_ITEM(aggregations, i);
+        PyObject *type = (PyObject *)Py_TYPE(aggregation);
+        int status;
+        if (type == M_sum_type) {
+            status = add_to_sum(aggregation, amount);
+        } else if (type == M_hist_type) {
+            status = add_to_histogram(aggregation, amount);
+        } else { /* any other aggregation: its own aggregate(), which samples for itself */
+            PyObject *call[] = {aggregation, instrument, amount, now, ctx, copy, sample ? Py_True : Py_False};
+            PyObject *done = PyObject_Vectorcall(M_other, call, 7, NULL);
+            Py_XDECREF(done);
+            if (done == NULL) {
+                Py_DECREF(aggregations);
+                goto done;
+            }
+            continue;
+        }
+        if (status == 0 && sample) status = reservoir_offer(aggregation, amount, now, copy, ctx);
+        if (status < 0) {
+            Py_DECREF(aggregations);
+            goto done;
+        }
+    }
+    Py_DECREF(aggregations);
+    result = Py_NewRef(Py_True);
+done:
+    Py_XDECREF(copy);
+    Py_XDECREF(key);
+    Py_XDECREF(consumer);
+    Py_XDECREF(now);
+    Py_XDECREF(ctx);
+    return result;
+}
+
+static PyObject *configure_metrics(PyObject *self, PyObject *args) {
+    PyObject *given[18];
+    if (!PyArg_ParseTuple(args, "OOOOOOOO!OOOOOOOOOO:configure_metrics", &given[0], &given[1], &given[2],
+                          &given[3], &given[4], &given[5], &given[6], &PyFrozenSet_Type, &given[7], &given[8],
+                          &given[9], &given[10], &given[11], &given[12], &given[13], &given[14], &given[15],
+                          &given[16], &given[17]))
+        return NULL;
+    if (!PyType_Check(given[17])) {
+        PyErr_SetString(PyExc_TypeError, "configure_metrics: the meter config proxy is a type");
+        return NULL;
+    }
+    if (!PyType_Check(given[15]) || !PyType_IsSubtype((PyTypeObject *)given[15], &PyTuple_Type) ||
+        !PyType_Check(given[16]) || !PyType_IsSubtype((PyTypeObject *)given[16], &PyLong_Type)) {
+        PyErr_SetString(PyExc_TypeError, "configure_metrics: SpanContext (a tuple) and TraceFlags (an int) are needed");
+        return NULL;
+    }
+    for (int i = 0; i < 7; i++) {
+        if (!PyType_Check(given[i])) {
+            PyErr_SetString(PyExc_TypeError, "configure_metrics: the first seven arguments are types");
+            return NULL;
+        }
+    }
+    if (!PyUnicode_Check(given[8])) {
+        PyErr_SetString(PyExc_TypeError, "configure_metrics: the span key is a str");
+        return NULL;
+    }
+    for (int i = 10; i < 14; i++) {
+        if (!PyCallable_Check(given[i])) {
+            PyErr_SetString(PyExc_TypeError, "configure_metrics: get_current, span_in, random and other are callables");
+            return NULL;
+        }
+    }
+    PyObject **slots[] = {&M_consumer_type, &M_sum_type,   &M_hist_type,    &M_aligned_type, &M_simple_type,
+                          &M_bucket_type,   &M_trace_filter_type, &M_span_types, &M_span_key, &M_invalid_span,
+                          &M_get_current,   &M_span_in,     &M_random,       &M_other,       &M_no_attributes,
+                          &M_span_context_type, &M_trace_flags_type, &M_proxy_config_type};
+    for (int i = 0; i < 18; i++) Py_XSETREF(*slots[i], Py_NewRef(given[i]));
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"configure", configure, METH_VARARGS,
      "configure(ReadableSpan, SpanContext, Status, QueuedLogRecord, kinds, status_codes, severities)"},
@@ -574,6 +1067,11 @@ static PyMethodDef methods[] = {
     {"plain", plain, METH_O, "plain(attributes) -> int: 0 not plain, 1 str/int values only, 2 with a float or a bool"},
     {"settled", (PyCFunction)(void (*)(void))settled, METH_FASTCALL,
      "settled(items, keys, texts, keep, key_verdict, scan) -> bool: nothing in items is masked"},
+    {"configure_metrics", configure_metrics, METH_VARARGS,
+     "configure_metrics(consumer, sum, histogram, aligned, simple, bucket, trace_filter, span_types, span_key, "
+     "invalid_span, get_current, span_in, random, other, no_attributes, SpanContext, TraceFlags, meter_config_proxy)"},
+    {"record", (PyCFunction)(void (*)(void))record, METH_FASTCALL,
+     "record(instrument, amount, magnitude, attributes, context) -> bool: False when _record must decide"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -591,5 +1089,50 @@ PyMODINIT_FUNC PyInit__otlp_native(void) {
         *names[i].slot = PyUnicode_InternFromString(names[i].text);
         if (*names[i].slot == NULL) return NULL;
     }
+    struct {
+        PyObject **slot;
+        const char *text;
+    } metric_names[] = {{&s_lock, "_lock"},
+                        {&s_value, "_value"},
+                        {&s_sum, "_sum"},
+                        {&s_min, "_min"},
+                        {&s_max, "_max"},
+                        {&s_boundaries, "_boundaries"},
+                        {&s_record_min_max, "_record_min_max"},
+                        {&s_reservoir, "_reservoir"},
+                        {&s_storage, "_reservoir_storage"},
+                        {&s_seen, "_measurements_seen"},
+                        {&s_size, "_size"},
+                        {&s_b_value, "_ExemplarBucket__value"},
+                        {&s_b_time, "_ExemplarBucket__time_unix_nano"},
+                        {&s_b_attributes, "_ExemplarBucket__attributes"},
+                        {&s_b_span_id, "_ExemplarBucket__span_id"},
+                        {&s_b_trace_id, "_ExemplarBucket__trace_id"},
+                        {&s_b_offered, "_ExemplarBucket__offered"},
+                        {&s_routes, "_oc_routes"},
+                        {&s_consumer, "_measurement_consumer"},
+                        {&s_is_enabled, "_is_enabled"},
+                        {&s_sdk_config, "_sdk_config"},
+                        {&s_exemplar_filter, "exemplar_filter"},
+                        {&s_should_sample, "should_sample"},
+                        {&s_get_span_context, "get_span_context"},
+                        {&s_trace_flags, "trace_flags"},
+                        {&s_sampled, "sampled"},
+                        {&s_span_id, "span_id"},
+                        {&s_trace_id, "trace_id"},
+                        {&s_acquire, "acquire"},
+                        {&s_release, "release"},
+                        {&s_empty_counts, "_get_empty_bucket_counts"},
+                        {&s_offer, "offer"},
+                        {&s_context_field, "_context"},
+                        {&s_meter_config, "_meter_config"},
+                        {&s_config_field, "_config"},
+                        {&s_is_enabled_field, "is_enabled"}};
+    for (size_t i = 0; i < sizeof(metric_names) / sizeof(metric_names[0]); i++) {
+        *metric_names[i].slot = PyUnicode_InternFromString(metric_names[i].text);
+        if (*metric_names[i].slot == NULL) return NULL;
+    }
+    M_zero = PyLong_FromLong(0);
+    if (M_zero == NULL) return NULL;
     return PyModule_Create(&module);
 }

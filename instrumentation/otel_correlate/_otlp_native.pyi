@@ -25,3 +25,25 @@ def settled(
     scan: Callable[[str], str | None],
     /,
 ) -> bool: ...
+def configure_metrics(
+    consumer_type: type,
+    sum_type: type,
+    histogram_type: type,
+    aligned_reservoir_type: type,
+    simple_reservoir_type: type,
+    bucket_type: type,
+    trace_filter_type: type,
+    span_types: frozenset[type],
+    span_key: str,
+    invalid_span: Any,
+    get_current: Callable[[], Any],
+    span_in: Callable[[Any], Any],
+    random: Callable[[], float],
+    other: Callable[..., None],
+    no_attributes: frozenset[Any],
+    span_context_type: type,
+    trace_flags_type: type,
+    meter_config_proxy_type: type,
+    /,
+) -> None: ...
+def record(instrument: Any, amount: Any, magnitude: Any, attributes: Any, context: Any, /) -> bool: ...
