@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import logging
 
 import pytest
 from opentelemetry import baggage, context, trace
 from opentelemetry.propagate import inject
 
-from otel_correlate import business_context, current_business_keys, current_request_id, traced
+from otel_correlate import _context, business_context, current_business_keys, current_request_id, traced
 from otel_correlate._capture import TelemetryCapture
 from otel_correlate._context import promote_inbound, validate_value
 
@@ -130,3 +132,30 @@ def test_traced_records_exceptions_and_error_status(otel_capture: TelemetryCaptu
     [event] = span.events
     assert event.name == "exception"
     assert event.attributes["exception.type"] == "RuntimeError"
+
+
+def test_the_current_context_is_read_as_the_api_reads_it() -> None:
+    assert _context.current_context() is context.get_current()
+    token = _context.attach(context.set_value("k", "v"))
+    try:
+        assert _context.current_context() is context.get_current()
+        assert context.get_value("k") == "v"
+    finally:
+        _context.detach(token)
+    assert context.get_value("k") is None
+    token = context.attach(context.set_value("k", "w"))  # the API's token: our detach resets it too
+    _context.detach(token)
+    assert context.get_value("k") is None
+
+
+def test_a_token_the_context_refuses_is_logged_as_the_api_logs_it(caplog: pytest.LogCaptureFixture) -> None:
+    token = contextvars.copy_context().run(_context.attach, context.set_value("k", "v"))  # another Context's
+    with caplog.at_level(logging.ERROR):
+        _context.detach(token)  # no exception into the caller
+    assert [r.getMessage() for r in caplog.records] == ["Failed to detach context"]
+
+
+def test_another_runtime_context_is_used_through_the_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _context.CONTEXT_VARIABLE is not None  # the API's default runtime context here
+    monkeypatch.setattr(context, "_RUNTIME_CONTEXT", object())
+    assert _context._context_variable() is None

@@ -25,11 +25,13 @@ import random
 import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, ParamSpec, TypeVar, cast, overload
+from contextvars import ContextVar
+from typing import Any, ParamSpec, TypeVar, overload
 
-from opentelemetry import baggage, context, trace
+from opentelemetry import context, trace
 from opentelemetry.baggage import _BAGGAGE_KEY
 from opentelemetry.context import Context
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.trace.propagation import _SPAN_KEY
 
 from otel_correlate import _settings
@@ -38,6 +40,42 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _KEYS_CONTEXT = context.create_key("otel_correlate.business_keys")
+
+
+def _context_variable() -> ContextVar[Context] | None:
+    """The variable holding the current context, when the runtime context is the API's default one."""
+    runtime = getattr(context, "_RUNTIME_CONTEXT", None)
+    variable = getattr(runtime, "_current_context", None)
+    if type(runtime) is ContextVarsRuntimeContext and type(variable) is ContextVar:
+        return variable
+    return None
+
+
+#: The runtime's context variable (``None`` with another runtime context): the server
+#: wrappers attach and detach through it, one C call each instead of two Python calls.
+CONTEXT_VARIABLE = _context_variable()
+
+#: ``context.get_current`` in one call: the variable's ``get`` (its default is the empty
+#: ``Context``, as ``get_current`` returns), or ``get_current`` itself with another runtime.
+current_context: Callable[[], Context] = (
+    CONTEXT_VARIABLE.get if CONTEXT_VARIABLE is not None else context.get_current
+)
+
+#: ``context.attach`` in one C call (the variable's ``set``), or ``context.attach`` itself.
+attach: Callable[[Context], Any] = CONTEXT_VARIABLE.set if CONTEXT_VARIABLE is not None else context.attach
+
+
+def detach(token: Any) -> None:
+    """``context.detach``: the variable's ``reset``; a token it refuses goes to the API, which logs why."""
+    if CONTEXT_VARIABLE is not None:
+        try:
+            CONTEXT_VARIABLE.reset(token)
+            return
+        except Exception:
+            pass
+    context.detach(token)
+
+
 _VALID_VALUE = re.compile(r"[A-Za-z0-9._:\-]+")
 REQUEST_ID_KEY = "requestId"
 
@@ -110,11 +148,11 @@ def current_business_keys(ctx: Context | None = None) -> Mapping[str, str]:
         {'orderId': '7'}
     """
     if ctx is None:
-        ctx = context.get_current()
-    keys = ctx.get(_KEYS_CONTEXT)  # context.get_value without its extra call (once per log line)
+        ctx = current_context()
+    keys: Mapping[str, str] | None = ctx.get(_KEYS_CONTEXT)  # type: ignore[assignment]  # get_value's read
     if keys is None:
         return {}
-    return cast(Mapping[str, str], keys)
+    return keys
 
 
 def current_request_id() -> str | None:
@@ -137,10 +175,12 @@ def with_keys(
     is what ``set_value`` and ``baggage.set_baggage`` (once per key) and
     ``trace.set_span_in_context`` would build, made with one copy of the context.
     """
-    base = ctx if ctx is not None else context.get_current()
-    merged = dict(cast(Mapping[str, str], base.get(_KEYS_CONTEXT) or {}))
+    base = ctx if ctx is not None else current_context()
+    known: Any = base.get(_KEYS_CONTEXT)
+    merged: dict[str, str] = dict(known) if known else {}
     merged.update(updates)
-    entries = dict(cast(Mapping[str, object], base.get(_BAGGAGE_KEY) or {}))
+    known_entries: Any = base.get(_BAGGAGE_KEY)
+    entries: dict[str, object] = dict(known_entries) if known_entries else {}
     entries.update(updates)
     values = dict(base)
     values[_KEYS_CONTEXT] = merged
@@ -148,6 +188,16 @@ def with_keys(
     if span is not None:
         values[_SPAN_KEY] = span
     return Context(values)
+
+
+def baggage_entries(ctx: Context) -> dict[str, object]:
+    """The baggage entries of ``ctx``, as ``baggage.get_all`` finds them, in one call instead of three.
+
+    ``get_all`` wraps them in a read-only view; this returns the context's own dict,
+    which the caller must not change.
+    """
+    entries = ctx.get(_BAGGAGE_KEY)
+    return entries if isinstance(entries, dict) else {}
 
 
 def promote_inbound(ctx: Context | None = None) -> tuple[dict[str, str], list[tuple[str, str]]]:
@@ -160,7 +210,7 @@ def promote_inbound(ctx: Context | None = None) -> tuple[dict[str, str], list[tu
     """
     promoted: dict[str, str] = {}
     rejected: list[tuple[str, str]] = []
-    entries = baggage.get_all(ctx)
+    entries = baggage_entries(ctx if ctx is not None else current_context())
     if not entries:
         return promoted, rejected
     for key in CONFIG.keys:

@@ -46,7 +46,6 @@ from time import time_ns
 from types import MethodType
 from typing import Any, NamedTuple
 
-from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
 from opentelemetry._logs import LogRecord
 from opentelemetry.attributes import BoundedAttributes
@@ -86,7 +85,7 @@ from opentelemetry.trace import INVALID_SPAN, NonRecordingSpan, Status, StatusCo
 from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.util import types
 
-from otel_correlate import _native
+from otel_correlate import _context, _native
 
 #: The SDK line these fast paths were written against (``tests/test_fastsdk.py`` checks it).
 SDK_LINE = "1.45."
@@ -341,6 +340,7 @@ class _FastSpan(Span):
 
 
 _SAMPLED = trace_api.TraceFlags(trace_api.TraceFlags.SAMPLED)
+_SAMPLED_BIT = trace_api.TraceFlags.SAMPLED
 _DEFAULT_TRACE_STATE = trace_api.DEFAULT_TRACE_STATE
 _TRACE_ID_MAX = 2**128 - 1
 _SPAN_ID_MAX = 2**64 - 1
@@ -375,8 +375,11 @@ class _FastTracer(Tracer):
         set_status_on_exception: bool = True,
     ) -> trace_api.Span:
         links = links or ()
-        current = _span_in(context if context is not None else context_api.get_current())
-        parent: trace_api.SpanContext | None = current.get_span_context()
+        current = _span_in(context if context is not None else _context.current_context())
+        # get_span_context() of the SDK's span types returns this field
+        parent: trace_api.SpanContext | None = (
+            current._context if type(current) in _SPAN_TYPES else current.get_span_context()
+        )
         if parent is not None and not isinstance(parent, trace_api.SpanContext):
             raise TypeError("parent_span_context must be a SpanContext or None.")
         if not self._is_enabled():
@@ -453,7 +456,11 @@ class FastBatchSpanProcessor(BatchSpanProcessor):
     """``BatchSpanProcessor`` that lets the export thread catch up instead of dropping a burst (:func:`_make_room`)."""
 
     def on_end(self, span: ReadableSpan) -> None:
-        if span.context and span.context.trace_flags.sampled:
+        context = span._context  # ReadableSpan.context
+        if type(context) is trace_api.SpanContext:
+            if context[3] & _SAMPLED_BIT:  # context.trace_flags.sampled, without two property calls
+                _enqueue(self._batch_processor, span)
+        elif context and context.trace_flags.sampled:
             _enqueue(self._batch_processor, span)
 
 
@@ -640,16 +647,25 @@ class FastBatchLogRecordProcessor(BatchLogRecordProcessor):
             return False
         if not logger._is_enabled():
             return True  # a disabled logger emits nothing, as in Logger.emit
-        span_context = _span_in(context).get_span_context()
+        span = _span_in(context)
+        span_context = span._context if type(span) in _SPAN_TYPES else span.get_span_context()
+        if type(span_context) is trace_api.SpanContext:  # its trace_id, span_id and trace_flags properties
+            trace_id, span_id, trace_flags = span_context[0], span_context[1], span_context[3]
+        else:
+            trace_id, span_id, trace_flags = (
+                span_context.trace_id,
+                span_context.span_id,
+                span_context.trace_flags,
+            )
         logger._logger_metrics.emit_log()
         item = tuple.__new__(
             QueuedLogRecord,
             (
                 timestamp,
                 time_ns(),
-                span_context.trace_id,
-                span_context.span_id,
-                span_context.trace_flags,
+                trace_id,
+                span_id,
+                trace_flags,
                 severity_text,
                 severity_number,
                 body,
@@ -760,7 +776,7 @@ def _record(
     if not self._is_enabled():
         return
     now = time_ns()
-    ctx = context or context_api.get_current()
+    ctx = context or _context.current_context()
     consumer = self._measurement_consumer
     fast_consumer = type(consumer) is _FastMeasurementConsumer
     routes: dict[object, tuple[Any, ...]] = self._oc_routes
@@ -1076,7 +1092,7 @@ def _native_record() -> Any:
         _SPAN_TYPES,
         _SPAN_KEY,
         INVALID_SPAN,
-        context_api.get_current,
+        _context.current_context,
         _span_in,
         _random,
         _aggregate_other,

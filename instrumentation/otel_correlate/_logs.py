@@ -31,7 +31,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from opentelemetry import context
 from opentelemetry._logs import LogRecord, SeverityNumber, get_logger_provider
 from opentelemetry.sdk._logs import Logger as SDKLogger
 
@@ -140,7 +139,7 @@ class _Emitter:
                 # decided once per logger: an isinstance check against an ABC is a Python call
                 cached = self._loggers[scope] = (created, isinstance(created, SDKLogger))
             otel_logger, sdk_logger = cached
-            current = context.get_current()
+            current = _context.current_context()
             attributes.update(_context.current_business_keys(current))
             number, text = severity(level_no)
             if sdk_logger:

@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterator, Sequence, Set
 from dataclasses import dataclass, field
 
-from opentelemetry import baggage
 from opentelemetry.context import Context
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadableLogRecord
 from opentelemetry.sdk._logs.export import (
@@ -52,7 +51,9 @@ class BusinessKeySpanProcessor(SpanProcessor):
         if keys:
             span.set_attributes(keys)
             return
-        if baggage.get_all(parent_context):
+        if _context.baggage_entries(
+            parent_context if parent_context is not None else _context.current_context()
+        ):
             promoted, _ = _context.promote_inbound(parent_context)
             if promoted:
                 span.set_attributes(promoted)

@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 
-from opentelemetry import context, propagate, trace
+from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 
 from otel_correlate import _context, _settings, _telemetry
@@ -179,7 +179,7 @@ def enter_request(
         span: The request's server span, made current in the returned context;
             by default the span current in ``ctx`` gets the keys.
     """
-    ctx = ctx if ctx is not None else context.get_current()
+    ctx = ctx if ctx is not None else _context.current_context()
     keys = request_keys(header_value, ctx)
     keys.update(keys_from_route(path_params))
     (span if span is not None else trace.get_current_span(ctx)).set_attributes(keys)
@@ -212,6 +212,6 @@ def enter_route(path_params: Mapping[str, object] | None) -> Context | None:
     keys = keys_from_route(path_params)
     if not keys:
         return None
-    current = context.get_current()
+    current = _context.current_context()
     trace.get_current_span(current).set_attributes(keys)
     return _context.with_keys(keys, current)

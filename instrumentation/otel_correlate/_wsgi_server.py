@@ -19,9 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from opentelemetry import context
-
-from otel_correlate import _web
+from otel_correlate import _context, _web
 from otel_correlate._asgi_server import _Instruments, _RequestState
 
 _STATE = "otel_correlate.request"
@@ -62,11 +60,11 @@ class ServerTelemetryWSGI:
             response_headers.append((header, request_id))
             return start_response(status, response_headers, *args)
 
-        token = context.attach(ctx)
+        token = _context.attach(ctx)
         try:
             return self.wsgi_app(environ, start_response_with_request_id)
         finally:
-            context.detach(token)
+            _context.detach(token)
 
     def _start(self, environ: dict[str, Any]) -> _RequestState:
         read = _web.PROPAGATION_HEADERS.current().environ
@@ -124,7 +122,7 @@ class ServerTelemetryWSGI:
                 pass
             return start_response(status, response_headers, *args)
 
-        token = context.attach(state.ctx)
+        token = _context.attach(state.ctx)
         try:
             return self.wsgi_app(environ, start_response_with_telemetry)
         except BaseException as exc:
@@ -140,8 +138,8 @@ class ServerTelemetryWSGI:
             finally:
                 route_token = environ.pop(_TOKEN, None)
                 if route_token is not None:
-                    context.detach(route_token)
-                context.detach(token)
+                    _context.detach(route_token)
+                _context.detach(token)
 
 
 def _request_getter() -> Callable[[], Any]:
@@ -187,7 +185,7 @@ def _dispatch_with_route(app: Any) -> Callable[[], Any]:
                 environ[_ROUTE] = rule.rule
             route_ctx = _web.enter_route(request.view_args)
             if route_ctx is not None:
-                token = context.attach(route_ctx)
+                token = _context.attach(route_ctx)
         except Exception:  # telemetry must never fail the request
             pass
         try:
@@ -199,7 +197,7 @@ def _dispatch_with_route(app: Any) -> Callable[[], Any]:
                 environ[_TOKEN] = token  # detached when the request ends, after Flask's handle_exception
             raise
         if token is not None:
-            context.detach(token)
+            _context.detach(token)
         return response
 
     return full_dispatch_request
