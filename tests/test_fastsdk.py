@@ -256,6 +256,77 @@ def test_sampling_decisions_are_the_sdks(sampler: sampling.Sampler | None) -> No
     assert _spans(_fastsdk.FastTracerProvider, sampler=sampler, script=_unsampled_script) == expected
 
 
+class _RecordOnly(sampling.Sampler):
+    """Records every span but samples none (no built-in sampler decides RECORD_ONLY)."""
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> sampling.SamplingResult:
+        return sampling.SamplingResult(sampling.Decision.RECORD_ONLY)
+
+    def get_description(self) -> str:
+        return "RecordOnly"
+
+
+def test_a_record_only_decision_makes_a_recording_unsampled_span_as_in_the_sdk() -> None:
+    made = []
+    for cls in (TracerProvider, _fastsdk.FastTracerProvider):
+        span = cls(sampler=_RecordOnly()).get_tracer("t").start_span("s")
+        made.append(
+            (
+                type(span).__name__ != "NonRecordingSpan",
+                span.is_recording(),
+                span.get_span_context().trace_flags,
+            )
+        )
+    assert made[0] == made[1] == (True, True, trace.TraceFlags(trace.TraceFlags.DEFAULT | 0x02))
+
+
+@pytest.mark.parametrize("sampler", [_RecordOnly(), sampling.ALWAYS_ON], ids=["record-only", "sampled"])
+def test_the_batch_processor_queues_only_sampled_spans(sampler: sampling.Sampler) -> None:
+    exported = []
+    for processor_class in (BatchSpanProcessor, _fastsdk.FastBatchSpanProcessor):
+        exporter = InMemorySpanExporter()
+        provider = _fastsdk.FastTracerProvider(sampler=sampler)
+        provider.add_span_processor(processor_class(exporter))
+        provider.get_tracer("t").start_span("s").end()
+        provider.force_flush()
+        exported.append([span.name for span in exporter.get_finished_spans()])
+        provider.shutdown()
+    assert exported[0] == exported[1] == ([] if isinstance(sampler, _RecordOnly) else ["s"])
+
+
+def _random_id_script(provider: TracerProvider) -> list[tuple[int, int, int | None]]:
+    tracer = provider.get_tracer("t")
+    root = tracer.start_span("root")
+    child = tracer.start_span("child", context=trace.set_span_in_context(root))
+    other = tracer.start_span("other")
+    return [
+        (s.get_span_context().trace_id, s.get_span_context().span_id, s.parent.span_id if s.parent else None)  # type: ignore[attr-defined]
+        for s in (root, child, other)
+    ]
+
+
+def test_the_default_id_generator_draws_the_sdks_ids() -> None:
+    """With the SDK's RandomIdGenerator the fast tracer draws the same random numbers in the same order."""
+    state = random.getstate()
+    try:
+        made = []
+        for cls in (TracerProvider, _fastsdk.FastTracerProvider):
+            random.seed(5)
+            made.append(_random_id_script(cls()))
+    finally:
+        random.setstate(state)
+    assert made[0] == made[1]
+    assert len({span_id for _, span_id, _ in made[1]}) == 3
+
+
+def test_a_zero_draw_falls_back_to_the_id_generator(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        _fastsdk, "_getrandbits", lambda bits: 0
+    )  # an id of 0 is invalid: the generator draws again
+    span = _fastsdk.FastTracerProvider().get_tracer("t").start_span("s")
+    assert span.get_span_context().is_valid
+
+
 def _end_as_script(provider: TracerProvider) -> None:
     """Server spans ended the way the middleware ends them: end_as where the span has it."""
     tracer = provider.get_tracer("script")

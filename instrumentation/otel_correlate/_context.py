@@ -39,7 +39,7 @@ from otel_correlate import _settings
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_KEYS_CONTEXT = context.create_key("otel_correlate.business_keys")
+KEYS_CONTEXT = context.create_key("otel_correlate.business_keys")
 
 
 def _context_variable() -> ContextVar[Context] | None:
@@ -149,7 +149,7 @@ def current_business_keys(ctx: Context | None = None) -> Mapping[str, str]:
     """
     if ctx is None:
         ctx = current_context()
-    keys: Mapping[str, str] | None = ctx.get(_KEYS_CONTEXT)  # type: ignore[assignment]  # get_value's read
+    keys: Mapping[str, str] | None = ctx.get(KEYS_CONTEXT)  # type: ignore[assignment]  # get_value's read
     if keys is None:
         return {}
     return keys
@@ -176,28 +176,18 @@ def with_keys(
     ``trace.set_span_in_context`` would build, made with one copy of the context.
     """
     base = ctx if ctx is not None else current_context()
-    known: Any = base.get(_KEYS_CONTEXT)
+    known: Any = base.get(KEYS_CONTEXT)
     merged: dict[str, str] = dict(known) if known else {}
     merged.update(updates)
     known_entries: Any = base.get(_BAGGAGE_KEY)
     entries: dict[str, object] = dict(known_entries) if known_entries else {}
     entries.update(updates)
     values = dict(base)
-    values[_KEYS_CONTEXT] = merged
+    values[KEYS_CONTEXT] = merged
     values[_BAGGAGE_KEY] = entries
     if span is not None:
         values[_SPAN_KEY] = span
     return Context(values)
-
-
-def baggage_entries(ctx: Context) -> dict[str, object]:
-    """The baggage entries of ``ctx``, as ``baggage.get_all`` finds them, in one call instead of three.
-
-    ``get_all`` wraps them in a read-only view; this returns the context's own dict,
-    which the caller must not change.
-    """
-    entries = ctx.get(_BAGGAGE_KEY)
-    return entries if isinstance(entries, dict) else {}
 
 
 def promote_inbound(ctx: Context | None = None) -> tuple[dict[str, str], list[tuple[str, str]]]:
@@ -210,8 +200,8 @@ def promote_inbound(ctx: Context | None = None) -> tuple[dict[str, str], list[tu
     """
     promoted: dict[str, str] = {}
     rejected: list[tuple[str, str]] = []
-    entries = baggage_entries(ctx if ctx is not None else current_context())
-    if not entries:
+    entries = (ctx if ctx is not None else current_context()).get(_BAGGAGE_KEY)  # baggage.get_all(ctx)
+    if not entries or not isinstance(entries, dict):
         return promoted, rejected
     for key in CONFIG.keys:
         raw = entries.get(key)

@@ -41,6 +41,7 @@ import time
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from random import getrandbits as _getrandbits
 from random import random as _random
 from time import time_ns
 from types import MethodType
@@ -81,6 +82,7 @@ from opentelemetry.sdk.metrics._internal.view import _default_reservoir_factory
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, Tracer, TracerProvider, sampling
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import INVALID_SPAN, NonRecordingSpan, Status, StatusCode
 from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.util import types
@@ -139,7 +141,11 @@ class _FastAttributes(BoundedAttributes):
             self._immutable
             or self.max_value_len is not None
             or (maxlen is not None and len(stored) + len(attributes) > maxlen)
-            or not _plain(attributes)
+            or not (
+                _NATIVE_PLAIN(attributes)
+                if _NATIVE_PLAIN is not None and type(attributes) is dict
+                else _plain(attributes)
+            )
         ):
             super()._set_items(attributes)
             return
@@ -341,6 +347,8 @@ class _FastSpan(Span):
 
 _SAMPLED = trace_api.TraceFlags(trace_api.TraceFlags.SAMPLED)
 _SAMPLED_BIT = trace_api.TraceFlags.SAMPLED
+_RECORD_AND_SAMPLE = sampling.Decision.RECORD_AND_SAMPLE
+_RECORD_ONLY = sampling.Decision.RECORD_ONLY
 _DEFAULT_TRACE_STATE = trace_api.DEFAULT_TRACE_STATE
 _TRACE_ID_MAX = 2**128 - 1
 _SPAN_ID_MAX = 2**64 - 1
@@ -384,9 +392,11 @@ class _FastTracer(Tracer):
             raise TypeError("parent_span_context must be a SpanContext or None.")
         if not self._is_enabled():
             return trace_api.NonRecordingSpan(context=parent)  # type: ignore[arg-type]  # as the SDK does
-        if parent is None or not parent.is_valid:
+        id_generator = self.id_generator
+        random_ids = type(id_generator) is RandomIdGenerator  # its methods, inline: getrandbits, never 0
+        if parent is None or not (parent[5] if type(parent) is trace_api.SpanContext else parent.is_valid):
             parent = None
-            trace_id = self.id_generator.generate_trace_id()
+            trace_id = (random_ids and _getrandbits(128)) or id_generator.generate_trace_id()
         else:
             trace_id = parent.trace_id
         sampler = self.sampler
@@ -397,10 +407,14 @@ class _FastTracer(Tracer):
         else:
             result = sampler.should_sample(context, trace_id, name, kind, attributes, links)
             decision, trace_state, attributes = result.decision, result.trace_state, result.attributes
-        random_id = (
-            self.id_generator.is_trace_id_random() if parent is None else parent.trace_flags.random_trace_id
-        )
-        span_id = self.id_generator.generate_span_id()
+        if parent is not None:
+            random_id = parent.trace_flags.random_trace_id
+        else:
+            random_id = random_ids or id_generator.is_trace_id_random()
+        span_id = (random_ids and _getrandbits(64)) or id_generator.generate_span_id()
+        # Decision.is_sampled() / is_recording(), without their calls
+        is_sampled = decision is _RECORD_AND_SAMPLE
+        is_recording = is_sampled or decision is _RECORD_ONLY
         # SpanContext.__new__'s tuple, without its keyword call
         span_context = tuple.__new__(
             trace_api.SpanContext,
@@ -408,13 +422,13 @@ class _FastTracer(Tracer):
                 trace_id,
                 span_id,
                 False,
-                _FLAGS[decision.is_sampled(), bool(random_id)],
+                _FLAGS[is_sampled, bool(random_id)],
                 trace_state if trace_state is not None else _DEFAULT_TRACE_STATE,
                 0 < trace_id <= _TRACE_ID_MAX and 0 < span_id <= _SPAN_ID_MAX,
             ),
         )
         record_end_metrics = self._tracer_metrics.start_span(parent, decision)
-        if not decision.is_recording():
+        if not is_recording:
             return trace_api.NonRecordingSpan(context=span_context)
         span = _FastSpan(
             name,
@@ -684,14 +698,17 @@ def _enqueue(batch: Any, item: Any) -> None:
     before it handles anything, so the check finds nothing to do. A full queue or a
     shut-down processor goes through ``emit``, which logs and counts the drop.
     """
-    _make_room(batch)
     queue = batch._queue
-    if batch._shutdown or len(queue) == batch._max_queue_size:
+    limit = batch._max_queue_size
+    if len(queue) >= limit - (limit >> 2):
+        _make_room(batch)
+    if batch._shutdown or len(queue) == limit:
         batch.emit(item)
         return
     queue.appendleft(item)
-    if len(queue) >= batch._max_export_batch_size and not batch._worker_awaken.is_set():
-        batch._worker_awaken.set()
+    awaken = batch._worker_awaken
+    if len(queue) >= batch._max_export_batch_size and not awaken._flag:  # Event.is_set() reads _flag
+        awaken.set()
 
 
 def _make_room(batch: Any) -> None:

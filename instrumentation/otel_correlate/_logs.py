@@ -246,7 +246,7 @@ _CONSOLE_KEYS = _ConsoleKeys()
 
 def _console_format(record: Any) -> str:
     keys = _context.current_business_keys()
-    record["extra"][_PREFIX] = "".join(f"[{key}={keys.get(key, '-')}] " for key in _CONSOLE_KEYS.order())
+    record["extra"][_PREFIX] = "".join([f"[{key}={keys.get(key, '-')}] " for key in _CONSOLE_KEYS.order()])
     return (
         "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> | <level>{level: <8}</level> | "
         "{extra[" + _PREFIX + "]}<level>{message}</level>\n{exception}"

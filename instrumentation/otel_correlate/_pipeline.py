@@ -15,7 +15,9 @@ import threading
 import time
 from collections.abc import Iterator, Sequence, Set
 from dataclasses import dataclass, field
+from typing import Any
 
+from opentelemetry.baggage import _BAGGAGE_KEY
 from opentelemetry.context import Context
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadableLogRecord
 from opentelemetry.sdk._logs.export import (
@@ -47,14 +49,14 @@ class BusinessKeySpanProcessor(SpanProcessor):
     """
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        keys = _context.current_business_keys(parent_context)
+        ctx = parent_context if parent_context is not None else _context.current_context()
+        keys: Any = ctx.get(_context.KEYS_CONTEXT)  # current_business_keys(ctx), read in place
         if keys:
             span.set_attributes(keys)
             return
-        if _context.baggage_entries(
-            parent_context if parent_context is not None else _context.current_context()
-        ):
-            promoted, _ = _context.promote_inbound(parent_context)
+        entries = ctx.get(_BAGGAGE_KEY)  # baggage.get_all(ctx), read in place
+        if entries and isinstance(entries, dict):
+            promoted, _ = _context.promote_inbound(ctx)
             if promoted:
                 span.set_attributes(promoted)
 

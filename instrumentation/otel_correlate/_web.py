@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
+from opentelemetry.trace.propagation import _SPAN_KEY
 
 from otel_correlate import _context, _settings, _telemetry
 
@@ -213,5 +214,7 @@ def enter_route(path_params: Mapping[str, object] | None) -> Context | None:
     if not keys:
         return None
     current = _context.current_context()
-    trace.get_current_span(current).set_attributes(keys)
+    span = current.get(_SPAN_KEY)  # trace.get_current_span(current), read in place
+    if isinstance(span, trace.Span):
+        span.set_attributes(keys)
     return _context.with_keys(keys, current)
