@@ -222,7 +222,7 @@ class ServerTelemetryMiddleware:
         except Exception:  # telemetry must never fail the request
             await self.app(scope, receive, send)
             return
-        token = context.attach(state.ctx)
+        token = _context.attach(state.ctx)
         try:
             await self.app(scope, receive, state.send_wrapper(send))
         except BaseException as exc:
@@ -234,7 +234,7 @@ class ServerTelemetryMiddleware:
             except Exception:  # telemetry must never fail the request
                 pass
             finally:
-                context.detach(token)
+                _context.detach(token)
 
     def _start(self, scope: Scope) -> _RequestState:
         headers: dict[str, str] = {}

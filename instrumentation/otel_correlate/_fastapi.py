@@ -16,9 +16,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from opentelemetry import context
-
-from otel_correlate import _web
+from otel_correlate import _context, _web
 from otel_correlate._optional import require_extra
 
 Scope = MutableMapping[str, Any]
@@ -76,11 +74,11 @@ class RequestContextMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        token = context.attach(ctx)
+        token = _context.attach(ctx)
         try:
             await self.app(scope, receive, send_with_request_id)
         finally:
-            context.detach(token)
+            _context.detach(token)
 
 
 _ROUTE_PATCHED: dict[str, Any] = {}
@@ -108,11 +106,11 @@ def patch_route_params() -> None:
         if ctx is None:
             await original(self, scope, receive, send)
             return
-        token = context.attach(ctx)
+        token = _context.attach(ctx)
         try:
             await original(self, scope, receive, send)
         finally:
-            context.detach(token)
+            _context.detach(token)
 
     routing.Route.handle = handle  # type: ignore[method-assign]
     _ROUTE_PATCHED["original"] = original
