@@ -47,14 +47,7 @@ from opentelemetry.sdk.metrics._internal.exemplar import (
 )
 from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import (
-    ReadableSpan,
-    SpanLimits,
-    SpanProcessor,
-    TracerProvider,
-    _TracerConfig,
-    sampling,
-)
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider, _TracerConfig, sampling
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     SimpleSpanProcessor,
@@ -299,64 +292,6 @@ def test_the_batch_processor_queues_only_sampled_spans(sampler: sampling.Sampler
         exported.append([span.name for span in exporter.get_finished_spans()])
         provider.shutdown()
     assert exported[0] == exported[1] == ([] if isinstance(sampler, _RecordOnly) else ["s"])
-
-
-def test_only_span_processor_methods_that_do_something_are_called() -> None:
-    """The default pipeline: the key processor's on_start, the batch processor's on_end, nothing at _on_ending."""
-    from otel_correlate._pipeline import BusinessKeySpanProcessor
-
-    provider = _fastsdk.FastTracerProvider()
-    keys, batch = BusinessKeySpanProcessor(), _fastsdk.FastBatchSpanProcessor(InMemorySpanExporter())
-    provider.add_span_processor(keys)
-    provider.add_span_processor(batch)
-    calls = _fastsdk._processor_calls(provider._active_span_processor)
-    assert calls is not None
-    assert (calls.on_start, calls.on_ending, calls.on_end) == ((keys,), (), (batch,))
-    seen: list[str] = []
-
-    class Watching(SpanProcessor):
-        def on_start(self, span: Any, parent_context: Any = None) -> None:
-            seen.append(f"start {span.name} {parent_context is not None}")
-
-        def _on_ending(self, span: Any) -> None:
-            seen.append(f"ending {span.name} {span.is_recording()}")
-
-        def on_end(self, span: ReadableSpan) -> None:
-            seen.append(f"end {span.name} {span.end_time is not None}")
-
-    provider.add_span_processor(Watching())  # added later: a new tuple, seen at once
-    quiet = SimpleSpanProcessor(InMemorySpanExporter())
-    quiet.on_start = lambda span, parent_context=None: seen.append("instance on_start")  # type: ignore[method-assign]
-    provider.add_span_processor(quiet)
-    span = provider.get_tracer("t").start_span("s", context=context.Context())
-    assert isinstance(span, _fastsdk._FastSpan)
-    span.end_as("s GET", {"k": "v"})
-    # as in Span.end: _on_ending after the end time is set (no longer recording), with the new name
-    assert seen == ["start s True", "instance on_start", "ending s GET False", "end s GET True"]
-    provider.shutdown()
-
-
-def test_a_pass_body_is_told_from_one_that_does_something() -> None:
-    def empty(self: Any, span: Any) -> None:
-        """A docstring and nothing else."""
-
-    def explicit(self: Any) -> None:
-        return None
-
-    def work(self: Any) -> int:
-        return 1
-
-    def call(self: Any) -> None:
-        print(self)
-
-    assert [_fastsdk._does_nothing(f) for f in (empty, explicit, work, call, None, len)] == [
-        True,
-        True,
-        False,
-        False,
-        False,
-        False,
-    ]
 
 
 def _random_id_script(provider: TracerProvider) -> list[tuple[int, int, int | None]]:

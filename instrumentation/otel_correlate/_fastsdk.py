@@ -34,7 +34,6 @@ Example:
 
 from __future__ import annotations
 
-import dis
 import logging
 import math
 import threading
@@ -81,14 +80,7 @@ from opentelemetry.sdk.metrics._internal.measurement import Measurement
 from opentelemetry.sdk.metrics._internal.measurement_consumer import SynchronousMeasurementConsumer
 from opentelemetry.sdk.metrics._internal.view import _default_reservoir_factory
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import (
-    ReadableSpan,
-    Span,
-    SynchronousMultiSpanProcessor,
-    Tracer,
-    TracerProvider,
-    sampling,
-)
+from opentelemetry.sdk.trace import ReadableSpan, Span, Tracer, TracerProvider, sampling
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import INVALID_SPAN, NonRecordingSpan, Status, StatusCode
@@ -228,62 +220,6 @@ def _queued(attributes: Any) -> Any:
 _UNSET = Status(StatusCode.UNSET)
 
 
-class _ProcessorCalls(NamedTuple):
-    """The span processors whose ``on_start``, ``_on_ending`` and ``on_end`` do something."""
-
-    source: tuple[Any, ...]  # the multi processor's tuple they were picked from
-    on_start: tuple[Any, ...]
-    on_ending: tuple[Any, ...]
-    on_end: tuple[Any, ...]
-
-
-_NOTHING_OPS = frozenset({"RESUME", "NOP", "CACHE", "LOAD_CONST", "RETURN_VALUE", "RETURN_CONST"})
-_does_nothing_cache: dict[Any, bool] = {}
-
-
-def _does_nothing(function: Any) -> bool:
-    """True when ``function``'s bytecode only returns ``None`` (a ``pass`` body, a docstring at most)."""
-    known = _does_nothing_cache.get(function)
-    if known is None:
-        code = getattr(function, "__code__", None)
-        known = code is not None and all(
-            op.opname in _NOTHING_OPS
-            and (op.opname not in ("LOAD_CONST", "RETURN_CONST") or op.argval is None)
-            for op in dis.get_instructions(code)
-        )
-        _does_nothing_cache[function] = known
-    return known
-
-
-def _processor_calls(processor: Any) -> _ProcessorCalls | None:
-    """For the SDK's synchronous multi processor, the processors each of its loops must call.
-
-    Its loops call every processor's method, and in the default pipeline half of them
-    are ``pass`` (the batch processor's ``on_start`` and ``_on_ending``, the key
-    processor's ``_on_ending`` and ``on_end``). The choice is kept per processor tuple:
-    ``add_span_processor`` replaces the tuple, so an added processor is seen at once.
-    A method set on a processor instance is always called. Any other multi processor
-    (the concurrent one, a user's) gives None, and its own loops run.
-    """
-    if type(processor) is not SynchronousMultiSpanProcessor:
-        return None
-    processors = processor._span_processors
-    calls: _ProcessorCalls | None = processor.__dict__.get("_oc_calls")
-    if calls is not None and calls.source is processors:
-        return calls
-
-    def doing(name: str) -> tuple[Any, ...]:
-        return tuple(
-            each
-            for each in processors
-            if name in getattr(each, "__dict__", ()) or not _does_nothing(getattr(type(each), name, None))
-        )
-
-    calls = _ProcessorCalls(processors, doing("on_start"), doing("_on_ending"), doing("on_end"))
-    processor.__dict__["_oc_calls"] = calls
-    return calls
-
-
 class _FastSpan(Span):
     """The SDK span, built field by field with attributes in :class:`_FastAttributes`.
 
@@ -380,18 +316,8 @@ class _FastSpan(Span):
         # Span.end's steps after its lock
         if self._record_end_metrics:
             self._record_end_metrics()
-        processor = self._span_processor
-        calls = _processor_calls(processor)
-        if calls is None:
-            processor._on_ending(self)
-            processor.on_end(self._readable_span())
-            return
-        for ending in calls.on_ending:
-            ending._on_ending(self)
-        if calls.on_end:
-            readable = self._readable_span()
-            for ended in calls.on_end:
-                ended.on_end(readable)
+        self._span_processor._on_ending(self)
+        self._span_processor.on_end(self._readable_span())
 
     def _readable_span(self) -> ReadableSpan:
         """The SDK's ended-span snapshot, holding plain containers when nothing was dropped.
@@ -521,15 +447,7 @@ class _FastTracer(Tracer):
             self._instrumentation_scope,
             record_end_metrics,
         )
-        # Span.start for a span not started yet: its start time, then the processors' on_start
-        span._start_time = start_time if start_time is not None else time_ns()
-        processor = self.span_processor
-        calls = _processor_calls(processor)
-        if calls is None:
-            processor.on_start(span, parent_context=context)
-        else:
-            for starting in calls.on_start:
-                starting.on_start(span, parent_context=context)
+        span.start(start_time=start_time, parent_context=context)
         return span
 
 
