@@ -244,6 +244,24 @@ def cpu_seconds(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_ns(pid: int) -> int:
+    """On-CPU time of a process's and its descendants' threads in nanoseconds (``schedstat``).
+
+    ``cpu_seconds`` counts in clock ticks (10 ms): over the low-load phase's thousand
+    requests that is 10 µs per request, too coarse for what one request adds there.
+    """
+    total = 0
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                with contextlib.suppress(OSError, ValueError):
+                    total += int((task / "schedstat").read_text().split()[0])
+        stack.extend(_children(current))
+    return total
+
+
 def rss_mb(pid: int) -> float:
     """VmRSS of a process and all its descendants, in MiB (pages shared after fork count twice)."""
     return _tree_kb(pid, "status", "VmRSS:")
@@ -382,8 +400,14 @@ def run_one(framework: str, config: str, opts: Options, log_dir: Path) -> dict[s
         result = wrk(base + path, opts.duration, opts.connections)
         # CPU per request: robust to other load on the machine, unlike req/s.
         result["cpu_us_per_request"] = 1e6 * (cpu_seconds(proc.pid) - cpu_before) / max(result["requests"], 1)
+        cpu_before_ns = cpu_ns(proc.pid)
         result.update(
             {f"lowload_{k}": v for k, v in lowload_latency(PORTS["app"], path, opts.lowload_requests).items()}
+        )
+        # CPU per request at low load: what the latency median adds, without the wake-up noise
+        # of an idle machine (the same for every configuration, and most of the median's spread).
+        result["lowload_cpu_us_per_request"] = (
+            (cpu_ns(proc.pid) - cpu_before_ns) / 1000 / opts.lowload_requests
         )
         result["rss_mb"] = rss_mb(proc.pid)
         result["pss_mb"] = pss_mb(proc.pid)
@@ -415,6 +439,7 @@ def summarise(raw: dict[str, dict[str, list[dict[str, float]]]]) -> dict[str, di
                 "p50_ms": median([r["p50_ms"] for r in runs]),
                 "p99_ms": median([r["p99_ms"] for r in runs]),
                 "lowload_p50_ms": median([r["lowload_p50_ms"] for r in runs]),
+                "lowload_cpu_us_per_request": median([r["lowload_cpu_us_per_request"] for r in runs]),
                 "rss_mb": median([r["rss_mb"] for r in runs]),
                 "pss_mb": median([r["pss_mb"] for r in runs]),
                 "pss_growth_mb": median([r["pss_growth_mb"] for r in runs]),
@@ -434,6 +459,9 @@ def summarise(raw: dict[str, dict[str, list[dict[str, float]]]]) -> dict[str, di
                 row["added_lowload_p50_us"] = 1000 * median(
                     [r["lowload_p50_ms"] - b["lowload_p50_ms"] for r, b in pairs]
                 )
+                row["added_lowload_cpu_us"] = median(
+                    [r["lowload_cpu_us_per_request"] - b["lowload_cpu_us_per_request"] for r, b in pairs]
+                )
                 row["added_rss_mb"] = median([r["rss_mb"] - b["rss_mb"] for r, b in pairs])
                 row["added_pss_mb"] = median([r["pss_mb"] - b["pss_mb"] for r, b in pairs])
             summary[framework][config] = row
@@ -448,7 +476,8 @@ def markdown(result: dict[str, object]) -> str:
         "",
         f"{meta['when']} on {meta['machine']}; {meta['rounds']} rounds x {meta['duration_s']} s per configuration, "
         f"wrk -t1 -c{meta['connections']}, configurations interleaved; medians. "
-        f"Low load: {meta['lowload_requests']} sequential requests on one keep-alive connection, 2 ms apart.",
+        f"Low load: {meta['lowload_requests']} sequential requests on one keep-alive connection, 2 ms apart; "
+        "its CPU is the server's on-CPU time over those requests.",
         "",
     ]
     summary = result["summary"]
@@ -458,15 +487,16 @@ def markdown(result: dict[str, object]) -> str:
         lines += [
             f"## {framework} ({server})",
             "",
-            "| configuration | req/s | ratio | CPU µs/req | CPU ratio | added p50 (c8) | added p99 (c8) | added p50 low load | PSS MB | +PSS MB | PSS growth in run MB | spans/req | logs/req |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| configuration | req/s | ratio | CPU µs/req | CPU ratio | added p50 (c8) | added p99 (c8) | added p50 low load | added CPU low load | PSS MB | +PSS MB | PSS growth in run MB | spans/req | logs/req |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for config, row in rows.items():
             if config == "uninstrumented":
                 lines.append(
                     f"| {config} | {row['rps']:,.0f} | 1.00 | {row['cpu_us_per_request']:.0f} | 1.00 "
                     f"| ({row['p50_ms']:.2f} ms) | ({row['p99_ms']:.2f} ms) "
-                    f"| ({1000 * row['lowload_p50_ms']:.0f} µs) | {row['pss_mb']:.0f} | "
+                    f"| ({1000 * row['lowload_p50_ms']:.0f} µs) | ({row['lowload_cpu_us_per_request']:.0f} µs) "
+                    f"| {row['pss_mb']:.0f} | "
                     f"| {row['pss_growth_mb']:+.1f} | | |"
                 )
                 continue
@@ -474,7 +504,8 @@ def markdown(result: dict[str, object]) -> str:
                 f"| {config} | {row['rps']:,.0f} | {row.get('throughput_ratio', float('nan')):.2f} "
                 f"| {row['cpu_us_per_request']:.0f} | {row.get('cpu_ratio', float('nan')):.2f} "
                 f"| {row.get('added_p50_ms', float('nan')):+.2f} ms | {row.get('added_p99_ms', float('nan')):+.2f} ms "
-                f"| {row.get('added_lowload_p50_us', float('nan')):+.0f} µs | {row['pss_mb']:.0f} "
+                f"| {row.get('added_lowload_p50_us', float('nan')):+.0f} µs "
+                f"| {row.get('added_lowload_cpu_us', float('nan')):+.0f} µs | {row['pss_mb']:.0f} "
                 f"| {row.get('added_pss_mb', float('nan')):+.1f} | {row['pss_growth_mb']:+.1f} "
                 f"| {row['spans_per_request']:.2f} "
                 f"| {row['logs_per_request']:.2f} |"

@@ -56,6 +56,7 @@ def test_quick_benchmark_writes_a_table_and_json_for_every_configuration(tmp_pat
             "added_p50_ms",
             "added_p99_ms",
             "added_lowload_p50_us",
+            "added_lowload_cpu_us",
             "pss_mb",
         ):
             assert isinstance(ours[key], float), (framework, key, ours)
@@ -65,6 +66,7 @@ def test_quick_benchmark_writes_a_table_and_json_for_every_configuration(tmp_pat
         assert 0.5 < ours["spans_per_request"] < 1.1  # wrk leaves up to c requests uncounted
         assert 0.5 < ours["logs_per_request"] < 1.1
         assert rows["uninstrumented"]["spans_per_request"] == 0
+        assert rows["uninstrumented"]["lowload_cpu_us_per_request"] > 0  # the server did work for them
     # The log path: one run per round for each otel-correlate configuration, the median with its range.
     assert set(result["logbench"]) == {"otel-correlate"}
     logs = result["logbench"]["otel-correlate"]
