@@ -26,6 +26,7 @@ import pytest
 from opentelemetry import context, trace
 from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.context import Context
 from opentelemetry.sdk._logs import Logger as SDKLogger
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits, ReadableLogRecord
 from opentelemetry.sdk._logs.export import (
@@ -632,6 +633,69 @@ def test_a_meter_disabled_by_its_configurator_records_nothing(
         point.value for point in data.resource_metrics[0].scope_metrics[0].metrics[0].data.data_points
     ] == [101]  # type: ignore[union-attr]
     provider.shutdown()
+
+
+def _remembered_histogram_exemplars(ctx: Context, record_twice: Callable[[Any], None]) -> list[Any]:
+    reader = InMemoryMetricReader()
+    provider = _fastsdk.FastMeterProvider(metric_readers=[reader])
+    histogram = provider.get_meter("m").create_histogram("h")
+    histogram.record(0.5, {"k": "v"}, context=ctx)  # the series is remembered
+    record_twice(histogram)
+    data = reader.get_metrics_data()
+    provider.shutdown()
+    assert data is not None
+    [point] = data.resource_metrics[0].scope_metrics[0].metrics[0].data.data_points  # type: ignore[union-attr]
+    return list(point.exemplars)
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["c-record", "python-record"])
+def test_a_patched_clock_stamps_the_exemplars_of_both_paths(
+    monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    """A test's frozen clock (freezegun, monkeypatch) reaches a remembered series' exemplars too."""
+    if not native:
+        monkeypatch.setattr(_fastsdk, "_NATIVE_RECORD", None)
+    ctx = _in_sampled_span()
+
+    def frozen(histogram: Any) -> None:
+        monkeypatch.setattr(_fastsdk, "time_ns", lambda: 1_234)
+        histogram.record(0.5, {"k": "v"}, context=ctx)
+
+    assert [e.time_unix_nano for e in _remembered_histogram_exemplars(ctx, frozen)] == [1_234]
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["c-record", "python-record"])
+def test_trace_flags_wider_than_a_machine_word_are_read_as_python_reads_them(
+    monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    if not native:
+        monkeypatch.setattr(_fastsdk, "_NATIVE_RECORD", None)
+    wide = SpanContext(
+        0xFEED, 0xD00D, is_remote=False, trace_flags=trace.TraceFlags(2**64 + 1)
+    )  # sampled bit set
+    ctx = trace.set_span_in_context(trace.NonRecordingSpan(wide))
+    exemplars = _remembered_histogram_exemplars(ctx, lambda h: h.record(0.7, {"k": "v"}, context=ctx))
+    assert [(e.value, e.span_id) for e in exemplars] == [(0.7, 0xD00D)]
+
+
+class _HidingContext(Context):
+    """A context type whose get() hides the span: only _span_in's own lookup may read it."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return None if key == _SPAN_KEY else super().get(key, default)
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["c-record", "python-record"])
+def test_a_context_subclass_is_read_through_its_own_get(
+    monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    if not native:
+        monkeypatch.setattr(_fastsdk, "_NATIVE_RECORD", None)
+    hiding = _HidingContext(dict(_in_sampled_span()))
+    exemplars = _remembered_histogram_exemplars(
+        context.Context(), lambda h: h.record(0.7, {"k": "v"}, context=hiding)
+    )
+    assert exemplars == []  # no span found: not sampled, as the trace-based filter decides in Python
 
 
 def test_the_c_record_keeps_a_uniform_exemplar_like_the_sdk() -> None:

@@ -1110,13 +1110,13 @@ def _native_record() -> Any:
         _SPAN_KEY,
         INVALID_SPAN,
         _context.current_context,
-        _span_in,
-        _random,
-        _aggregate_other,
+        globals(),  # time_ns, _random, _span_in and _aggregate_other: looked up at each use, as here
+        time.time_ns,
         _NO_ATTRIBUTES,
         trace_api.SpanContext,
         trace_api.TraceFlags,
         _ProxyMeterConfig,
+        Context,
     )
     return record
 

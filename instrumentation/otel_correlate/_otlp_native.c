@@ -587,9 +587,12 @@ static PyObject *settled(PyObject *self, PyObject *const *args, Py_ssize_t nargs
  * metrics of both paths with the SDK's.
  */
 static PyObject *M_consumer_type, *M_sum_type, *M_hist_type, *M_aligned_type, *M_simple_type, *M_bucket_type,
-    *M_trace_filter_type, *M_span_types, *M_span_key, *M_invalid_span, *M_get_current, *M_span_in, *M_random,
-    *M_other, *M_no_attributes, *M_span_context_type, *M_trace_flags_type, *M_proxy_config_type,
-    *M_zero;
+    *M_trace_filter_type, *M_span_types, *M_span_key, *M_invalid_span, *M_get_current, *M_namespace,
+    *M_real_time_ns, *M_no_attributes, *M_span_context_type, *M_trace_flags_type, *M_proxy_config_type,
+    *M_context_type, *M_zero;
+/* Names looked up in _fastsdk's namespace at each use, as its Python code looks them up (a test's
+   patched clock or random draw reaches both paths alike). */
+static PyObject *s_n_time_ns, *s_n_random, *s_n_span_in, *s_n_other;
 static PyObject *s_lock, *s_value, *s_sum, *s_min, *s_max, *s_boundaries, *s_record_min_max, *s_reservoir,
     *s_storage, *s_seen, *s_size, *s_b_value, *s_b_time, *s_b_attributes, *s_b_span_id, *s_b_trace_id,
     *s_b_offered, *s_routes, *s_consumer, *s_is_enabled, *s_sdk_config, *s_exemplar_filter, *s_should_sample,
@@ -651,19 +654,36 @@ static int set_new(PyObject *owner, PyObject *name, PyObject *value) { /* steals
     return status;
 }
 
-/* _fastsdk._span_in(ctx): the context's span, without the API's ABC check for the SDK's own span types. */
+/* A name of _fastsdk's namespace (a new reference), or NULL with NameError as Python would raise. */
+static PyObject *from_namespace(PyObject *name) {
+    PyObject *found = PyDict_GetItemWithError(M_namespace, name);
+    if (found == NULL) {
+        if (!PyErr_Occurred()) PyErr_Format(PyExc_NameError, "name %R is not defined", name);
+        return NULL;
+    }
+    return Py_NewRef(found);
+}
+
+/* _fastsdk._span_in(ctx): the context's span, without the API's ABC check for the SDK's own span types.
+   Read in place only from an exact Context (its get() is dict.get); anything else asks _span_in. */
 static PyObject *span_of(PyObject *ctx) {
-    if (PyDict_Check(ctx)) {
+    if ((PyObject *)Py_TYPE(ctx) == M_context_type) {
         PyObject *span = PyDict_GetItemWithError(ctx, M_span_key);
         if (span == NULL) {
             if (PyErr_Occurred()) return NULL;
             return Py_NewRef(M_invalid_span);
         }
+        Py_INCREF(span); /* held while its type is looked up: that may run Python code */
         int known = PySet_Contains(M_span_types, (PyObject *)Py_TYPE(span));
+        if (known > 0) return span;
+        Py_DECREF(span);
         if (known < 0) return NULL;
-        if (known) return Py_NewRef(span);
     }
-    return PyObject_CallOneArg(M_span_in, ctx);
+    PyObject *span_in = from_namespace(s_n_span_in);
+    if (span_in == NULL) return NULL;
+    PyObject *span = PyObject_CallOneArg(span_in, ctx);
+    Py_DECREF(span_in);
+    return span;
 }
 
 /* span.get_span_context(): the `_context` field for the SDK's own span types (their method returns it). */
@@ -681,41 +701,42 @@ static PyObject *span_context_field(PyObject *span_context, Py_ssize_t index, Py
     return PyObject_GetAttr(span_context, name);
 }
 
-/* _FastMeasurementConsumer.sample */
-static int sampled(PyObject *consumer, PyObject *amount, PyObject *now, PyObject *attributes, PyObject *ctx) {
+/* _FastMeasurementConsumer.sample: its answer (a new reference), which the caller tests per aggregation
+   and hands to any other aggregation's aggregate() as it is, as the Python loop does. */
+static PyObject *sampled(PyObject *consumer, PyObject *amount, PyObject *now, PyObject *attributes, PyObject *ctx) {
     PyObject *config = PyObject_GetAttr(consumer, s_sdk_config);
-    if (config == NULL) return -1;
+    if (config == NULL) return NULL;
     PyObject *filter = PyObject_GetAttr(config, s_exemplar_filter);
     Py_DECREF(config);
-    if (filter == NULL) return -1;
+    if (filter == NULL) return NULL;
     PyObject *answer;
     if ((PyObject *)Py_TYPE(filter) == M_trace_filter_type && ctx != Py_None) {
         Py_DECREF(filter);
         PyObject *span = span_of(ctx);
-        if (span == NULL) return -1;
+        if (span == NULL) return NULL;
         PyObject *span_context = span_context_of(span);
         Py_DECREF(span);
-        if (span_context == NULL) return -1;
+        if (span_context == NULL) return NULL;
         PyObject *flags = span_context_field(span_context, 3, s_trace_flags);
         Py_DECREF(span_context);
-        if (flags == NULL) return -1;
+        if (flags == NULL) return NULL;
         if ((PyObject *)Py_TYPE(flags) == M_trace_flags_type) { /* TraceFlags.sampled: bool(flags & SAMPLED) */
-            long bits = PyLong_AsLong(flags);
+            unsigned long bits = PyLong_AsUnsignedLongMask(flags); /* the low bits of any int, as & reads them */
             Py_DECREF(flags);
-            if (bits == -1 && PyErr_Occurred()) return -1;
-            return (bits & 1) != 0;
+            if (bits == (unsigned long)-1 && PyErr_Occurred()) return NULL;
+            return Py_NewRef((bits & 1) ? Py_True : Py_False);
         }
         answer = PyObject_GetAttr(flags, s_sampled);
         Py_DECREF(flags);
-    } else {
-        PyObject *call[] = {filter, amount, now, attributes, ctx};
-        answer = PyObject_VectorcallMethod(s_should_sample, call, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-        Py_DECREF(filter);
+        if (answer == NULL) return NULL;
+        int truth = PyObject_IsTrue(answer); /* the Python code returns bool(...) */
+        Py_DECREF(answer);
+        return truth < 0 ? NULL : Py_NewRef(truth ? Py_True : Py_False);
     }
-    if (answer == NULL) return -1;
-    int truth = PyObject_IsTrue(answer);
-    Py_DECREF(answer);
-    return truth;
+    PyObject *call[] = {filter, amount, now, attributes, ctx};
+    answer = PyObject_VectorcallMethod(s_should_sample, call, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(filter);
+    return answer;
 }
 
 /* _FastBucket.offer, or the bucket's own offer for any other bucket type. */
@@ -802,7 +823,9 @@ static int reservoir_offer(PyObject *aggregation, PyObject *amount, PyObject *no
                 if (seen < size) {
                     index = seen;
                 } else {
-                    PyObject *draw = PyObject_CallNoArgs(M_random);
+                    PyObject *random = from_namespace(s_n_random);
+                    PyObject *draw = random == NULL ? NULL : PyObject_CallNoArgs(random);
+                    Py_XDECREF(random);
                     double r = draw == NULL ? -1.0 : PyFloat_AsDouble(draw);
                     Py_XDECREF(draw);
                     if (!PyErr_Occurred()) index = (Py_ssize_t)(r * (double)(seen + 1));
@@ -886,7 +909,16 @@ done:
     return lock_exit(&lock, status);
 }
 
+/* _fastsdk.time_ns(): clock_gettime while it is time.time_ns (the same clock), else the function there. */
 static PyObject *time_now_ns(void) {
+    PyObject *clock = from_namespace(s_n_time_ns);
+    if (clock == NULL) return NULL;
+    if (clock != M_real_time_ns) {
+        PyObject *patched = PyObject_CallNoArgs(clock);
+        Py_DECREF(clock);
+        return patched;
+    }
+    Py_DECREF(clock);
     struct timespec now;
     if (clock_gettime(CLOCK_REALTIME, &now) != 0) return PyErr_SetFromErrno(PyExc_OSError);
     return PyLong_FromLongLong((long long)now.tv_sec * 1000000000LL + (long long)now.tv_nsec);
@@ -922,7 +954,7 @@ static PyObject *record(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *instrument = args[0], *amount = args[1], *attributes = args[3], *context = args[4];
     if (!measurable(amount, args[2])) Py_RETURN_FALSE;
-    PyObject *copy = NULL, *key = NULL, *consumer = NULL, *now = NULL, *ctx = NULL, *result = NULL;
+    PyObject *copy = NULL, *key = NULL, *consumer = NULL, *now = NULL, *ctx = NULL, *answer = NULL, *result = NULL;
     if (attributes == Py_None) {
         copy = Py_NewRef(Py_None);
         key = Py_NewRef(M_no_attributes);
@@ -938,27 +970,6 @@ static PyObject *record(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         key = items == NULL ? NULL : PyFrozenSet_New(items);
         Py_XDECREF(items);
         if (key == NULL) goto done;
-    }
-    /* _is_enabled(): `self._meter_config is None or self._meter_config.is_enabled`, the proxy's
-       property being `self._config.is_enabled`; any other config type answers through the method */
-    PyObject *meter_config = PyObject_GetAttr(instrument, s_meter_config), *enabled = NULL;
-    int on = meter_config == NULL ? -1 : 1;
-    if (meter_config != NULL && meter_config != Py_None) {
-        if ((PyObject *)Py_TYPE(meter_config) == M_proxy_config_type) {
-            PyObject *config = PyObject_GetAttr(meter_config, s_config_field);
-            enabled = config == NULL ? NULL : PyObject_GetAttr(config, s_is_enabled_field);
-            Py_XDECREF(config);
-        } else {
-            enabled = PyObject_CallMethodNoArgs(instrument, s_is_enabled);
-        }
-        on = enabled == NULL ? -1 : PyObject_IsTrue(enabled);
-        Py_XDECREF(enabled);
-    }
-    Py_XDECREF(meter_config);
-    if (on < 0) goto done;
-    if (!on) {
-        result = Py_NewRef(Py_True); /* a disabled instrument records nothing */
-        goto done;
     }
     consumer = PyObject_GetAttr(instrument, s_consumer);
     if (consumer == NULL) goto done;
@@ -976,11 +987,32 @@ static PyObject *record(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         if (!PyErr_Occurred()) result = Py_NewRef(Py_False); /* a new series: the Python path consumes it */
         goto done;
     }
+    /* _is_enabled(): `self._meter_config is None or self._meter_config.is_enabled`, the proxy's
+       property being `self._config.is_enabled`; any other config type answers through the method */
+    PyObject *meter_config = PyObject_GetAttr(instrument, s_meter_config), *enabled = NULL;
+    int on = meter_config == NULL ? -1 : 1;
+    if (meter_config != NULL && meter_config != Py_None) {
+        if ((PyObject *)Py_TYPE(meter_config) == M_proxy_config_type) {
+            PyObject *config = PyObject_GetAttr(meter_config, s_config_field);
+            enabled = config == NULL ? NULL : PyObject_GetAttr(config, s_is_enabled_field);
+            Py_XDECREF(config);
+        } else {
+            enabled = PyObject_CallMethodNoArgs(instrument, s_is_enabled);
+        }
+        on = enabled == NULL ? -1 : PyObject_IsTrue(enabled);
+        Py_XDECREF(enabled);
+    }
+    Py_XDECREF(meter_config);
+    if (on <= 0) {
+        Py_DECREF(aggregations);
+        if (on == 0) result = Py_NewRef(Py_True); /* a disabled instrument records nothing */
+        goto done;
+    }
     now = time_now_ns();
-    int given = context == Py_None ? 0 : PyObject_IsTrue(context); /* `context or get_current()` */
+    int given = now == NULL ? -1 : context == Py_None ? 0 : PyObject_IsTrue(context); /* `context or get_current()` */
     ctx = given < 0 ? NULL : given ? Py_NewRef(context) : PyObject_CallNoArgs(M_get_current);
-    int sample = ctx == NULL || now == NULL ? -1 : sampled(consumer, amount, now, copy, ctx);
-    if (sample < 0) {
+    answer = ctx == NULL ? NULL : sampled(consumer, amount, now, copy, ctx);
+    if (answer == NULL) {
         Py_DECREF(aggregations);
         goto done;
     }
@@ -993,8 +1025,10 @@ static PyObject *record(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         } else if (type == M_hist_type) {
             status = add_to_histogram(aggregation, amount);
         } else { /* any other aggregation: its own aggregate(), which samples for itself */
-            PyObject *call[] = {aggregation, instrument, amount, now, ctx, copy, sample ? Py_True : Py_False};
-            PyObject *done = PyObject_Vectorcall(M_other, call, 7, NULL);
+            PyObject *call[] = {aggregation, instrument, amount, now, ctx, copy, answer};
+            PyObject *other = from_namespace(s_n_other);
+            PyObject *done = other == NULL ? NULL : PyObject_Vectorcall(other, call, 7, NULL);
+            Py_XDECREF(other);
             Py_XDECREF(done);
             if (done == NULL) {
                 Py_DECREF(aggregations);
@@ -1002,7 +1036,10 @@ static PyObject *record(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             }
             continue;
         }
-        if (status == 0 && sample) status = reservoir_offer(aggregation, amount, now, copy, ctx);
+        if (status == 0) { /* `if sample:` per aggregation, after its update */
+            int sample = PyObject_IsTrue(answer);
+            status = sample < 0 ? -1 : sample ? reservoir_offer(aggregation, amount, now, copy, ctx) : 0;
+        }
         if (status < 0) {
             Py_DECREF(aggregations);
             goto done;
@@ -1016,46 +1053,41 @@ done:
     Py_XDECREF(consumer);
     Py_XDECREF(now);
     Py_XDECREF(ctx);
+    Py_XDECREF(answer);
     return result;
 }
 
 static PyObject *configure_metrics(PyObject *self, PyObject *args) {
     PyObject *given[18];
-    if (!PyArg_ParseTuple(args, "OOOOOOOO!OOOOOOOOOO:configure_metrics", &given[0], &given[1], &given[2],
+    if (!PyArg_ParseTuple(args, "OOOOOOOO!OOOO!OOOOOO:configure_metrics", &given[0], &given[1], &given[2],
                           &given[3], &given[4], &given[5], &given[6], &PyFrozenSet_Type, &given[7], &given[8],
-                          &given[9], &given[10], &given[11], &given[12], &given[13], &given[14], &given[15],
-                          &given[16], &given[17]))
+                          &given[9], &given[10], &PyDict_Type, &given[11], &given[12], &given[13], &given[14],
+                          &given[15], &given[16], &given[17]))
         return NULL;
-    if (!PyType_Check(given[17])) {
-        PyErr_SetString(PyExc_TypeError, "configure_metrics: the meter config proxy is a type");
-        return NULL;
-    }
-    if (!PyType_Check(given[15]) || !PyType_IsSubtype((PyTypeObject *)given[15], &PyTuple_Type) ||
-        !PyType_Check(given[16]) || !PyType_IsSubtype((PyTypeObject *)given[16], &PyLong_Type)) {
-        PyErr_SetString(PyExc_TypeError, "configure_metrics: SpanContext (a tuple) and TraceFlags (an int) are needed");
-        return NULL;
-    }
-    for (int i = 0; i < 7; i++) {
-        if (!PyType_Check(given[i])) {
-            PyErr_SetString(PyExc_TypeError, "configure_metrics: the first seven arguments are types");
+    int types[] = {0, 1, 2, 3, 4, 5, 6, 14, 15, 16, 17};
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        if (!PyType_Check(given[types[i]])) {
+            PyErr_Format(PyExc_TypeError, "configure_metrics: argument %d must be a type", types[i] + 1);
             return NULL;
         }
     }
-    if (!PyUnicode_Check(given[8])) {
-        PyErr_SetString(PyExc_TypeError, "configure_metrics: the span key is a str");
+    if (!PyType_IsSubtype((PyTypeObject *)given[14], &PyTuple_Type) ||
+        !PyType_IsSubtype((PyTypeObject *)given[15], &PyLong_Type) ||
+        !PyType_IsSubtype((PyTypeObject *)given[17], &PyDict_Type)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "configure_metrics: SpanContext is a tuple, TraceFlags an int and Context a dict type");
         return NULL;
     }
-    for (int i = 10; i < 14; i++) {
-        if (!PyCallable_Check(given[i])) {
-            PyErr_SetString(PyExc_TypeError, "configure_metrics: get_current, span_in, random and other are callables");
-            return NULL;
-        }
+    if (!PyUnicode_Check(given[8]) || !PyCallable_Check(given[10]) || !PyCallable_Check(given[12])) {
+        PyErr_SetString(PyExc_TypeError, "configure_metrics: the span key is a str, get_current and time_ns callables");
+        return NULL;
     }
-    PyObject **slots[] = {&M_consumer_type, &M_sum_type,   &M_hist_type,    &M_aligned_type, &M_simple_type,
-                          &M_bucket_type,   &M_trace_filter_type, &M_span_types, &M_span_key, &M_invalid_span,
-                          &M_get_current,   &M_span_in,     &M_random,       &M_other,       &M_no_attributes,
-                          &M_span_context_type, &M_trace_flags_type, &M_proxy_config_type};
-    for (int i = 0; i < 18; i++) Py_XSETREF(*slots[i], Py_NewRef(given[i]));
+    PyObject **slots[] = {&M_consumer_type,     &M_sum_type,         &M_hist_type,         &M_aligned_type,
+                          &M_simple_type,       &M_bucket_type,      &M_trace_filter_type, &M_span_types,
+                          &M_span_key,          &M_invalid_span,     &M_get_current,       &M_namespace,
+                          &M_real_time_ns,      &M_no_attributes,    &M_span_context_type, &M_trace_flags_type,
+                          &M_proxy_config_type, &M_context_type};
+    for (int i = 0; i < 18; i++) Py_XSETREF(*slots[i], Py_NewRef(given[i])); /* once, at import */
     Py_RETURN_NONE;
 }
 
@@ -1069,7 +1101,8 @@ static PyMethodDef methods[] = {
      "settled(items, keys, texts, keep, key_verdict, scan) -> bool: nothing in items is masked"},
     {"configure_metrics", configure_metrics, METH_VARARGS,
      "configure_metrics(consumer, sum, histogram, aligned, simple, bucket, trace_filter, span_types, span_key, "
-     "invalid_span, get_current, span_in, random, other, no_attributes, SpanContext, TraceFlags, meter_config_proxy)"},
+     "invalid_span, get_current, namespace, time_ns, no_attributes, SpanContext, TraceFlags, meter_config_proxy, "
+     "Context)"},
     {"record", (PyCFunction)(void (*)(void))record, METH_FASTCALL,
      "record(instrument, amount, magnitude, attributes, context) -> bool: False when _record must decide"},
     {NULL, NULL, 0, NULL},
@@ -1127,7 +1160,11 @@ PyMODINIT_FUNC PyInit__otlp_native(void) {
                         {&s_context_field, "_context"},
                         {&s_meter_config, "_meter_config"},
                         {&s_config_field, "_config"},
-                        {&s_is_enabled_field, "is_enabled"}};
+                        {&s_is_enabled_field, "is_enabled"},
+                        {&s_n_time_ns, "time_ns"},
+                        {&s_n_random, "_random"},
+                        {&s_n_span_in, "_span_in"},
+                        {&s_n_other, "_aggregate_other"}};
     for (size_t i = 0; i < sizeof(metric_names) / sizeof(metric_names[0]); i++) {
         *metric_names[i].slot = PyUnicode_InternFromString(metric_names[i].text);
         if (*metric_names[i].slot == NULL) return NULL;

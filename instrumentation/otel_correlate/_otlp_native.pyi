@@ -37,13 +37,13 @@ def configure_metrics(
     span_key: str,
     invalid_span: Any,
     get_current: Callable[[], Any],
-    span_in: Callable[[Any], Any],
-    random: Callable[[], float],
-    other: Callable[..., None],
+    namespace: dict[str, Any],
+    time_ns: Callable[[], int],
     no_attributes: frozenset[Any],
     span_context_type: type,
     trace_flags_type: type,
     meter_config_proxy_type: type,
+    context_type: type,
     /,
 ) -> None: ...
 def record(instrument: Any, amount: Any, magnitude: Any, attributes: Any, context: Any, /) -> bool: ...
