@@ -62,6 +62,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 from opentelemetry.trace.propagation import _SPAN_KEY
 
 from otel_correlate import _fastsdk, _logs, _pipeline
+from otel_correlate._asgi_server import end_server_span
 
 RESOURCE = Resource.create({"service.name": "fastsdk-test"})
 
@@ -332,15 +333,7 @@ def _end_as_script(provider: TracerProvider) -> None:
     """Server spans ended the way the middleware ends them: end_as where the span has it."""
     tracer = provider.get_tracer("script")
 
-    def finish(span: Any, name: str | None, attributes: dict[str, Any]) -> None:
-        end_as = getattr(span, "end_as", None)
-        if end_as is not None:
-            end_as(name, attributes)
-            return
-        if name is not None:
-            span.update_name(name)
-        span.set_attributes(attributes)
-        span.end()
+    finish = end_server_span
 
     server = tracer.start_span("GET", kind=SpanKind.SERVER, attributes={"a": "1", "b": 2})
     finish(server, "GET /orders/{id}", {"http.route": "/orders/{id}", "a": "moved", "s": 200, **WEIRD_VALUES})

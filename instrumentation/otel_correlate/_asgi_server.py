@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from opentelemetry import context, metrics, propagate, trace
@@ -416,11 +416,20 @@ class _RequestState:
         if self.response_size is not None and instruments.body_sizes:
             instruments.response_size.record(self.response_size, attributes, context=self.ctx)
         ACTIVE_REQUESTS.ended(self.active_key)
-        end_as = getattr(span, "end_as", None)  # otel-correlate's SDK span: the three calls below in one
-        if end_as is not None:
-            end_as(name, ended)
-            return
-        if name is not None:
-            span.update_name(name)
-        span.set_attributes(ended)
-        span.end()
+        end_server_span(span, name, ended)
+
+
+def end_server_span(span: trace.Span, name: str | None, attributes: Mapping[str, Any]) -> None:
+    """Rename the span (unless ``name`` is None), add the attributes it learnt at the end, and end it.
+
+    otel-correlate's SDK span does the three in one (``end_as``, under one lock pair);
+    any other span gets the three API calls.
+    """
+    end_as = getattr(span, "end_as", None)
+    if end_as is not None:
+        end_as(name, attributes)
+        return
+    if name is not None:
+        span.update_name(name)
+    span.set_attributes(attributes)
+    span.end()
