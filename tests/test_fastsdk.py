@@ -444,6 +444,23 @@ def test_fast_spans_take_the_fast_path() -> None:
 # --------------------------------------------------------------------------- metrics
 
 
+@pytest.fixture(params=["c", "python"], ids=["c-record", "python-record"])
+def record_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each metric test twice: through the C ``record`` (built in this venv) and through ``_record`` alone."""
+    if request.param == "c":
+        assert _fastsdk._NATIVE_RECORD is not None, "the C extension is built in this venv"
+    else:
+        monkeypatch.setattr(_fastsdk, "_NATIVE_RECORD", None)
+    return str(request.param)
+
+
+def _data_points(reader: InMemoryMetricReader) -> list[Any]:
+    """The data points of the one metric the reader collects now."""
+    data = reader.get_metrics_data()
+    assert data is not None
+    return list(data.resource_metrics[0].scope_metrics[0].metrics[0].data.data_points)  # type: ignore[union-attr]
+
+
 def _metric_script(provider: MeterProvider) -> None:
     meter = provider.get_meter("script", "1.0")
     counter = meter.create_counter("orders", unit="{order}")
@@ -533,24 +550,18 @@ def test_a_remembered_series_sums_like_the_sdk() -> None:
         period = []
         for _ in range(2):  # the second period goes through the remembered aggregation
             counter.add(-0.0, {"zero": "signed"})
-            data = reader.get_metrics_data()
-            [point] = data.resource_metrics[0].scope_metrics[0].metrics[0].data.data_points  # type: ignore[union-attr]
+            [point] = _data_points(reader)
             period.append(math.copysign(1.0, point.value))
         signs.append(period)
         provider.shutdown()
     assert signs[1] == signs[0] == [1.0, 1.0]
 
 
-@pytest.mark.parametrize("native", [True, False], ids=["c-record", "python-record"])
 @pytest.mark.parametrize("routes", [2048, 1, 0], ids=["remembered", "one-remembered", "none-remembered"])
 def test_metrics_are_the_sdks_metrics(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, routes: int, native: bool
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, routes: int, record_path: str
 ) -> None:
     monkeypatch.setattr(_fastsdk, "_ROUTES_PER_INSTRUMENT", routes)
-    if native:
-        assert _fastsdk._NATIVE_RECORD is not None, "the C extension is built in this venv"
-    else:
-        monkeypatch.setattr(_fastsdk, "_NATIVE_RECORD", None)
     with caplog.at_level(logging.WARNING):
         expected = _metrics(MeterProvider)
         sdk_warnings = sorted(r.getMessage() for r in caplog.records)
@@ -605,12 +616,7 @@ def test_a_remembered_series_is_recorded_by_the_c_code() -> None:
     provider.shutdown()
 
 
-@pytest.mark.parametrize("native", [True, False], ids=["c-record", "python-record"])
-def test_a_meter_disabled_by_its_configurator_records_nothing(
-    monkeypatch: pytest.MonkeyPatch, native: bool
-) -> None:
-    if not native:
-        monkeypatch.setattr(_fastsdk, "_NATIVE_RECORD", None)
+def test_a_meter_disabled_by_its_configurator_records_nothing(record_path: str) -> None:
     reader = InMemoryMetricReader()
     provider = _fastsdk.FastMeterProvider(metric_readers=[reader])
     meter = provider.get_meter("m")
@@ -620,11 +626,7 @@ def test_a_meter_disabled_by_its_configurator_records_nothing(
     counter.add(10, {"k": "v"})
     meter._set_meter_config(_MeterConfig(is_enabled=True))
     counter.add(100, {"k": "v"})
-    data = reader.get_metrics_data()
-    assert data is not None
-    assert [
-        point.value for point in data.resource_metrics[0].scope_metrics[0].metrics[0].data.data_points
-    ] == [101]  # type: ignore[union-attr]
+    assert [point.value for point in _data_points(reader)] == [101]
     provider.shutdown()
 
 
@@ -634,20 +636,15 @@ def _remembered_histogram_exemplars(ctx: Context, record_twice: Callable[[Any], 
     histogram = provider.get_meter("m").create_histogram("h")
     histogram.record(0.5, {"k": "v"}, context=ctx)  # the series is remembered
     record_twice(histogram)
-    data = reader.get_metrics_data()
+    [point] = _data_points(reader)
     provider.shutdown()
-    assert data is not None
-    [point] = data.resource_metrics[0].scope_metrics[0].metrics[0].data.data_points  # type: ignore[union-attr]
     return list(point.exemplars)
 
 
-@pytest.mark.parametrize("native", [True, False], ids=["c-record", "python-record"])
 def test_a_patched_clock_stamps_the_exemplars_of_both_paths(
-    monkeypatch: pytest.MonkeyPatch, native: bool
+    monkeypatch: pytest.MonkeyPatch, record_path: str
 ) -> None:
     """A test's frozen clock (freezegun, monkeypatch) reaches a remembered series' exemplars too."""
-    if not native:
-        monkeypatch.setattr(_fastsdk, "_NATIVE_RECORD", None)
     ctx = _in_sampled_span()
 
     def frozen(histogram: Any) -> None:
@@ -657,12 +654,7 @@ def test_a_patched_clock_stamps_the_exemplars_of_both_paths(
     assert [e.time_unix_nano for e in _remembered_histogram_exemplars(ctx, frozen)] == [1_234]
 
 
-@pytest.mark.parametrize("native", [True, False], ids=["c-record", "python-record"])
-def test_trace_flags_wider_than_a_machine_word_are_read_as_python_reads_them(
-    monkeypatch: pytest.MonkeyPatch, native: bool
-) -> None:
-    if not native:
-        monkeypatch.setattr(_fastsdk, "_NATIVE_RECORD", None)
+def test_trace_flags_wider_than_a_machine_word_are_read_as_python_reads_them(record_path: str) -> None:
     wide = SpanContext(
         0xFEED, 0xD00D, is_remote=False, trace_flags=trace.TraceFlags(2**64 + 1)
     )  # sampled bit set
@@ -678,12 +670,7 @@ class _HidingContext(Context):
         return None if key == _SPAN_KEY else super().get(key, default)
 
 
-@pytest.mark.parametrize("native", [True, False], ids=["c-record", "python-record"])
-def test_a_context_subclass_is_read_through_its_own_get(
-    monkeypatch: pytest.MonkeyPatch, native: bool
-) -> None:
-    if not native:
-        monkeypatch.setattr(_fastsdk, "_NATIVE_RECORD", None)
+def test_a_context_subclass_is_read_through_its_own_get(record_path: str) -> None:
     hiding = _HidingContext(dict(_in_sampled_span()))
     exemplars = _remembered_histogram_exemplars(
         context.Context(), lambda h: h.record(0.7, {"k": "v"}, context=hiding)
@@ -707,8 +694,7 @@ def test_the_c_record_keeps_a_uniform_exemplar_like_the_sdk() -> None:
         for _ in range(2000):
             for value in range(4):
                 counter.add(value, {"k": "v"}, context=ctx)
-            data = reader.get_metrics_data()
-            [point] = data.resource_metrics[0].scope_metrics[0].metrics[0].data.data_points  # type: ignore[union-attr]
+            [point] = _data_points(reader)
             [exemplar] = point.exemplars
             kept[int(exemplar.value)] += 1
     finally:
