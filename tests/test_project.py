@@ -8,6 +8,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+import pytest
+
 import otel_correlate
 from otel_correlate import _settings
 
@@ -50,15 +52,12 @@ def test_every_setting_is_prefixed_and_documented() -> None:
 
 def test_bad_setting_value_names_the_variable_the_value_and_the_default(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("OTEL_CORRELATE_MAX_VALUE_LENGTH", "zero")
-    try:
+    with pytest.raises(_settings.SettingError) as refused:
         _settings.MAX_VALUE_LENGTH.get()
-    except _settings.SettingError as exc:
-        assert str(exc) == (
-            "OTEL_CORRELATE_MAX_VALUE_LENGTH='zero' is not valid: invalid literal for int() with base 10: 'zero'. "
-            "Unset it to use the default (128)."
-        )
-    else:
-        raise AssertionError("a bad value must raise SettingError")
+    assert str(refused.value) == (
+        "OTEL_CORRELATE_MAX_VALUE_LENGTH='zero' is not valid: invalid literal for int() with base 10: 'zero'. "
+        "Unset it to use the default (128)."
+    )
 
 
 def test_distro_configurator_and_pytest_plugin_are_registered() -> None:
@@ -76,14 +75,11 @@ def test_a_request_id_header_that_is_not_a_header_name_is_refused_with_what_is_a
     monkeypatch,  # type: ignore[no-untyped-def]
 ) -> None:
     monkeypatch.setenv("OTEL_CORRELATE_REQUEST_ID_HEADER", "X Request☃")
-    try:
+    with pytest.raises(_settings.SettingError) as refused:
         _settings.REQUEST_ID_HEADER.get()
-    except _settings.SettingError as exc:
-        assert str(exc) == (
-            "OTEL_CORRELATE_REQUEST_ID_HEADER='X Request☃' is not valid: ' ☃' cannot be in an HTTP header "
-            "name; use letters, digits and !#$%&'*+-.^_`|~. Unset it to use the default (X-Request-ID)."
-        )
-    else:
-        raise AssertionError("a header name with a space must raise SettingError")
+    assert str(refused.value) == (
+        "OTEL_CORRELATE_REQUEST_ID_HEADER='X Request☃' is not valid: ' ☃' cannot be in an HTTP header "
+        "name; use letters, digits and !#$%&'*+-.^_`|~. Unset it to use the default (X-Request-ID)."
+    )
     monkeypatch.setenv("OTEL_CORRELATE_REQUEST_ID_HEADER", "X-Correlation_ID.v2")
     assert _settings.REQUEST_ID_HEADER.get() == "X-Correlation_ID.v2"

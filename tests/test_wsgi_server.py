@@ -10,6 +10,10 @@ from flask import Flask, abort, got_request_exception
 
 from otel_correlate import current_business_keys, instrument_flask_app
 from otel_correlate._capture import TelemetryCapture
+from tests.server_checks import (
+    assert_served_untraced_after_one_warning,
+    assert_unrecordable_exception_ended_the_request,
+)
 
 
 class _Mute(Exception):
@@ -211,22 +215,11 @@ def test_a_setting_it_cannot_use_leaves_the_app_serving_untraced_and_says_why(
         client = _client()
     response = client.get("/orders/A-5", headers={"X-Request-ID": "r-5"})
     assert (response.status_code, response.get_json()) == (200, {"id": "A-5"})
-    assert otel_capture.spans() == []
-    [warning] = [r.getMessage() for r in caplog.records]
-    assert warning.startswith("otel-correlate: Flask requests are served without traces")
-    assert "OTEL_CORRELATE_REQUEST_ID_HEADER='X-Req☃' is not valid" in warning
+    assert_served_untraced_after_one_warning(otel_capture, caplog, "Flask")
 
 
 def test_an_exception_that_cannot_be_recorded_still_ends_the_span_and_the_count(
     otel_capture: TelemetryCapture,
 ) -> None:
     assert _client().get("/mute").status_code == 500
-    [span] = otel_capture.spans()
-    assert (span.name, span.status.status_code.name, span.attributes["error.type"]) == (
-        "GET /mute",
-        "ERROR",
-        "_Mute",
-    )
-    points = {p.name: p for p in otel_capture.metrics() if p.name.startswith("http.server.")}
-    assert points["http.server.request.duration"].attributes["error.type"] == "_Mute"
-    assert points["http.server.active_requests"].value == 0
+    assert_unrecordable_exception_ended_the_request(otel_capture)

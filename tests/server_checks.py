@@ -1,0 +1,30 @@
+"""What both server wrappers (FastAPI and Flask) must show in the same situations: one check each."""
+
+from __future__ import annotations
+
+import pytest
+
+from otel_correlate._capture import TelemetryCapture
+
+
+def assert_served_untraced_after_one_warning(
+    otel_capture: TelemetryCapture, caplog: pytest.LogCaptureFixture, framework: str
+) -> None:
+    """An unusable request-id header setting: no spans, and one warning naming the setting and its value."""
+    assert otel_capture.spans() == []
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert warning.startswith(f"otel-correlate: {framework} requests are served without traces")
+    assert "OTEL_CORRELATE_REQUEST_ID_HEADER='X-Req☃' is not valid" in warning
+
+
+def assert_unrecordable_exception_ended_the_request(otel_capture: TelemetryCapture) -> None:
+    """GET /mute raised an exception whose str() raises: the span still ended as an error, the count at 0."""
+    [span] = otel_capture.spans()
+    assert (span.name, span.status.status_code.name, span.attributes["error.type"]) == (
+        "GET /mute",
+        "ERROR",
+        "_Mute",
+    )
+    points = {p.name: p for p in otel_capture.metrics() if p.name.startswith("http.server.")}
+    assert points["http.server.request.duration"].attributes["error.type"] == "_Mute"
+    assert points["http.server.active_requests"].value == 0
