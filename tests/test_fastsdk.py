@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import random
+import sys
 import threading
 import time
 import warnings
@@ -48,7 +49,14 @@ from opentelemetry.sdk.metrics._internal.exemplar import (
 )
 from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider, _TracerConfig, sampling
+from opentelemetry.sdk.trace import (
+    ReadableSpan,
+    SpanLimits,
+    SpanProcessor,
+    TracerProvider,
+    _TracerConfig,
+    sampling,
+)
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     SimpleSpanProcessor,
@@ -56,7 +64,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExportResult,
 )
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.sdk.version import __version__ as sdk_version
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation import _SPAN_KEY
@@ -209,16 +217,36 @@ def _spans(
     limits: SpanLimits | None = None,
     sampler: sampling.Sampler | None = None,
     script: Callable[[TracerProvider], None] = _span_script,
+    ids: str = "counting",
 ) -> list[dict[str, Any]]:
+    """The spans ``script`` exports; ``ids="random"``: the SDK's RandomIdGenerator, seeded (the C path's case)."""
     exporter = InMemorySpanExporter()
-    provider = provider_class(
-        resource=RESOURCE, id_generator=_Counting(), span_limits=limits, sampler=sampler
-    )
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    script(provider)
+    state = random.getstate()
+    random.seed(11)
+    try:
+        provider = provider_class(
+            resource=RESOURCE,
+            id_generator=_Counting() if ids == "counting" else RandomIdGenerator(),
+            span_limits=limits,
+            sampler=sampler,
+        )
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        script(provider)
+    finally:
+        random.setstate(state)
     spans = [_span_record(span) for span in exporter.get_finished_spans()]
     provider.shutdown()
     return spans
+
+
+@pytest.fixture(params=["c", "python"], ids=["c-start", "python-start"])
+def span_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each span test twice: through the C ``start_span`` (built in this venv) and through the Python method alone."""
+    if request.param == "c":
+        assert _fastsdk._NATIVE_START is not None, "the C extension is built in this venv"
+    else:
+        monkeypatch.setattr(_fastsdk, "_NATIVE_START", None)
+    return str(request.param)
 
 
 @pytest.mark.parametrize(
@@ -233,12 +261,15 @@ def _spans(
     ],
     ids=["default", "few-attributes", "short-values", "no-attributes", "one-event-one-link", "no-events"],
 )
-def test_spans_are_the_sdks_spans(limits: SpanLimits | None, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("ids", ["counting", "random"])
+def test_spans_are_the_sdks_spans(
+    limits: SpanLimits | None, ids: str, span_path: str, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.WARNING):
-        expected = _spans(TracerProvider, limits)
+        expected = _spans(TracerProvider, limits, ids=ids)
         sdk_warnings = [r.getMessage() for r in caplog.records]
         caplog.clear()
-        assert _spans(_fastsdk.FastTracerProvider, limits) == expected
+        assert _spans(_fastsdk.FastTracerProvider, limits, ids=ids) == expected
         assert [r.getMessage() for r in caplog.records] == sdk_warnings
     assert len(expected) == 4
 
@@ -253,9 +284,10 @@ def test_spans_are_the_sdks_spans(limits: SpanLimits | None, caplog: pytest.LogC
     ],
     ids=["default", "always-off", "always-on", "parent-ratio"],
 )
-def test_sampling_decisions_are_the_sdks(sampler: sampling.Sampler | None) -> None:
-    expected = _spans(TracerProvider, sampler=sampler, script=_unsampled_script)
-    assert _spans(_fastsdk.FastTracerProvider, sampler=sampler, script=_unsampled_script) == expected
+@pytest.mark.parametrize("ids", ["counting", "random"])
+def test_sampling_decisions_are_the_sdks(sampler: sampling.Sampler | None, ids: str, span_path: str) -> None:
+    expected = _spans(TracerProvider, sampler=sampler, script=_unsampled_script, ids=ids)
+    assert _spans(_fastsdk.FastTracerProvider, sampler=sampler, script=_unsampled_script, ids=ids) == expected
 
 
 class _RecordOnly(sampling.Sampler):
@@ -307,7 +339,7 @@ def _random_id_script(provider: TracerProvider) -> list[tuple[int, int, int | No
     ]
 
 
-def test_the_default_id_generator_draws_the_sdks_ids() -> None:
+def test_the_default_id_generator_draws_the_sdks_ids(span_path: str) -> None:
     """With the SDK's RandomIdGenerator the fast tracer draws the same random numbers in the same order."""
     state = random.getstate()
     try:
@@ -321,7 +353,7 @@ def test_the_default_id_generator_draws_the_sdks_ids() -> None:
     assert len({span_id for _, span_id, _ in made[1]}) == 3
 
 
-def test_a_zero_draw_falls_back_to_the_id_generator(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_zero_draw_falls_back_to_the_id_generator(span_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         _fastsdk, "_getrandbits", lambda bits: 0
     )  # an id of 0 is invalid: the generator draws again
@@ -349,13 +381,13 @@ def _end_as_script(provider: TracerProvider) -> None:
     ids=["default", "few-attributes", "short-values"],
 )
 def test_ending_with_the_last_attributes_is_the_sdks_three_calls(
-    limits: SpanLimits | None, caplog: pytest.LogCaptureFixture
+    limits: SpanLimits | None, span_path: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING):
-        expected = _spans(TracerProvider, limits, script=_end_as_script)
+        expected = _spans(TracerProvider, limits, script=_end_as_script, ids="random")
         sdk_warnings = [r.getMessage() for r in caplog.records]
         caplog.clear()
-        assert _spans(_fastsdk.FastTracerProvider, limits, script=_end_as_script) == expected
+        assert _spans(_fastsdk.FastTracerProvider, limits, script=_end_as_script, ids="random") == expected
         assert [r.getMessage() for r in caplog.records] == sdk_warnings
     assert [span["name"][1] for span in expected] == ["GET /orders/{id}", "POST", "ended"]
     assert any("ended span" in warning for warning in sdk_warnings)
@@ -372,7 +404,7 @@ class _ZeroIds(IdGenerator):
         return 0
 
 
-def test_invalid_generated_ids_make_the_same_span_context() -> None:
+def test_invalid_generated_ids_make_the_same_span_context(span_path: str) -> None:
     made = [
         cls(id_generator=_ZeroIds()).get_tracer("t").start_span("s").get_span_context()
         for cls in (TracerProvider, _fastsdk.FastTracerProvider)
@@ -381,7 +413,7 @@ def test_invalid_generated_ids_make_the_same_span_context() -> None:
     assert not made[1].is_valid
 
 
-def test_a_disabled_tracer_gives_the_sdks_non_recording_span() -> None:
+def test_a_disabled_tracer_gives_the_sdks_non_recording_span(span_path: str) -> None:
     # no span in the context: the SDK's non-recording span carries the invalid span context, not None
     made = [
         cls(_tracer_configurator=lambda scope: _TracerConfig(is_enabled=False))
@@ -393,7 +425,7 @@ def test_a_disabled_tracer_gives_the_sdks_non_recording_span() -> None:
     assert made[0] == made[1] == trace.INVALID_SPAN_CONTEXT
 
 
-def test_a_fast_span_has_exactly_the_sdk_spans_fields() -> None:
+def test_a_fast_span_has_exactly_the_sdk_spans_fields(span_path: str) -> None:
     sdk = (
         TracerProvider(resource=RESOURCE)
         .get_tracer("t")
@@ -439,6 +471,177 @@ def test_fast_spans_take_the_fast_path() -> None:
     assert type(span._attributes).__name__ == "_FastAttributes"  # type: ignore[attr-defined]
     span.end()
     provider.shutdown()
+
+
+def _start_cases() -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """Span starts the C code leaves to the Python method: (provider keywords, start_span keywords)."""
+    remote = SpanContext(0xFEED, 0xBEEF, is_remote=True, trace_flags=TraceFlags(TraceFlags.DEFAULT))
+    return {
+        "a link": ({}, {"links": [Link(SpanContext(1, 2, True))]}),
+        "another sampler": ({"sampler": sampling.ALWAYS_ON}, {}),
+        "another id generator": ({"id_generator": _Counting()}, {}),
+        "a value-length limit": ({"span_limits": SpanLimits(max_span_attribute_length=8)}, {}),
+        "more attributes than the limit": (
+            {"span_limits": SpanLimits(max_span_attributes=1)},
+            {"attributes": {"a": 1, "b": 2}},
+        ),
+        "a value to clean": ({}, {"attributes": {"a": ["x"]}}),
+        "a key that is not a str": ({}, {"attributes": {1: "x"}}),
+        "attributes that are not a dict": ({}, {"attributes": collections.OrderedDict(a=1)}),
+        "an unsampled parent": ({}, {"context": trace.set_span_in_context(trace.NonRecordingSpan(remote))}),
+        "a disabled tracer": ({"_tracer_configurator": lambda scope: _TracerConfig(is_enabled=False)}, {}),
+        "no resource": ({}, {}),  # resource=None is set on the tracer below
+    }
+
+
+@pytest.mark.parametrize("case", list(_start_cases()))
+def test_the_c_start_leaves_anything_unusual_to_python_before_drawing_an_id(case: str) -> None:
+    provider_kwargs, start_kwargs = _start_cases()[case]
+    tracer = _fastsdk.FastTracerProvider(**{"resource": RESOURCE, **provider_kwargs}).get_tracer("t")
+    if case == "no resource":
+        tracer.resource = None  # type: ignore[attr-defined]
+    arguments = {"context": None, "kind": SpanKind.INTERNAL, "attributes": None, "links": (), **start_kwargs}
+    drawn = random.getstate()
+    made = _fastsdk._NATIVE_START(
+        tracer,
+        "s",
+        arguments["context"],
+        arguments["kind"],
+        arguments["attributes"],
+        arguments["links"],
+        None,
+        True,
+        True,
+    )
+    assert made is None
+    assert random.getstate() == drawn  # nothing drawn: the Python method draws the same ids the SDK would
+    # and the usual case, with the same tracer type and a plain provider, is the C code's
+    usual = _fastsdk.FastTracerProvider(resource=RESOURCE).get_tracer("t")
+    span = _fastsdk._NATIVE_START(
+        usual, "s", None, SpanKind.SERVER, {"a": 1, "b": "x"}, None, None, True, True
+    )
+    assert type(span) is _fastsdk._FastSpan and dict(span.attributes) == {"a": 1, "b": "x"}
+
+
+def test_spans_the_c_code_starts_have_the_python_methods_fields_in_its_order() -> None:
+    made = []
+    for native in (_fastsdk._NATIVE_START, None):
+        tracer = _fastsdk.FastTracerProvider(resource=RESOURCE).get_tracer("t")
+        original = _fastsdk._NATIVE_START
+        _fastsdk._NATIVE_START = native
+        try:
+            span = tracer.start_span("s", kind=SpanKind.SERVER, attributes={"k": "v"})
+        finally:
+            _fastsdk._NATIVE_START = original
+        made.append(span)
+    c_made, python_made = made
+    assert list(vars(c_made)) == list(vars(python_made))
+    assert {k: type(v) for k, v in vars(c_made).items()} == {k: type(v) for k, v in vars(python_made).items()}
+    assert list(vars(c_made._attributes)) == list(vars(python_made._attributes))  # type: ignore[attr-defined]
+    assert vars(c_made._attributes)["_dict"] is not None and c_made._lock is not c_made._attributes._lock  # type: ignore[attr-defined]
+    assert c_made._attributes._dict == {"k": "v"} and not c_made._attributes._immutable  # type: ignore[attr-defined]
+
+
+def test_a_patched_clock_starts_spans_on_both_paths(span_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import opentelemetry.sdk.trace as sdk_trace
+
+    monkeypatch.setattr(sdk_trace, "time_ns", lambda: 42)
+    for cls in (TracerProvider, _fastsdk.FastTracerProvider):
+        assert cls().get_tracer("t").start_span("s").start_time == 42
+        assert cls().get_tracer("t").start_span("s", start_time=7).start_time == 7
+
+
+class _StartRecorder(SpanProcessor):
+    def __init__(self) -> None:
+        self.started: list[tuple[str, Any, int | None]] = []
+
+    def on_start(self, span: Any, parent_context: Context | None = None) -> None:
+        self.started.append((span.name, parent_context, span.start_time))
+
+
+def test_span_processors_see_each_start_with_its_context_on_both_paths(span_path: str) -> None:
+    made = []
+    ctx = context.Context()
+    for cls in (TracerProvider, _fastsdk.FastTracerProvider):
+        provider = cls()
+        recorder = _StartRecorder()
+        provider.add_span_processor(recorder)
+        tracer = provider.get_tracer("t")
+        tracer.start_span("given", context=ctx)
+        tracer.start_span("current", start_time=5)
+        made.append([(name, parent, start is not None) for name, parent, start in recorder.started])
+        assert recorder.started[1][2] == 5
+    assert made[0] == made[1] == [("given", ctx, True), ("current", None, True)]
+
+
+def _random_starts(provider: TracerProvider, seed: int) -> None:
+    """Spans started from seeded random input: parents, kinds, start times and attributes, plain or not."""
+    draw = random.Random(seed)  # the input; the global random draws the ids
+    tracer = provider.get_tracer("random", "1.0")
+    values: list[Any] = ["v", "", 0, -3, 2**70, 1.5, -0.0, True, False, None, ["a"], (1, 2), b"x", object()]
+    keys: list[Any] = ["a", "b", "c", "requestId", "", 7]
+    started: list[Any] = []
+    for i in range(60):
+        attributes: Any = None
+        if draw.random() < 0.8:
+            attributes = {draw.choice(keys): draw.choice(values) for _ in range(draw.randrange(0, 5))}
+        roll = draw.random()
+        if roll < 0.3 or not started:
+            parent_ctx = None
+        elif roll < 0.5:
+            parent_ctx = context.Context()
+        elif roll < 0.7:
+            flags = TraceFlags(draw.choice([0, 1, 2, 3, 0x81]))
+            remote = SpanContext(draw.randrange(1, 2**128), draw.randrange(1, 2**64), True, flags)
+            parent_ctx = trace.set_span_in_context(trace.NonRecordingSpan(remote))
+        else:
+            parent_ctx = trace.set_span_in_context(draw.choice(started))
+        span = tracer.start_span(
+            f"span-{i}",
+            context=parent_ctx,
+            kind=draw.choice(list(SpanKind)),
+            attributes=attributes,
+            start_time=draw.choice([None, 1_000 + i]),
+        )
+        started.append(span)
+    for span in reversed(started):
+        span.end()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_randomly_started_spans_are_the_sdks_on_both_paths(seed: int, span_path: str) -> None:
+    def script(provider: TracerProvider) -> None:
+        _random_starts(provider, seed)
+
+    for limits in (None, SpanLimits(max_span_attributes=2)):
+        expected = _spans(TracerProvider, limits, script=script, ids="random")
+        assert _spans(_fastsdk.FastTracerProvider, limits, script=script, ids="random") == expected
+        assert 30 < len(expected) <= 60  # the unsampled ones are not exported
+
+
+def test_the_c_start_keeps_no_reference_it_does_not_own() -> None:
+    tracer = _fastsdk.FastTracerProvider(resource=RESOURCE).get_tracer("t")
+    declining = _fastsdk.FastTracerProvider(resource=RESOURCE, sampler=sampling.ALWAYS_ON).get_tracer("t")
+    name, attributes = "counted-name", {"k": "v"}
+    remote = trace.NonRecordingSpan(SpanContext(5, 6, True, TraceFlags(1)))
+    parent = trace.set_span_in_context(remote)
+    watched = [
+        *(name, attributes, parent, remote, remote.get_span_context(), SpanKind.SERVER, RESOURCE),
+        tracer.span_processor,
+        *(sampling.ALWAYS_ON, _fastsdk._FLAGS[True, False], _fastsdk._DEFAULT_TRACE_STATE, _fastsdk._UNSET),
+    ]
+    for _ in range(50):  # warm: first-use caches
+        _fastsdk._NATIVE_START(tracer, name, parent, SpanKind.SERVER, attributes, (), None, True, True).end()
+    gc.collect()
+    before = [sys.getrefcount(obj) for obj in watched]
+    for _ in range(2000):
+        _fastsdk._NATIVE_START(tracer, name, parent, SpanKind.SERVER, attributes, (), None, True, True).end()
+        assert (
+            _fastsdk._NATIVE_START(declining, name, parent, SpanKind.SERVER, attributes, (), None, True, True)
+            is None
+        )
+    gc.collect()
+    assert [sys.getrefcount(obj) for obj in watched] == before
 
 
 # --------------------------------------------------------------------------- metrics

@@ -51,6 +51,7 @@ from opentelemetry import trace as trace_api
 from opentelemetry._logs import LogRecord
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
+from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk._logs import ReadableLogRecord, ReadWriteLogRecord
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
@@ -382,6 +383,20 @@ class _FastTracer(Tracer):
         record_exception: bool = True,
         set_status_on_exception: bool = True,
     ) -> trace_api.Span:
+        if _NATIVE_START is not None:  # the C code of this method's usual case, or None: this method decides
+            made = _NATIVE_START(
+                self,
+                name,
+                context,
+                kind,
+                attributes,
+                links,
+                start_time,
+                record_exception,
+                set_status_on_exception,
+            )
+            if made is not None:
+                return made  # type: ignore[no-any-return]
         links = links or ()
         current = _span_in(context if context is not None else _context.current_context())
         # get_span_context() of the SDK's span types returns this field
@@ -1122,3 +1137,35 @@ def _native_record() -> Any:
 
 
 _NATIVE_RECORD: Any = _native_record()
+
+
+def _native_start() -> Any:
+    """The C ``start_span`` (:meth:`_FastTracer.start_span`'s usual case), configured, or ``None``.
+
+    It needs the types ``configure_metrics`` gave the extension (the context, the span
+    context, the span types), so it is on only when the C ``record`` is.
+    """
+    configure = _native.helper("configure_spans")
+    start = _native.helper("start_span")
+    if configure is None or start is None or _NATIVE_RECORD is None:
+        return None
+    configure(
+        _FastTracer,
+        _FastSpan,
+        _FastAttributes,
+        RandomIdGenerator,
+        sampling.DEFAULT_ON,
+        sampling.Decision.RECORD_AND_SAMPLE,
+        _FLAGS[True, False],
+        _FLAGS[True, True],
+        _DEFAULT_TRACE_STATE,
+        _UNSET,
+        threading.Lock,
+        vars(sdk_trace),  # Span.start's clock: the SDK module's time_ns, looked up at each start
+        _TRACE_ID_MAX,
+        _SPAN_ID_MAX,
+    )
+    return start
+
+
+_NATIVE_START: Any = _native_start()

@@ -1057,6 +1057,294 @@ done:
     return result;
 }
 
+/* --- traces: starting a span ------------------------------------------------------------- */
+
+/*
+ * start_span() is _fastsdk._FastTracer.start_span for the spans every request starts: the
+ * default sampler (parentbased_always_on) with a sampled or no parent, the SDK's
+ * RandomIdGenerator, no links, plain attributes within the span limits. It answers None
+ * before drawing an id or making an object whenever the Python method must decide (any
+ * other sampler, id generator, parent, limit or attribute; a disabled tracer; an unsampled
+ * parent), and otherwise does the Python method's steps in its order: the ids drawn with
+ * _fastsdk's `_getrandbits` (looked up at each use, so a seeded or patched draw reaches both
+ * paths alike; a draw of 0 asks the generator), the SpanContext tuple, the tracer's own
+ * metrics, the _FastSpan and _FastAttributes fields in their constructors' order, then
+ * Span.start (the SDK module's `time_ns`, the span processor's on_start).
+ * tests/test_fastsdk.py compares the spans of both paths with the SDK's.
+ */
+static PyObject *T_tracer_type, *T_span_type, *T_attributes_type, *T_random_ids_type, *T_default_on,
+    *T_record_and_sample, *T_flags[2], *T_trace_state, *T_unset_status, *T_lock_factory, *T_sdk_namespace,
+    *T_max_trace_id, *T_max_span_id, *T_empty_args, *T_parent_context_kw;
+static PyObject *s_n_getrandbits, *s_t_sampler, *s_t_id_generator, *s_t_resource, *s_t_span_limits,
+    *s_t_max_attributes, *s_t_max_attribute_length, *s_t_tracer_metrics, *s_t_start_span, *s_t_span_processor,
+    *s_t_on_start, *s_t_generate_trace_id, *s_t_generate_span_id, *s_t_instrumentation_info,
+    *s_t_instrumentation_scope, *s_t_info_field, *s_t_sampler_field, *s_t_resource_field, *s_t_trace_config,
+    *s_t_record_exception, *s_t_set_status, *s_t_span_processor_field, *s_t_limits, *s_t_record_end_metrics,
+    *s_t_dict, *s_t_maxlen, *s_t_dropped, *s_t_max_value_len, *s_t_immutable, *s_t_time_ns;
+
+/* 1 when every key is a non-empty str and every value an exact str, int, float or bool (plain() != 0). */
+static int all_plain(PyObject *attributes) {
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(attributes, &pos, &key, &value))
+        if (!PyUnicode_CheckExact(key) || PyUnicode_GET_LENGTH(key) == 0 || !plain_value(value)) return 0;
+    return 1;
+}
+
+/* A drawn id (`_getrandbits(bits) or generator.method()`), a new reference. */
+static PyObject *draw_id(PyObject *getrandbits, int bits, PyObject *generator, PyObject *method) {
+    PyObject *size = PyLong_FromLong(bits);
+    if (size == NULL) return NULL;
+    PyObject *id = PyObject_CallOneArg(getrandbits, size);
+    Py_DECREF(size);
+    if (id == NULL) return NULL;
+    int truth = PyObject_IsTrue(id);
+    if (truth > 0) return id;
+    Py_DECREF(id);
+    return truth < 0 ? NULL : PyObject_CallMethodNoArgs(generator, method);
+}
+
+/* 0 < id <= most, as the SpanContext's validity is computed. */
+static int id_in_range(PyObject *id, PyObject *most) {
+    int above = PyObject_RichCompareBool(M_zero, id, Py_LT);
+    if (above <= 0) return above;
+    return PyObject_RichCompareBool(id, most, Py_LE);
+}
+
+/* Set the fields in order (each value a new reference, stolen; NULL stops at the first failure). */
+static int set_fields(PyObject *owner, PyObject **names, PyObject **values, int count) {
+    int status = 0;
+    for (int i = 0; i < count; i++) {
+        if (status == 0) status = values[i] == NULL ? -1 : PyObject_SetAttr(owner, names[i], values[i]);
+        Py_XDECREF(values[i]);
+    }
+    return status;
+}
+
+static PyObject *start_span(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError,
+                        "start_span(tracer, name, context, kind, attributes, links, start_time, record_exception, "
+                        "set_status_on_exception)");
+        return NULL;
+    }
+    PyObject *tracer = args[0], *name = args[1], *context = args[2], *kind = args[3], *attributes = args[4],
+             *links = args[5], *start_time = args[6];
+    if (T_tracer_type == NULL || M_namespace == NULL || (PyObject *)Py_TYPE(tracer) != T_tracer_type) Py_RETURN_NONE;
+    if (!(links == Py_None || (PyTuple_CheckExact(links) && PyTuple_GET_SIZE(links) == 0) ||
+          (PyList_CheckExact(links) && PyList_GET_SIZE(links) == 0)))
+        Py_RETURN_NONE;
+    if (attributes != Py_None && !PyDict_CheckExact(attributes)) Py_RETURN_NONE;
+
+    PyObject *result = NULL, *sampler = NULL, *ids = NULL, *resource = NULL, *limits = NULL, *maxlen = NULL,
+             *max_value_len = NULL, *ctx = NULL, *current = NULL, *parent = NULL, *enabled = NULL,
+             *getrandbits = NULL, *trace_id = NULL, *span_id = NULL, *span_context = NULL, *end_metrics = NULL,
+             *processor = NULL, *span = NULL, *bounded = NULL, *stored = NULL, *now = NULL;
+    /* What the Python method reads before it draws anything: decline on anything unusual. */
+    sampler = PyObject_GetAttr(tracer, s_t_sampler);
+    if (sampler == NULL) goto done;
+    ids = PyObject_GetAttr(tracer, s_t_id_generator);
+    if (ids == NULL) goto done;
+    resource = PyObject_GetAttr(tracer, s_t_resource);
+    if (resource == NULL) goto done;
+    limits = PyObject_GetAttr(tracer, s_t_span_limits);
+    if (limits == NULL) goto done;
+    maxlen = PyObject_GetAttr(limits, s_t_max_attributes);
+    if (maxlen == NULL) goto done;
+    max_value_len = PyObject_GetAttr(limits, s_t_max_attribute_length);
+    if (max_value_len == NULL) goto done;
+    if (sampler != T_default_on || (PyObject *)Py_TYPE(ids) != T_random_ids_type || resource == Py_None ||
+        max_value_len != Py_None || (maxlen != Py_None && !PyLong_CheckExact(maxlen)))
+        goto decline;
+    Py_ssize_t count = attributes == Py_None ? 0 : PyDict_GET_SIZE(attributes);
+    if (maxlen != Py_None) {
+        Py_ssize_t most = PyLong_AsSsize_t(maxlen);
+        if (most == -1 && PyErr_Occurred()) {
+            PyErr_Clear(); /* a limit beyond any size: the Python method decides */
+            goto decline;
+        }
+        if (most < 0 || count > most) goto decline;
+    }
+    if (count > 0 && !all_plain(attributes)) goto decline;
+
+    ctx = context != Py_None ? Py_NewRef(context) : PyObject_CallNoArgs(M_get_current);
+    if (ctx == NULL) goto done;
+    current = span_of(ctx);
+    if (current == NULL) goto done;
+    parent = span_context_of(current);
+    if (parent == NULL) goto done;
+    if ((PyObject *)Py_TYPE(parent) != M_span_context_type || PyTuple_GET_SIZE(parent) != 6) goto decline;
+    int valid = PyObject_IsTrue(PyTuple_GET_ITEM(parent, 5)); /* parent.is_valid */
+    if (valid < 0) goto done;
+    int random_id = 1;
+    if (valid) {
+        PyObject *flags = PyTuple_GET_ITEM(parent, 3);
+        if ((PyObject *)Py_TYPE(flags) != M_trace_flags_type) goto decline;
+        unsigned long bits = PyLong_AsUnsignedLongMask(flags); /* the low bits, as & reads them */
+        if (bits == (unsigned long)-1 && PyErr_Occurred()) goto done;
+        if (!(bits & 1)) goto decline; /* an unsampled parent: a NonRecordingSpan, made by Python */
+        random_id = (bits & 2) != 0;
+    } else {
+        Py_CLEAR(parent);
+    }
+    enabled = PyObject_CallMethodNoArgs(tracer, s_is_enabled);
+    if (enabled == NULL) goto done;
+    int on = PyObject_IsTrue(enabled);
+    if (on < 0) goto done;
+    if (!on) goto decline;
+
+    /* From here on, the Python method's steps in its order. */
+    getrandbits = from_namespace(s_n_getrandbits);
+    if (getrandbits == NULL) goto done;
+    if (parent != NULL)
+        trace_id = Py_NewRef(PyTuple_GET_ITEM(parent, 0));
+    else
+        trace_id = draw_id(getrandbits, 128, ids, s_t_generate_trace_id);
+    if (trace_id == NULL) goto done;
+    span_id = draw_id(getrandbits, 64, ids, s_t_generate_span_id);
+    if (span_id == NULL) goto done;
+    int trace_ok = id_in_range(trace_id, T_max_trace_id);
+    int span_ok = trace_ok <= 0 ? 0 : id_in_range(span_id, T_max_span_id);
+    if (trace_ok < 0 || span_ok < 0) goto done;
+    PyObject *state = parent != NULL ? PyTuple_GET_ITEM(parent, 4) : Py_None;
+    span_context = ((PyTypeObject *)M_span_context_type)->tp_alloc((PyTypeObject *)M_span_context_type, 6);
+    if (span_context == NULL) goto done;
+    PyObject *items[] = {trace_id, span_id, Py_False, T_flags[random_id], state != Py_None ? state : T_trace_state,
+                         (trace_ok && span_ok) ? Py_True : Py_False};
+    for (int i = 0; i < 6; i++) PyTuple_SET_ITEM(span_context, i, Py_NewRef(items[i]));
+    PyObject *metric_args[] = {NULL, parent != NULL ? parent : Py_None, T_record_and_sample};
+    PyObject *tracer_metrics = PyObject_GetAttr(tracer, s_t_tracer_metrics);
+    if (tracer_metrics == NULL) goto done;
+    metric_args[0] = tracer_metrics;
+    end_metrics = PyObject_VectorcallMethod(s_t_start_span, metric_args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(tracer_metrics);
+    if (end_metrics == NULL) goto done;
+    processor = PyObject_GetAttr(tracer, s_t_span_processor);
+    if (processor == NULL) goto done;
+
+    span = PyBaseObject_Type.tp_new((PyTypeObject *)T_span_type, T_empty_args, NULL);
+    if (span == NULL) goto done;
+    PyObject *head_names[] = {s_name,           s_context,       s_kind,     s_t_info_field,
+                              s_t_instrumentation_scope, s_parent, s_start_time, s_end_time,
+                              s_t_resource_field, s_status,     s_t_sampler_field, s_t_trace_config,
+                              s_t_record_exception, s_t_set_status, s_t_span_processor_field, s_t_limits,
+                              s_lock};
+    PyObject *head[] = {Py_NewRef(name),
+                        Py_NewRef(span_context),
+                        Py_NewRef(kind),
+                        PyObject_GetAttr(tracer, s_t_instrumentation_info),
+                        PyObject_GetAttr(tracer, s_t_instrumentation_scope),
+                        Py_NewRef(parent != NULL ? parent : Py_None),
+                        Py_NewRef(Py_None),
+                        Py_NewRef(Py_None),
+                        Py_NewRef(resource),
+                        Py_NewRef(T_unset_status),
+                        Py_NewRef(sampler),
+                        Py_NewRef(Py_None),
+                        Py_NewRef(args[7]),
+                        Py_NewRef(args[8]),
+                        Py_NewRef(processor),
+                        Py_NewRef(limits),
+                        PyObject_CallNoArgs(T_lock_factory)};
+    if (set_fields(span, head_names, head, 17) < 0) goto done;
+    bounded = PyBaseObject_Type.tp_new((PyTypeObject *)T_attributes_type, T_empty_args, NULL);
+    if (bounded == NULL) goto done;
+    stored = count > 0 ? PyDict_Copy(attributes) : PyDict_New();
+    if (stored == NULL) goto done;
+    PyObject *bounded_names[] = {s_t_dict, s_t_maxlen, s_t_dropped, s_t_max_value_len, s_lock, s_t_immutable};
+    PyObject *bounded_values[] = {Py_NewRef(stored), Py_NewRef(maxlen), Py_NewRef(M_zero), Py_NewRef(Py_None),
+                                  PyObject_CallNoArgs(T_lock_factory), Py_NewRef(Py_False)};
+    if (set_fields(bounded, bounded_names, bounded_values, 6) < 0) goto done;
+    PyObject *tail_names[] = {s_attributes, s_events, s_links, s_t_record_end_metrics};
+    PyObject *tail[] = {Py_NewRef(bounded), Py_NewRef(T_empty_args), Py_NewRef(T_empty_args), Py_NewRef(end_metrics)};
+    if (set_fields(span, tail_names, tail, 4) < 0) goto done;
+
+    /* Span.start(start_time=start_time, parent_context=context): a new span was never started. */
+    if (start_time != Py_None) {
+        now = Py_NewRef(start_time);
+    } else {
+        PyObject *clock = PyDict_GetItemWithError(T_sdk_namespace, s_t_time_ns);
+        if (clock == NULL) {
+            if (!PyErr_Occurred()) PyErr_Format(PyExc_NameError, "name %R is not defined", s_t_time_ns);
+            goto done;
+        }
+        Py_INCREF(clock);
+        now = PyObject_CallNoArgs(clock);
+        Py_DECREF(clock);
+    }
+    if (now == NULL || PyObject_SetAttr(span, s_start_time, now) < 0) goto done;
+    PyObject *on_start[] = {processor, span, context};
+    PyObject *started =
+        PyObject_VectorcallMethod(s_t_on_start, on_start, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, T_parent_context_kw);
+    if (started == NULL) goto done;
+    Py_DECREF(started);
+    result = Py_NewRef(span);
+    goto done;
+decline:
+    result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(sampler);
+    Py_XDECREF(ids);
+    Py_XDECREF(resource);
+    Py_XDECREF(limits);
+    Py_XDECREF(maxlen);
+    Py_XDECREF(max_value_len);
+    Py_XDECREF(ctx);
+    Py_XDECREF(current);
+    Py_XDECREF(parent);
+    Py_XDECREF(enabled);
+    Py_XDECREF(getrandbits);
+    Py_XDECREF(trace_id);
+    Py_XDECREF(span_id);
+    Py_XDECREF(span_context);
+    Py_XDECREF(end_metrics);
+    Py_XDECREF(processor);
+    Py_XDECREF(span);
+    Py_XDECREF(bounded);
+    Py_XDECREF(stored);
+    Py_XDECREF(now);
+    return result;
+}
+
+static PyObject *configure_spans(PyObject *self, PyObject *args) {
+    PyObject *given[14];
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOO!OO:configure_spans", &given[0], &given[1], &given[2], &given[3],
+                          &given[4], &given[5], &given[6], &given[7], &given[8], &given[9], &given[10],
+                          &PyDict_Type, &given[11], &given[12], &given[13]))
+        return NULL;
+    if (M_namespace == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "configure_spans: configure_metrics first (it sets the shared types)");
+        return NULL;
+    }
+    for (int i = 0; i < 4; i++) {
+        if (!PyType_Check(given[i])) {
+            PyErr_Format(PyExc_TypeError, "configure_spans: argument %d must be a type", i + 1);
+            return NULL;
+        }
+    }
+    if (!PyLong_Check(given[12]) || !PyLong_Check(given[13]) || !PyCallable_Check(given[10])) {
+        PyErr_SetString(PyExc_TypeError, "configure_spans: the id maxima are ints and the lock factory a callable");
+        return NULL;
+    }
+    PyObject *empty = PyTuple_New(0);
+    PyObject *kw = Py_BuildValue("(s)", "parent_context");
+    if (empty == NULL || kw == NULL) {
+        Py_XDECREF(empty);
+        Py_XDECREF(kw);
+        return NULL;
+    }
+    /* in argument order: tracer, span, attributes, random ids, default sampler, RECORD_AND_SAMPLE, sampled
+       flags without and with the random bit, default trace state, the unset status, lock factory, the SDK
+       module's namespace, id maxima */
+    PyObject **slots[] = {&T_tracer_type,  &T_span_type,    &T_attributes_type, &T_random_ids_type, &T_default_on,
+                          &T_record_and_sample, &T_flags[0], &T_flags[1],        &T_trace_state,     &T_unset_status,
+                          &T_lock_factory, &T_sdk_namespace, &T_max_trace_id,    &T_max_span_id};
+    for (int i = 0; i < 14; i++) Py_XSETREF(*slots[i], Py_NewRef(given[i]));
+    Py_XSETREF(T_empty_args, empty);
+    Py_XSETREF(T_parent_context_kw, kw);
+    Py_RETURN_NONE;
+}
+
 static PyObject *configure_metrics(PyObject *self, PyObject *args) {
     PyObject *given[18];
     if (!PyArg_ParseTuple(args, "OOOOOOOO!OOOO!OOOOOO:configure_metrics", &given[0], &given[1], &given[2],
@@ -1105,6 +1393,12 @@ static PyMethodDef methods[] = {
      "Context)"},
     {"record", (PyCFunction)(void (*)(void))record, METH_FASTCALL,
      "record(instrument, amount, magnitude, attributes, context) -> bool: False when _record must decide"},
+    {"configure_spans", configure_spans, METH_VARARGS,
+     "configure_spans(tracer, span, attributes, random_ids, default_on, record_and_sample, sampled_flags, "
+     "sampled_random_flags, trace_state, unset_status, lock_factory, sdk_namespace, max_trace_id, max_span_id)"},
+    {"start_span", (PyCFunction)(void (*)(void))start_span, METH_FASTCALL,
+     "start_span(tracer, name, context, kind, attributes, links, start_time, record_exception, "
+     "set_status_on_exception) -> span or None: None when _FastTracer.start_span must decide"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1164,7 +1458,37 @@ PyMODINIT_FUNC PyInit__otlp_native(void) {
                         {&s_n_time_ns, "time_ns"},
                         {&s_n_random, "_random"},
                         {&s_n_span_in, "_span_in"},
-                        {&s_n_other, "_aggregate_other"}};
+                        {&s_n_other, "_aggregate_other"},
+                        {&s_n_getrandbits, "_getrandbits"},
+                        {&s_t_sampler, "sampler"},
+                        {&s_t_id_generator, "id_generator"},
+                        {&s_t_resource, "resource"},
+                        {&s_t_span_limits, "_span_limits"},
+                        {&s_t_max_attributes, "max_span_attributes"},
+                        {&s_t_max_attribute_length, "max_span_attribute_length"},
+                        {&s_t_tracer_metrics, "_tracer_metrics"},
+                        {&s_t_start_span, "start_span"},
+                        {&s_t_span_processor, "span_processor"},
+                        {&s_t_on_start, "on_start"},
+                        {&s_t_generate_trace_id, "generate_trace_id"},
+                        {&s_t_generate_span_id, "generate_span_id"},
+                        {&s_t_instrumentation_info, "instrumentation_info"},
+                        {&s_t_instrumentation_scope, "_instrumentation_scope"},
+                        {&s_t_info_field, "_instrumentation_info"},
+                        {&s_t_sampler_field, "_sampler"},
+                        {&s_t_resource_field, "_resource"},
+                        {&s_t_trace_config, "_trace_config"},
+                        {&s_t_record_exception, "_record_exception"},
+                        {&s_t_set_status, "_set_status_on_exception"},
+                        {&s_t_span_processor_field, "_span_processor"},
+                        {&s_t_limits, "_limits"},
+                        {&s_t_record_end_metrics, "_record_end_metrics"},
+                        {&s_t_dict, "_dict"},
+                        {&s_t_maxlen, "maxlen"},
+                        {&s_t_dropped, "dropped"},
+                        {&s_t_max_value_len, "max_value_len"},
+                        {&s_t_immutable, "_immutable"},
+                        {&s_t_time_ns, "time_ns"}};
     for (size_t i = 0; i < sizeof(metric_names) / sizeof(metric_names[0]); i++) {
         *metric_names[i].slot = PyUnicode_InternFromString(metric_names[i].text);
         if (*metric_names[i].slot == NULL) return NULL;

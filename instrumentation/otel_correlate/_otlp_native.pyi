@@ -47,3 +47,32 @@ def configure_metrics(
     /,
 ) -> None: ...
 def record(instrument: Any, amount: Any, magnitude: Any, attributes: Any, context: Any, /) -> bool: ...
+def configure_spans(
+    tracer_type: type,
+    span_type: type,
+    attributes_type: type,
+    random_ids_type: type,
+    default_on: Any,
+    record_and_sample: Any,
+    sampled_flags: Any,
+    sampled_random_flags: Any,
+    trace_state: Any,
+    unset_status: Any,
+    lock_factory: Callable[[], Any],
+    sdk_namespace: dict[str, Any],
+    max_trace_id: int,
+    max_span_id: int,
+    /,
+) -> None: ...
+def start_span(
+    tracer: Any,
+    name: str,
+    context: Any,
+    kind: Any,
+    attributes: Any,
+    links: Any,
+    start_time: int | None,
+    record_exception: bool,
+    set_status_on_exception: bool,
+    /,
+) -> Any: ...
