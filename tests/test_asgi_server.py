@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+import random
 import sys
 import threading
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from opentelemetry.metrics import CallbackOptions
 
-from otel_correlate import _web, instrument_fastapi_app
+from otel_correlate import _asgi_server, _web, instrument_fastapi_app
 from otel_correlate._asgi_server import _ActiveRequests
 from otel_correlate._capture import TelemetryCapture
 from tests.server_checks import (
@@ -265,3 +267,103 @@ def test_an_exception_that_cannot_be_recorded_still_ends_the_span_and_the_count(
 ) -> None:
     assert _client().get("/mute").status_code == 500
     assert_unrecordable_exception_ended_the_request(otel_capture)
+
+
+def _random_request(draw: random.Random) -> tuple[Any, ...]:
+    """The fields of one request as the ASGI and WSGI servers pass them, often unusual."""
+    headers: dict[str, str] = {}
+    if draw.random() < 0.8:
+        headers["host"] = draw.choice(
+            [
+                "h",
+                "h:80",
+                "h:",
+                ":80",
+                "[::1]:8080",
+                "h:8o",
+                "8080",
+                "",
+                "hé:443",
+                "h:²",
+                "h:٣",
+                "h:08",
+                "a:b:9",
+            ]
+        )
+    if draw.random() < 0.7:
+        headers["user-agent"] = draw.choice(["wrk", "", "curl/8 (x)"])
+    if draw.random() < 0.2:
+        headers["traceparent"] = "00-1-2-01"
+    return (
+        draw.choice(["GET", "POST", "QUERY", "get", "BREW", "_OTHER", ""]),
+        draw.choice(["http", "https", ""]),
+        draw.choice(["/orders/1", "", "/ä"]),
+        draw.choice(["", "a=1", "q=%20"]),
+        draw.choice([None, "", "1.1", "2"]),
+        headers,
+        draw.choice([None, ("127.0.0.1", 5555), ("::1", None), ("unix", 0)]),
+        draw.choice([None, ("127.0.0.1", 8000), ("srv", None)]),
+    )
+
+
+def _attributes_or_error(function: Any, request: tuple[Any, ...]) -> Any:
+    try:
+        method, attributes, span_attributes = function(*request)
+    except Exception as exc:
+        return type(exc).__name__, str(exc)
+    # in order, with types: True, 1 and 1.0 are equal in Python
+    return (
+        method,
+        [(k, type(v), v) for k, v in attributes.items()],
+        [(k, type(v), v) for k, v in span_attributes.items()],
+    )
+
+
+def test_request_attributes_in_c_are_the_python_functions() -> None:
+    native = _asgi_server._NATIVE_ATTRIBUTES
+    assert native is not None, "the C extension is built in this venv"
+    draw = random.Random(3)
+    outcomes = set()
+    for _ in range(3000):
+        request = _random_request(draw)
+        expected = _attributes_or_error(_asgi_server.request_attributes, request)
+        made = _attributes_or_error(lambda *fields: native(*fields, _asgi_server._KNOWN_METHODS), request)
+        assert made == expected, request
+        outcomes.add(expected[0])
+    assert {"GET", "_OTHER", "ValueError"} <= outcomes  # "h:²" is a digit int() refuses, in both
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        (0, b"GET"),
+        (1, None),
+        (3, b""),
+        (4, 1.1),
+        (5, {"host": b"h"}),
+        (5, {"user-agent": 3}),
+        (6, ["h", 1]),
+        (7, ("h",)),
+    ],
+)
+def test_request_attributes_in_c_leave_unusual_input_to_python(field: int, value: Any) -> None:
+    request = list(_random_request(random.Random(1)))
+    request[field] = value
+    assert _asgi_server._NATIVE_ATTRIBUTES(*request, _asgi_server._KNOWN_METHODS) is None
+
+
+def test_request_attributes_in_c_keep_no_reference_they_do_not_own() -> None:
+    native = _asgi_server._NATIVE_ATTRIBUTES
+    host, bare, agent, path, client = "counted:8080", "counted-host", "counted-agent", "/counted", ("h", 5)
+    headers = [{"host": host, "user-agent": agent}, {"host": bare}]  # with a port, and the whole header
+    watched = [host, bare, agent, path, client, *headers]
+
+    def calls() -> None:
+        for given in headers:
+            native("GET", "http", path, "", "1.1", given, client, None, _asgi_server._KNOWN_METHODS)
+
+    calls()
+    before = [sys.getrefcount(obj) for obj in watched]
+    for _ in range(1000):
+        calls()
+    assert [sys.getrefcount(obj) for obj in watched] == before

@@ -29,7 +29,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from otel_correlate import _context, _settings, _web
+from otel_correlate import _context, _native, _settings, _web
 from otel_correlate._fastapi import RequestContextMiddleware
 
 Scope = MutableMapping[str, Any]
@@ -264,6 +264,56 @@ class ServerTelemetryMiddleware:
         )
 
 
+def request_attributes(
+    raw_method: str,
+    scheme: str,
+    path: str,
+    query: str,
+    version: str | None,
+    headers: dict[str, str],
+    client: tuple[str, int | None] | None,
+    server: tuple[str, int] | None,
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """The method as the metrics name it, the metric attributes, and the server span's start attributes.
+
+    ``headers`` holds the request's headers by lower-case name (``host`` and
+    ``user-agent`` are read). The C ``request_attributes`` does the same for the usual
+    input; this function is its definition.
+    """
+    method = raw_method if raw_method in _KNOWN_METHODS else "_OTHER"
+    attributes: dict[str, Any] = {"http.request.method": method, "url.scheme": scheme}
+    if version:
+        attributes["network.protocol.version"] = version
+    span_attributes = dict(attributes)
+    span_attributes["url.path"] = path
+    if query:
+        span_attributes["url.query"] = query
+    if method != raw_method:
+        span_attributes["http.request.method_original"] = raw_method
+    host = headers.get("host")
+    if host:
+        address, _, port = host.rpartition(":")
+        if not port.isdigit():
+            address, port = host, ""
+        span_attributes["server.address"] = address
+        if port:
+            span_attributes["server.port"] = int(port)
+    elif server:
+        span_attributes["server.address"], span_attributes["server.port"] = server
+    if client:
+        span_attributes["client.address"] = client[0]
+        if client[1] is not None:
+            span_attributes["client.port"] = client[1]
+    agent = headers.get("user-agent")
+    if agent:
+        span_attributes["user_agent.original"] = agent
+    return method, attributes, span_attributes
+
+
+#: :func:`request_attributes` in C for the usual input, when the extension was built.
+_NATIVE_ATTRIBUTES: Any = _native.helper("request_attributes")
+
+
 class _RequestState:
     """Everything one request's telemetry needs between its start and its end."""
 
@@ -300,35 +350,18 @@ class _RequestState:
         if instruments.tracer is None:
             instruments.load()
         self.instruments = instruments
-        method = raw_method if raw_method in _KNOWN_METHODS else "_OTHER"
+        made: tuple[str, dict[str, Any], dict[str, Any]] | None = (
+            None
+            if _NATIVE_ATTRIBUTES is None
+            else _NATIVE_ATTRIBUTES(
+                raw_method, scheme, path, query, version, headers, client, server, _KNOWN_METHODS
+            )
+        )
+        if made is None:
+            made = request_attributes(raw_method, scheme, path, query, version, headers, client, server)
+        method, self.attributes, span_attributes = made
         self.method = method
-        self.attributes: dict[str, Any] = {"http.request.method": method, "url.scheme": scheme}
         self.active_key = (method, scheme)
-        if version:
-            self.attributes["network.protocol.version"] = version
-        span_attributes = dict(self.attributes)
-        span_attributes["url.path"] = path
-        if query:
-            span_attributes["url.query"] = query
-        if method != raw_method:
-            span_attributes["http.request.method_original"] = raw_method
-        host = headers.get("host")
-        if host:
-            address, _, port = host.rpartition(":")
-            if not port.isdigit():
-                address, port = host, ""
-            span_attributes["server.address"] = address
-            if port:
-                span_attributes["server.port"] = int(port)
-        elif server:
-            span_attributes["server.address"], span_attributes["server.port"] = server
-        if client:
-            span_attributes["client.address"] = client[0]
-            if client[1] is not None:
-                span_attributes["client.port"] = client[1]
-        agent = headers.get("user-agent")
-        if agent:
-            span_attributes["user_agent.original"] = agent
         parent = (
             context.Context()
             if _web.PROPAGATION_HEADERS.names.isdisjoint(headers)

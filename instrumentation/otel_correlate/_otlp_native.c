@@ -1345,6 +1345,118 @@ static PyObject *configure_spans(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* --- HTTP servers: a request's attributes ------------------------------------------------ */
+
+/*
+ * request_attributes() is _asgi_server.request_attributes for the usual input (exact str
+ * fields, a dict of str headers, (host, port) tuples or None): the metric attributes and the
+ * server span's start attributes, in the same order. Any other input answers None and the
+ * Python function decides; tests/test_asgi_server.py compares both on random requests.
+ */
+static PyObject *s_h_method, *s_h_scheme, *s_h_version, *s_h_path, *s_h_query, *s_h_original, *s_h_address,
+    *s_h_port, *s_h_client_address, *s_h_client_port, *s_h_agent, *s_h_host, *s_h_user_agent, *s_h_other;
+
+/* str.isdigit(): not empty, and every character a digit. */
+static int all_digits(PyObject *text) {
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    if (n == 0) return 0;
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!Py_UNICODE_ISDIGIT(PyUnicode_READ(kind, data, i))) return 0;
+    return 1;
+}
+
+/* An exact str header value, or NULL (absent, borrowed); -1 when it is there but not an exact str. */
+static int header_of(PyObject *headers, PyObject *name, PyObject **value) {
+    *value = PyDict_GetItemWithError(headers, name);
+    if (*value == NULL) return PyErr_Occurred() ? -1 : 0;
+    return PyUnicode_CheckExact(*value) ? 0 : 1;
+}
+
+static int pair_ok(PyObject *pair) { return pair == Py_None || (PyTuple_CheckExact(pair) && PyTuple_GET_SIZE(pair) == 2); }
+
+static PyObject *request_attributes(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError,
+                        "request_attributes(raw_method, scheme, path, query, version, headers, client, server, known)");
+        return NULL;
+    }
+    PyObject *raw = args[0], *scheme = args[1], *path = args[2], *query = args[3], *version = args[4],
+             *headers = args[5], *client = args[6], *server = args[7], *known = args[8];
+    if (!PyUnicode_CheckExact(raw) || !PyUnicode_CheckExact(scheme) || !PyUnicode_CheckExact(path) ||
+        !PyUnicode_CheckExact(query) || !(version == Py_None || PyUnicode_CheckExact(version)) ||
+        !PyDict_CheckExact(headers) || !pair_ok(client) || !pair_ok(server) || !PyFrozenSet_CheckExact(known))
+        Py_RETURN_NONE;
+    PyObject *host, *agent;
+    int odd = header_of(headers, s_h_host, &host);
+    if (odd < 0) return NULL;
+    int odd_agent = header_of(headers, s_h_user_agent, &agent);
+    if (odd_agent < 0) return NULL;
+    if (odd || odd_agent) Py_RETURN_NONE;
+    Py_XINCREF(host);
+    Py_XINCREF(agent);
+
+    PyObject *result = NULL, *attributes = NULL, *span = NULL, *address = NULL, *port = NULL;
+    int is_known = PySet_Contains(known, raw);
+    if (is_known < 0) goto done;
+    PyObject *method = is_known ? raw : s_h_other;
+    attributes = PyDict_New();
+    if (attributes == NULL || PyDict_SetItem(attributes, s_h_method, method) < 0 ||
+        PyDict_SetItem(attributes, s_h_scheme, scheme) < 0)
+        goto done;
+    if (version != Py_None && PyUnicode_GET_LENGTH(version) > 0 &&
+        PyDict_SetItem(attributes, s_h_version, version) < 0)
+        goto done;
+    span = PyDict_Copy(attributes);
+    if (span == NULL || PyDict_SetItem(span, s_h_path, path) < 0) goto done;
+    if (PyUnicode_GET_LENGTH(query) > 0 && PyDict_SetItem(span, s_h_query, query) < 0) goto done;
+    if (!is_known) {
+        int differs = PyObject_RichCompareBool(method, raw, Py_NE);
+        if (differs < 0 || (differs && PyDict_SetItem(span, s_h_original, raw) < 0)) goto done;
+    }
+    if (host != NULL && PyUnicode_GET_LENGTH(host) > 0) {
+        Py_ssize_t n = PyUnicode_GET_LENGTH(host);
+        Py_ssize_t colon = PyUnicode_FindChar(host, ':', 0, n, -1); /* host.rpartition(":") */
+        if (colon == -2) goto done;
+        address = colon < 0 ? PyUnicode_New(0, 0) : PyUnicode_Substring(host, 0, colon);
+        port = colon < 0 ? Py_NewRef(host) : PyUnicode_Substring(host, colon + 1, n);
+        if (address == NULL || port == NULL) goto done;
+        if (!all_digits(port)) { /* no port: the whole header is the address */
+            Py_SETREF(address, Py_NewRef(host));
+            Py_SETREF(port, PyUnicode_New(0, 0));
+            if (port == NULL) goto done;
+        }
+        if (PyDict_SetItem(span, s_h_address, address) < 0) goto done;
+        if (PyUnicode_GET_LENGTH(port) > 0) {
+            PyObject *number = PyLong_FromUnicodeObject(port, 10); /* int(port): ValueError as int() raises it */
+            if (number == NULL) goto done;
+            int status = PyDict_SetItem(span, s_h_port, number);
+            Py_DECREF(number);
+            if (status < 0) goto done;
+        }
+    } else if (server != Py_None) {
+        if (PyDict_SetItem(span, s_h_address, PyTuple_GET_ITEM(server, 0)) < 0 ||
+            PyDict_SetItem(span, s_h_port, PyTuple_GET_ITEM(server, 1)) < 0)
+            goto done;
+    }
+    if (client != Py_None) {
+        if (PyDict_SetItem(span, s_h_client_address, PyTuple_GET_ITEM(client, 0)) < 0) goto done;
+        PyObject *client_port = PyTuple_GET_ITEM(client, 1);
+        if (client_port != Py_None && PyDict_SetItem(span, s_h_client_port, client_port) < 0) goto done;
+    }
+    if (agent != NULL && PyUnicode_GET_LENGTH(agent) > 0 && PyDict_SetItem(span, s_h_agent, agent) < 0) goto done;
+    result = PyTuple_Pack(3, method, attributes, span);
+done:
+    Py_XDECREF(host);
+    Py_XDECREF(agent);
+    Py_XDECREF(attributes);
+    Py_XDECREF(span);
+    Py_XDECREF(address);
+    Py_XDECREF(port);
+    return result;
+}
+
 static PyObject *configure_metrics(PyObject *self, PyObject *args) {
     PyObject *given[18];
     if (!PyArg_ParseTuple(args, "OOOOOOOO!OOOO!OOOOOO:configure_metrics", &given[0], &given[1], &given[2],
@@ -1399,6 +1511,9 @@ static PyMethodDef methods[] = {
     {"start_span", (PyCFunction)(void (*)(void))start_span, METH_FASTCALL,
      "start_span(tracer, name, context, kind, attributes, links, start_time, record_exception, "
      "set_status_on_exception) -> span or None: None when _FastTracer.start_span must decide"},
+    {"request_attributes", (PyCFunction)(void (*)(void))request_attributes, METH_FASTCALL,
+     "request_attributes(raw_method, scheme, path, query, version, headers, client, server, known) -> "
+     "(method, attributes, span_attributes), or None when _asgi_server.request_attributes must decide"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1488,7 +1603,21 @@ PyMODINIT_FUNC PyInit__otlp_native(void) {
                         {&s_t_dropped, "dropped"},
                         {&s_t_max_value_len, "max_value_len"},
                         {&s_t_immutable, "_immutable"},
-                        {&s_t_time_ns, "time_ns"}};
+                        {&s_t_time_ns, "time_ns"},
+                        {&s_h_method, "http.request.method"},
+                        {&s_h_scheme, "url.scheme"},
+                        {&s_h_version, "network.protocol.version"},
+                        {&s_h_path, "url.path"},
+                        {&s_h_query, "url.query"},
+                        {&s_h_original, "http.request.method_original"},
+                        {&s_h_address, "server.address"},
+                        {&s_h_port, "server.port"},
+                        {&s_h_client_address, "client.address"},
+                        {&s_h_client_port, "client.port"},
+                        {&s_h_agent, "user_agent.original"},
+                        {&s_h_host, "host"},
+                        {&s_h_user_agent, "user-agent"},
+                        {&s_h_other, "_OTHER"}};
     for (size_t i = 0; i < sizeof(metric_names) / sizeof(metric_names[0]); i++) {
         *metric_names[i].slot = PyUnicode_InternFromString(metric_names[i].text);
         if (*metric_names[i].slot == NULL) return NULL;
