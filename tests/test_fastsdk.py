@@ -241,11 +241,12 @@ def _spans(
 
 @pytest.fixture(params=["c", "python"], ids=["c-start", "python-start"])
 def span_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Each span test twice: through the C ``start_span`` (built in this venv) and through the Python method alone."""
+    """Each span test twice: through the C ``start_span`` and ``end_span`` (built in this venv) and through Python alone."""
     if request.param == "c":
         assert _fastsdk._NATIVE_START is not None, "the C extension is built in this venv"
     else:
         monkeypatch.setattr(_fastsdk, "_NATIVE_START", None)
+        monkeypatch.setattr(_fastsdk, "_NATIVE_END", None)
     return str(request.param)
 
 
@@ -604,8 +605,14 @@ def _random_starts(provider: TracerProvider, seed: int) -> None:
             start_time=draw.choice([None, 1_000 + i]),
         )
         started.append(span)
-    for span in reversed(started):
-        span.end()
+    for i, span in enumerate(reversed(started)):
+        if i % 3 == 0:
+            span.end()
+            continue
+        ended: dict[Any, Any] = {draw.choice(keys): draw.choice(values) for _ in range(draw.randrange(0, 4))}
+        if draw.random() < 0.5:
+            ended = {k: v for k, v in ended.items() if type(v) in (str, int, float, bool) and k}
+        end_server_span(span, draw.choice([None, f"renamed-{i}"]), ended)  # end_as where the span has it
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -619,7 +626,133 @@ def test_randomly_started_spans_are_the_sdks_on_both_paths(seed: int, span_path:
         assert 30 < len(expected) <= 60  # the unsampled ones are not exported
 
 
-def test_the_c_start_keeps_no_reference_it_does_not_own() -> None:
+def _references(span: Any) -> list[int]:
+    """How many references hold the span's lock, attribute container and its lock."""
+    return [
+        sys.getrefcount(span._lock),
+        sys.getrefcount(span._attributes),
+        sys.getrefcount(span._attributes._lock),
+    ]
+
+
+class _EndRecorder(SpanProcessor):
+    def __init__(self) -> None:
+        self.ending: Any = None
+        self.ended: list[tuple[Any, Any]] = []
+
+    def _on_ending(self, span: Any) -> None:
+        self.ending = span
+
+    def on_end(self, span: Any) -> None:
+        self.ended.append((self.ending, span))
+        self.ending = None
+
+
+def test_the_c_end_ends_live_spans_with_plain_attributes_and_leaves_the_rest_to_end_as() -> None:
+    provider = _fastsdk.FastTracerProvider(resource=RESOURCE)
+    recorder = _EndRecorder()
+    provider.add_span_processor(recorder)
+    tracer = provider.get_tracer("t")
+    span = tracer.start_span("s", attributes={"a": 1, "b": "x"})
+    assert _fastsdk._NATIVE_END(span, "renamed", {"a": 2, "c": True}) is True
+    assert (span.name, list(span.attributes.items())) == ("renamed", [("b", "x"), ("a", 2), ("c", True)])
+    assert span.end_time is not None and not span.is_recording()
+    assert span._attributes._immutable  # type: ignore[attr-defined]
+    # _on_ending saw the span, on_end its snapshot, holding a plain dict (untracked by gc)
+    ((ending, snapshot),) = recorder.ended
+    assert ending is span and type(snapshot) is ReadableSpan and type(snapshot._attributes) is dict
+    assert (snapshot.name, dict(snapshot.attributes), snapshot.end_time) == (
+        "renamed",
+        dict(span.attributes),
+        span.end_time,
+    )
+    recorder.ended.clear()
+    del ending, snapshot
+    # nothing kept but the span's own references: as many as a span the Python method ended
+    python_ended = tracer.start_span("s", attributes={"a": 1, "b": "x"})
+    original, _fastsdk._NATIVE_END = _fastsdk._NATIVE_END, None
+    try:
+        end_server_span(python_ended, "renamed", {"a": 2, "c": True})
+    finally:
+        _fastsdk._NATIVE_END = original
+    recorder.ended.clear()
+    assert _references(span) == _references(python_ended)
+    ended_at = span.end_time
+    limited = _fastsdk.FastTracerProvider(resource=RESOURCE, span_limits=SpanLimits(max_span_attributes=2))
+    cases = {
+        "ended": span,
+        "not plain": tracer.start_span("s"),
+        "over the limit": limited.get_tracer("t").start_span("s", attributes={"a": 1, "b": 2}),
+        "not a fast span": TracerProvider().get_tracer("t").start_span("s"),
+    }
+    for case, target in cases.items():
+        before = (target.name, dict(target.attributes), target.end_time)  # type: ignore[attr-defined]
+        ending = {"v": ["list"]} if case == "not plain" else {"c": 3}
+        assert _fastsdk._NATIVE_END(target, "other", ending) is False, case
+        assert (target.name, dict(target.attributes), target.end_time) == before, case  # type: ignore[attr-defined]
+    assert span.end_time == ended_at
+
+
+class _Meddling(trace.NonRecordingSpan):
+    """A parent span type the fast tracer does not know: asked for its context, it changes the new span's attributes."""
+
+    def __init__(self, attributes: dict[str, Any]) -> None:
+        super().__init__(trace.INVALID_SPAN_CONTEXT)
+        self.attributes = attributes
+
+    def get_span_context(self) -> SpanContext:
+        self.attributes["list"] = ["not", "plain"]
+        self.attributes["extra"] = 1
+        return super().get_span_context()
+
+
+class _MeddlingLock:
+    """A span lock whose acquire changes the attributes the span is about to end with."""
+
+    def __init__(self, attributes: dict[str, Any]) -> None:
+        self.lock, self.attributes = threading.Lock(), attributes
+
+    def acquire(self) -> bool:
+        self.attributes["list"] = ["not", "plain"]
+        return self.lock.acquire()
+
+    def release(self) -> None:
+        self.lock.release()
+
+    __enter__ = acquire
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def test_attributes_changed_while_a_span_starts_or_ends_are_checked_when_stored(span_path: str) -> None:
+    """Python code runs between the C code's first look at the attributes and their store; the store decides."""
+    made = []
+    for cls in (TracerProvider, _fastsdk.FastTracerProvider):
+        tracer = cls(resource=RESOURCE, span_limits=SpanLimits(max_span_attributes=3)).get_tracer("t")
+        attributes = {"a": 1, "b": 2}
+        span = tracer.start_span(
+            "s", context=trace.set_span_in_context(_Meddling(attributes)), attributes=attributes
+        )
+        started = (list(span.attributes.items()), span.dropped_attributes)  # type: ignore[attr-defined]
+        span = tracer.start_span("e", attributes={"a": 1})
+        ending: dict[str, Any] = {"c": 3}
+        span._lock = _MeddlingLock(ending)  # type: ignore[attr-defined]
+        end_server_span(span, "ended", ending)
+        made.append((started, list(span.attributes.items()), span.dropped_attributes))  # type: ignore[attr-defined]
+    assert made[0] == made[1]
+    assert made[1][0][1] == 1  # four attributes for three places when the span started
+    assert made[1][1] == [("a", 1), ("c", 3), ("list", ("not", "plain"))]  # cleaned: the list became a tuple
+
+
+def test_a_failing_read_is_raised_by_the_c_start_as_by_python(span_path: str) -> None:
+    tracer = _fastsdk.FastTracerProvider(resource=RESOURCE).get_tracer("t")
+    del tracer.instrumentation_info  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError, match="instrumentation_info"):
+        tracer.start_span("s")
+
+
+def test_the_c_start_and_end_keep_no_reference_they_do_not_own() -> None:
     tracer = _fastsdk.FastTracerProvider(resource=RESOURCE).get_tracer("t")
     declining = _fastsdk.FastTracerProvider(resource=RESOURCE, sampler=sampling.ALWAYS_ON).get_tracer("t")
     name, attributes = "counted-name", {"k": "v"}
@@ -630,12 +763,20 @@ def test_the_c_start_keeps_no_reference_it_does_not_own() -> None:
         tracer.span_processor,
         *(sampling.ALWAYS_ON, _fastsdk._FLAGS[True, False], _fastsdk._DEFAULT_TRACE_STATE, _fastsdk._UNSET),
     ]
+    ending, renamed = {"e": 1}, "counted-end"
+    watched += [ending, renamed]
+
+    def start_and_end() -> None:
+        span = _fastsdk._NATIVE_START(tracer, name, parent, SpanKind.SERVER, attributes, (), None, True, True)
+        assert _fastsdk._NATIVE_END(span, renamed, ending) is True
+        assert _fastsdk._NATIVE_END(span, renamed, ending) is False  # ended: end_as decides
+
     for _ in range(50):  # warm: first-use caches
-        _fastsdk._NATIVE_START(tracer, name, parent, SpanKind.SERVER, attributes, (), None, True, True).end()
+        start_and_end()
     gc.collect()
     before = [sys.getrefcount(obj) for obj in watched]
     for _ in range(2000):
-        _fastsdk._NATIVE_START(tracer, name, parent, SpanKind.SERVER, attributes, (), None, True, True).end()
+        start_and_end()
         assert (
             _fastsdk._NATIVE_START(declining, name, parent, SpanKind.SERVER, attributes, (), None, True, True)
             is None

@@ -299,6 +299,8 @@ class _FastSpan(Span):
         pair instead of three, with the same effects in the same order. A span not
         started or already ended takes the three SDK calls, which raise or warn as they do.
         """
+        if _NATIVE_END is not None and _NATIVE_END(self, name, attributes):
+            return  # the C code of this method's usual case
         with self._lock:
             live = self._start_time is not None and self._end_time is None
             if live:
@@ -1164,8 +1166,11 @@ def _native_start() -> Any:
         vars(sdk_trace),  # Span.start's clock: the SDK module's time_ns, looked up at each start
         _TRACE_ID_MAX,
         _SPAN_ID_MAX,
+        ReadableSpan,
     )
     return start
 
 
 _NATIVE_START: Any = _native_start()
+#: The C ``end_span`` (:meth:`_FastSpan.end_as` for a live span and plain attributes), on with the C start.
+_NATIVE_END: Any = None if _NATIVE_START is None else _native.helper("end_span")

@@ -1080,7 +1080,7 @@ static PyObject *s_n_getrandbits, *s_t_sampler, *s_t_id_generator, *s_t_resource
     *s_t_on_start, *s_t_generate_trace_id, *s_t_generate_span_id, *s_t_instrumentation_info,
     *s_t_instrumentation_scope, *s_t_info_field, *s_t_sampler_field, *s_t_resource_field, *s_t_trace_config,
     *s_t_record_exception, *s_t_set_status, *s_t_span_processor_field, *s_t_limits, *s_t_record_end_metrics,
-    *s_t_dict, *s_t_maxlen, *s_t_dropped, *s_t_max_value_len, *s_t_immutable, *s_t_time_ns;
+    *s_t_dict, *s_t_maxlen, *s_t_dropped, *s_t_max_value_len, *s_t_immutable, *s_t_time_ns, *s_t_set_items;
 
 /* 1 when every key is a non-empty str and every value an exact str, int, float or bool (plain() != 0). */
 static int all_plain(PyObject *attributes) {
@@ -1139,7 +1139,8 @@ static PyObject *start_span(PyObject *self, PyObject *const *args, Py_ssize_t na
     PyObject *result = NULL, *sampler = NULL, *ids = NULL, *resource = NULL, *limits = NULL, *maxlen = NULL,
              *max_value_len = NULL, *ctx = NULL, *current = NULL, *parent = NULL, *enabled = NULL,
              *getrandbits = NULL, *trace_id = NULL, *span_id = NULL, *span_context = NULL, *end_metrics = NULL,
-             *processor = NULL, *span = NULL, *bounded = NULL, *stored = NULL, *now = NULL;
+             *processor = NULL, *span = NULL, *bounded = NULL, *stored = NULL, *now = NULL, *info = NULL,
+             *scope = NULL, *lock = NULL, *bounded_lock = NULL;
     /* What the Python method reads before it draws anything: decline on anything unusual. */
     sampler = PyObject_GetAttr(tracer, s_t_sampler);
     if (sampler == NULL) goto done;
@@ -1221,9 +1222,15 @@ static PyObject *start_span(PyObject *self, PyObject *const *args, Py_ssize_t na
     if (end_metrics == NULL) goto done;
     processor = PyObject_GetAttr(tracer, s_t_span_processor);
     if (processor == NULL) goto done;
+    info = PyObject_GetAttr(tracer, s_t_instrumentation_info); /* read before the span is made, as Python does */
+    if (info == NULL) goto done;
+    scope = PyObject_GetAttr(tracer, s_t_instrumentation_scope);
+    if (scope == NULL) goto done;
 
     span = PyBaseObject_Type.tp_new((PyTypeObject *)T_span_type, T_empty_args, NULL);
     if (span == NULL) goto done;
+    lock = PyObject_CallNoArgs(T_lock_factory);
+    if (lock == NULL) goto done;
     PyObject *head_names[] = {s_name,           s_context,       s_kind,     s_t_info_field,
                               s_t_instrumentation_scope, s_parent, s_start_time, s_end_time,
                               s_t_resource_field, s_status,     s_t_sampler_field, s_t_trace_config,
@@ -1232,8 +1239,8 @@ static PyObject *start_span(PyObject *self, PyObject *const *args, Py_ssize_t na
     PyObject *head[] = {Py_NewRef(name),
                         Py_NewRef(span_context),
                         Py_NewRef(kind),
-                        PyObject_GetAttr(tracer, s_t_instrumentation_info),
-                        PyObject_GetAttr(tracer, s_t_instrumentation_scope),
+                        Py_NewRef(info),
+                        Py_NewRef(scope),
                         Py_NewRef(parent != NULL ? parent : Py_None),
                         Py_NewRef(Py_None),
                         Py_NewRef(Py_None),
@@ -1245,16 +1252,29 @@ static PyObject *start_span(PyObject *self, PyObject *const *args, Py_ssize_t na
                         Py_NewRef(args[8]),
                         Py_NewRef(processor),
                         Py_NewRef(limits),
-                        PyObject_CallNoArgs(T_lock_factory)};
+                        Py_NewRef(lock)};
     if (set_fields(span, head_names, head, 17) < 0) goto done;
     bounded = PyBaseObject_Type.tp_new((PyTypeObject *)T_attributes_type, T_empty_args, NULL);
     if (bounded == NULL) goto done;
-    stored = count > 0 ? PyDict_Copy(attributes) : PyDict_New();
+    stored = PyDict_New();
     if (stored == NULL) goto done;
+    bounded_lock = PyObject_CallNoArgs(T_lock_factory);
+    if (bounded_lock == NULL) goto done;
     PyObject *bounded_names[] = {s_t_dict, s_t_maxlen, s_t_dropped, s_t_max_value_len, s_lock, s_t_immutable};
     PyObject *bounded_values[] = {Py_NewRef(stored), Py_NewRef(maxlen), Py_NewRef(M_zero), Py_NewRef(Py_None),
-                                  PyObject_CallNoArgs(T_lock_factory), Py_NewRef(Py_False)};
+                                  Py_NewRef(bounded_lock), Py_NewRef(Py_False)};
     if (set_fields(bounded, bounded_names, bounded_values, 6) < 0) goto done;
+    if (attributes != Py_None && PyDict_GET_SIZE(attributes) > 0) {
+        /* checked again now: Python code ran since the first check, and the Python method checks here */
+        Py_ssize_t most = maxlen == Py_None ? PY_SSIZE_T_MAX : PyLong_AsSsize_t(maxlen);
+        if (PyDict_GET_SIZE(attributes) <= most && all_plain(attributes)) {
+            if (PyDict_Update(stored, attributes) < 0) goto done;
+        } else {
+            PyObject *r = PyObject_CallMethodOneArg(bounded, s_t_set_items, attributes);
+            if (r == NULL) goto done;
+            Py_DECREF(r);
+        }
+    }
     PyObject *tail_names[] = {s_attributes, s_events, s_links, s_t_record_end_metrics};
     PyObject *tail[] = {Py_NewRef(bounded), Py_NewRef(T_empty_args), Py_NewRef(T_empty_args), Py_NewRef(end_metrics)};
     if (set_fields(span, tail_names, tail, 4) < 0) goto done;
@@ -1303,22 +1323,173 @@ done:
     Py_XDECREF(bounded);
     Py_XDECREF(stored);
     Py_XDECREF(now);
+    Py_XDECREF(info);
+    Py_XDECREF(scope);
+    Py_XDECREF(lock);
+    Py_XDECREF(bounded_lock);
+    return result;
+}
+
+/*
+ * end_span() is _FastSpan.end_as for a live span ending with plain attributes: under the
+ * span's lock (and the attribute container's, as _FastAttributes._set_items takes it) the
+ * name, the attributes (a re-set key moves to the end, as in the SDK), the end time from
+ * _fastsdk's `time_ns` and the frozen container; then the tracer's end metrics, the span
+ * processor's _on_ending and on_end with the ended-span snapshot (_FastSpan._readable_span's
+ * fields in its order, the attributes a plain dict unless some were dropped). It answers
+ * False, having changed nothing, for any other span or input, and end_as decides.
+ */
+static PyObject *T_readable_type;
+static PyObject *s_t_on_ending, *s_t_on_end;
+
+static PyObject *end_span(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "end_span(span, name, attributes)");
+        return NULL;
+    }
+    PyObject *span = args[0], *name = args[1], *attributes = args[2];
+    if (T_readable_type == NULL || (PyObject *)Py_TYPE(span) != T_span_type || !PyDict_CheckExact(attributes) ||
+        !(name == Py_None || PyUnicode_CheckExact(name)) || !all_plain(attributes))
+        Py_RETURN_FALSE;
+    PyObject *result = NULL, *bounded = NULL, *stored = NULL, *maxlen = NULL, *max_value_len = NULL,
+             *span_lock = NULL, *bounded_lock = NULL, *now = NULL, *processor = NULL, *readable = NULL,
+             *queued = NULL;
+    bounded = PyObject_GetAttr(span, s_attributes);
+    if (bounded == NULL) goto done;
+    if ((PyObject *)Py_TYPE(bounded) != T_attributes_type) goto decline;
+    stored = PyObject_GetAttr(bounded, s_t_dict);
+    maxlen = stored == NULL ? NULL : PyObject_GetAttr(bounded, s_t_maxlen);
+    max_value_len = maxlen == NULL ? NULL : PyObject_GetAttr(bounded, s_t_max_value_len);
+    if (max_value_len == NULL) goto done;
+    if (!PyDict_CheckExact(stored) || max_value_len != Py_None || (maxlen != Py_None && !PyLong_CheckExact(maxlen)))
+        goto decline;
+
+    if (lock_enter(span, &span_lock) < 0) goto done;
+    /* live: started and not ended; anything else (and a full container) goes back to end_as */
+    PyObject *started = PyObject_GetAttr(span, s_start_time);
+    PyObject *ended = started == NULL ? NULL : PyObject_GetAttr(span, s_end_time);
+    PyObject *immutable = ended == NULL ? NULL : PyObject_GetAttr(bounded, s_t_immutable);
+    int live = immutable == NULL ? -1 : (started != Py_None && ended == Py_None && immutable == Py_False);
+    Py_XDECREF(started);
+    Py_XDECREF(ended);
+    Py_XDECREF(immutable);
+    if (live > 0 && maxlen != Py_None) {
+        Py_ssize_t most = PyLong_AsSsize_t(maxlen);
+        if (most == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            live = 0;
+        } else if (PyDict_GET_SIZE(stored) + PyDict_GET_SIZE(attributes) > most) {
+            live = 0; /* the SDK's _set_items decides what is dropped */
+        }
+    }
+    if (live <= 0) {
+        if (lock_exit(&span_lock, live) < 0) goto done;
+        goto decline;
+    }
+    int status = name != Py_None ? PyObject_SetAttr(span, s_name, name) : 0;
+    if (status == 0) status = lock_enter(bounded, &bounded_lock);
+    if (status == 0) {
+        /* checked again under the container's lock (Python code ran since the first check), as
+           _FastAttributes._set_items checks; what does not pass goes to that method */
+        Py_ssize_t most = maxlen == Py_None ? PY_SSIZE_T_MAX : PyLong_AsSsize_t(maxlen);
+        int fits = most >= 0 && PyDict_GET_SIZE(stored) + PyDict_GET_SIZE(attributes) <= most && all_plain(attributes);
+        if (!fits) {
+            PyErr_Clear(); /* a limit read again as it was read before: in range */
+        } else if (PyDict_GET_SIZE(stored) == 0) {
+            status = PyDict_Update(stored, attributes);
+        } else {
+            Py_ssize_t pos = 0;
+            PyObject *key, *value;
+            while (status == 0 && PyDict_Next(attributes, &pos, &key, &value)) {
+                int there = PyDict_Contains(stored, key);
+                if (there < 0 || (there && PyDict_DelItem(stored, key) < 0)) status = -1;
+                if (status == 0) status = PyDict_SetItem(stored, key, value); /* moved to the end, as the SDK does */
+            }
+        }
+        status = lock_exit(&bounded_lock, status);
+        if (status == 0 && !fits) {
+            PyObject *set = PyObject_CallMethodOneArg(bounded, s_t_set_items, attributes);
+            status = set == NULL ? -1 : 0;
+            Py_XDECREF(set);
+        }
+    }
+    if (status == 0) {
+        now = time_now_ns();
+        status = now == NULL ? -1 : PyObject_SetAttr(span, s_end_time, now);
+    }
+    if (status == 0) status = PyObject_SetAttr(bounded, s_t_immutable, Py_True);
+    if (lock_exit(&span_lock, status) < 0) goto done;
+
+    /* Span.end's steps after its lock */
+    PyObject *end_metrics = PyObject_GetAttr(span, s_t_record_end_metrics);
+    if (end_metrics == NULL) goto done;
+    int call_it = PyObject_IsTrue(end_metrics);
+    PyObject *done_metrics = call_it <= 0 ? NULL : PyObject_CallNoArgs(end_metrics);
+    Py_DECREF(end_metrics);
+    if (call_it < 0 || (call_it && done_metrics == NULL)) goto done;
+    Py_XDECREF(done_metrics);
+    processor = PyObject_GetAttr(span, s_t_span_processor_field);
+    if (processor == NULL) goto done;
+    PyObject *ending = PyObject_CallMethodOneArg(processor, s_t_on_ending, span);
+    if (ending == NULL) goto done;
+    Py_DECREF(ending);
+
+    /* _FastSpan._readable_span() */
+    PyObject *dropped = PyObject_GetAttr(bounded, s_t_dropped);
+    if (dropped == NULL) goto done;
+    int some_dropped = PyObject_IsTrue(dropped);
+    Py_DECREF(dropped);
+    if (some_dropped < 0) goto done;
+    queued = some_dropped ? Py_NewRef(bounded) : PyDict_Copy(stored);
+    if (queued == NULL) goto done;
+    readable = PyBaseObject_Type.tp_new((PyTypeObject *)T_readable_type, T_empty_args, NULL);
+    if (readable == NULL) goto done;
+    PyObject *copied[] = {s_name, s_context, s_kind, s_t_info_field, s_t_instrumentation_scope, s_parent,
+                          s_start_time, s_end_time};
+    PyObject *rest[] = {s_events, s_links, s_t_resource_field, s_status};
+    for (int i = 0; i < 13; i++) { /* _readable_span's fields in its order, the attributes queued */
+        PyObject *field = i < 8 ? copied[i] : i == 8 ? s_attributes : rest[i - 9];
+        PyObject *value = i == 8 ? Py_NewRef(queued) : PyObject_GetAttr(span, field);
+        if (value == NULL) goto done;
+        int set = PyObject_SetAttr(readable, field, value);
+        Py_DECREF(value);
+        if (set < 0) goto done;
+    }
+    PyObject *end = PyObject_CallMethodOneArg(processor, s_t_on_end, readable);
+    if (end == NULL) goto done;
+    Py_DECREF(end);
+    result = Py_NewRef(Py_True);
+    goto done;
+decline:
+    result = Py_NewRef(Py_False);
+done:
+    Py_XDECREF(bounded);
+    Py_XDECREF(stored);
+    Py_XDECREF(maxlen);
+    Py_XDECREF(max_value_len);
+    Py_XDECREF(span_lock);
+    Py_XDECREF(bounded_lock);
+    Py_XDECREF(now);
+    Py_XDECREF(processor);
+    Py_XDECREF(readable);
+    Py_XDECREF(queued);
     return result;
 }
 
 static PyObject *configure_spans(PyObject *self, PyObject *args) {
-    PyObject *given[14];
-    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOO!OO:configure_spans", &given[0], &given[1], &given[2], &given[3],
+    PyObject *given[15];
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOO!OOO:configure_spans", &given[0], &given[1], &given[2], &given[3],
                           &given[4], &given[5], &given[6], &given[7], &given[8], &given[9], &given[10],
-                          &PyDict_Type, &given[11], &given[12], &given[13]))
+                          &PyDict_Type, &given[11], &given[12], &given[13], &given[14]))
         return NULL;
     if (M_namespace == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "configure_spans: configure_metrics first (it sets the shared types)");
         return NULL;
     }
-    for (int i = 0; i < 4; i++) {
-        if (!PyType_Check(given[i])) {
-            PyErr_Format(PyExc_TypeError, "configure_spans: argument %d must be a type", i + 1);
+    int types[] = {0, 1, 2, 3, 14};
+    for (int i = 0; i < 5; i++) {
+        if (!PyType_Check(given[types[i]])) {
+            PyErr_Format(PyExc_TypeError, "configure_spans: argument %d must be a type", types[i] + 1);
             return NULL;
         }
     }
@@ -1335,11 +1506,11 @@ static PyObject *configure_spans(PyObject *self, PyObject *args) {
     }
     /* in argument order: tracer, span, attributes, random ids, default sampler, RECORD_AND_SAMPLE, sampled
        flags without and with the random bit, default trace state, the unset status, lock factory, the SDK
-       module's namespace, id maxima */
+       module's namespace, id maxima, ReadableSpan */
     PyObject **slots[] = {&T_tracer_type,  &T_span_type,    &T_attributes_type, &T_random_ids_type, &T_default_on,
                           &T_record_and_sample, &T_flags[0], &T_flags[1],        &T_trace_state,     &T_unset_status,
-                          &T_lock_factory, &T_sdk_namespace, &T_max_trace_id,    &T_max_span_id};
-    for (int i = 0; i < 14; i++) Py_XSETREF(*slots[i], Py_NewRef(given[i]));
+                          &T_lock_factory, &T_sdk_namespace, &T_max_trace_id,    &T_max_span_id, &T_readable_type};
+    for (int i = 0; i < 15; i++) Py_XSETREF(*slots[i], Py_NewRef(given[i]));
     Py_XSETREF(T_empty_args, empty);
     Py_XSETREF(T_parent_context_kw, kw);
     Py_RETURN_NONE;
@@ -1507,7 +1678,10 @@ static PyMethodDef methods[] = {
      "record(instrument, amount, magnitude, attributes, context) -> bool: False when _record must decide"},
     {"configure_spans", configure_spans, METH_VARARGS,
      "configure_spans(tracer, span, attributes, random_ids, default_on, record_and_sample, sampled_flags, "
-     "sampled_random_flags, trace_state, unset_status, lock_factory, sdk_namespace, max_trace_id, max_span_id)"},
+     "sampled_random_flags, trace_state, unset_status, lock_factory, sdk_namespace, max_trace_id, max_span_id, "
+     "readable_span)"},
+    {"end_span", (PyCFunction)(void (*)(void))end_span, METH_FASTCALL,
+     "end_span(span, name, attributes) -> bool: False when _FastSpan.end_as must decide"},
     {"start_span", (PyCFunction)(void (*)(void))start_span, METH_FASTCALL,
      "start_span(tracer, name, context, kind, attributes, links, start_time, record_exception, "
      "set_status_on_exception) -> span or None: None when _FastTracer.start_span must decide"},
@@ -1604,6 +1778,9 @@ PyMODINIT_FUNC PyInit__otlp_native(void) {
                         {&s_t_max_value_len, "max_value_len"},
                         {&s_t_immutable, "_immutable"},
                         {&s_t_time_ns, "time_ns"},
+                        {&s_t_on_ending, "_on_ending"},
+                        {&s_t_on_end, "on_end"},
+                        {&s_t_set_items, "_set_items"},
                         {&s_h_method, "http.request.method"},
                         {&s_h_scheme, "url.scheme"},
                         {&s_h_version, "network.protocol.version"},

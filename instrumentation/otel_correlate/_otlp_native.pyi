@@ -25,6 +25,18 @@ def settled(
     scan: Callable[[str], str | None],
     /,
 ) -> bool: ...
+def request_attributes(
+    raw_method: str,
+    scheme: str,
+    path: str,
+    query: str,
+    version: str | None,
+    headers: dict[str, str],
+    client: tuple[str, int | None] | None,
+    server: tuple[str, int] | None,
+    known: frozenset[str],
+    /,
+) -> tuple[str, dict[str, Any], dict[str, Any]] | None: ...
 def configure_metrics(
     consumer_type: type,
     sum_type: type,
@@ -62,8 +74,10 @@ def configure_spans(
     sdk_namespace: dict[str, Any],
     max_trace_id: int,
     max_span_id: int,
+    readable_span_type: type,
     /,
 ) -> None: ...
+def end_span(span: Any, name: str | None, attributes: dict[str, Any], /) -> bool: ...
 def start_span(
     tracer: Any,
     name: str,
