@@ -239,6 +239,16 @@ def _spans(
     return spans
 
 
+@pytest.fixture(params=["c", "python"], ids=["c-emit", "python-emit"])
+def emit_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each log hand-off test twice: through the C ``emit_log`` (built in this venv) and through Python alone."""
+    if request.param == "c":
+        assert _fastsdk._NATIVE_EMIT is not None, "the C extension is built in this venv"
+    else:
+        monkeypatch.setattr(_fastsdk, "_NATIVE_EMIT", None)
+    return str(request.param)
+
+
 @pytest.fixture(params=["c", "python"], ids=["c-start", "python-start"])
 def span_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Each span test twice: through the C ``start_span`` and ``end_span`` (built in this venv) and through Python alone."""
@@ -1208,7 +1218,7 @@ def _emitted(
 
 
 def test_the_emitter_queues_plain_records_directly_and_exactly_as_the_sdk(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, emit_path: str
 ) -> None:
     expected, sdk_emits = _emitted(monkeypatch, BatchLogRecordProcessor)
     assert sdk_emits == 4
@@ -1220,7 +1230,7 @@ def test_the_emitter_queues_plain_records_directly_and_exactly_as_the_sdk(
     ]  # the current span's trace
 
 
-def test_a_second_log_processor_gets_every_record(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_second_log_processor_gets_every_record(monkeypatch: pytest.MonkeyPatch, emit_path: str) -> None:
     got, sdk_emits = _emitted(monkeypatch, _fastsdk.FastBatchLogRecordProcessor, extra_processor=True)
     assert sdk_emits == 4 and len(got) == 4
 
@@ -1287,7 +1297,11 @@ def test_a_hung_collector_never_blocks_the_service() -> None:
 
 
 def _emit_plain_line(sole: _fastsdk.FastBatchLogRecordProcessor, logger: Any, n: int) -> None:
-    """One plain INFO line ``b`` at timestamp ``n`` through the direct hand-off."""
+    """One plain INFO line ``b`` at timestamp ``n`` through the direct hand-off (in C when it is on)."""
+    native = _fastsdk._NATIVE_EMIT
+    if native is not None:
+        assert native(logger, n, SeverityNumber.INFO, "INFO", "b", {}, context.get_current(), False)
+        return
     sole.emit_plain(
         logger,
         timestamp=n,
@@ -1299,7 +1313,7 @@ def _emit_plain_line(sole: _fastsdk.FastBatchLogRecordProcessor, logger: Any, n:
     )
 
 
-def test_a_log_burst_is_delivered_instead_of_dropped() -> None:
+def test_a_log_burst_is_delivered_instead_of_dropped(emit_path: str) -> None:
     class SlowLogs(InMemoryLogRecordExporter):
         def export(self, batch: Any) -> Any:
             deadline = time.perf_counter() + 0.00005 * len(batch)
@@ -1331,7 +1345,29 @@ def test_a_log_burst_is_delivered_instead_of_dropped() -> None:
     assert run(_fastsdk.FastBatchLogRecordProcessor, via_emitter=True) == 4000
 
 
-def test_a_full_queue_is_not_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_full_batch_wakes_the_export_thread(emit_path: str) -> None:
+    """Below the three-quarter mark too: a batch's worth of queued lines is exported before the schedule delay."""
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider(resource=RESOURCE)
+    provider.add_log_record_processor(
+        _fastsdk.FastBatchLogRecordProcessor(
+            exporter, max_queue_size=2048, max_export_batch_size=64, schedule_delay_millis=600_000
+        )
+    )
+    logger = provider.get_logger("wake")
+    sole = _fastsdk.sole_log_processor(logger)
+    assert sole is not None
+    for n in range(64):
+        _emit_plain_line(sole, logger, n)
+    deadline = time.monotonic() + 10
+    while len(exporter.get_finished_logs()) < 64 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    exported = len(exporter.get_finished_logs())
+    provider.shutdown()
+    assert exported == 64
+
+
+def test_a_full_queue_is_not_waited_for(monkeypatch: pytest.MonkeyPatch, emit_path: str) -> None:
     """A collector that is down keeps the queue full: the producer drops there instead of yielding per record."""
     yields: list[float] = []
     monkeypatch.setattr(_fastsdk, "_yield_gil", yields.append)
@@ -1360,6 +1396,147 @@ def test_a_full_queue_is_not_waited_for(monkeypatch: pytest.MonkeyPatch) -> None
     assert queued == 256  # full: the rest was dropped, as in the SDK
     # it yielded while the queue filled from three quarters (at most 64 + the one batch taken out), not per record
     assert 0 < len(yields) <= 2 * 64, len(yields)
+
+
+class _ForeignContextSpan(trace.NonRecordingSpan):
+    """A span type the fast paths do not know, whose context is a SpanContext subclass."""
+
+    def get_span_context(self) -> SpanContext:
+        return _OddSpanContext(0xFEED, 0xF00D, False, TraceFlags(TraceFlags.SAMPLED))
+
+
+class _OddSpanContext(SpanContext):
+    pass
+
+
+def _queued_lines(seed: int, limits: LogRecordLimits | None, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Random log lines through the emitter; what reached the export queue (records, or the SDK's wrappers)."""
+    draw = random.Random(seed)
+    ticks = itertools.count(1000)
+    monkeypatch.setattr(_fastsdk, "time_ns", lambda: next(ticks))  # the observed timestamp, on both paths
+    provider = LoggerProvider(resource=RESOURCE, log_record_limits=limits)
+    processor = _fastsdk.FastBatchLogRecordProcessor(
+        InMemoryLogRecordExporter(), schedule_delay_millis=60_000
+    )
+    provider.add_log_record_processor(processor)
+    monkeypatch.setattr(_logs, "get_logger_provider", lambda: provider)
+    emitter = _logs._Emitter()
+    values: list[Any] = ["v", 3, 2.5, True, ["x"], None, b"b"]
+    contexts = [
+        context.Context(),
+        _in_sampled_span(),
+        trace.set_span_in_context(_ForeignContextSpan(trace.INVALID_SPAN_CONTEXT)),
+        trace.set_span_in_context(trace.NonRecordingSpan(SpanContext(1, 2, False, TraceFlags(0)))),
+    ]
+    for n in range(200):
+        attributes = {
+            draw.choice(["a", "b", "orderId", ""]): draw.choice(values) for _ in range(draw.randrange(4))
+        }
+        plain = draw.random() < 0.3 and all(type(v) in (str, int) for v in attributes.values())
+        token = context.attach(draw.choice(contexts))
+        try:
+            emitter.emit(
+                scope=draw.choice(["a", "b"]),
+                level_no=draw.choice([10, 20, 30, 40]),
+                body=draw.choice(["line", 7, {"k": "v"}]),
+                attributes=attributes,
+                timestamp_ns=n,
+                plain=plain,
+            )
+        finally:
+            context.detach(token)
+    queued = list(processor._batch_processor._queue)
+    provider.shutdown()
+    return [
+        (
+            type(item).__name__,
+            [(type(v).__name__, v) for v in item[:8]],
+            item[8],
+            item[9]._instrumentation_scope.name,
+        )
+        if type(item) is _fastsdk.QueuedLogRecord
+        else (type(item).__name__, _log_record(item))
+        for item in queued
+    ]
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize(
+    "limits",
+    [None, LogRecordLimits(max_attributes=2), LogRecordLimits(max_attribute_length=1)],
+    ids=["default", "two", "short"],
+)
+def test_random_log_lines_reach_the_queue_alike_on_both_paths(
+    seed: int, limits: LogRecordLimits | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    native = _fastsdk._NATIVE_EMIT
+    assert native is not None, "the C extension is built in this venv"
+    made = _queued_lines(seed, limits, monkeypatch)
+    monkeypatch.setattr(_fastsdk, "_NATIVE_EMIT", None)
+    assert _queued_lines(seed, limits, monkeypatch) == made
+    kinds = collections.Counter(item[0] for item in made)
+    # a value-length limit: every record is the SDK's; otherwise most take the direct hand-off
+    direct = kinds["QueuedLogRecord"]
+    assert direct == 0 if limits is not None and limits.max_attribute_length else direct > 50, kinds
+
+
+class _CountingLoggerMetrics:
+    def __init__(self) -> None:
+        self.emitted = 0
+
+    def emit_log(self) -> None:
+        self.emitted += 1
+
+
+def test_a_disabled_logger_emits_nothing_and_the_logger_metrics_count_on_both_paths(
+    monkeypatch: pytest.MonkeyPatch, emit_path: str
+) -> None:
+    from opentelemetry.sdk._logs._internal import _LoggerConfig
+
+    counted = []
+    for enabled in (True, False):
+        provider = LoggerProvider(
+            resource=RESOURCE, _logger_configurator=lambda scope, on=enabled: _LoggerConfig(is_enabled=on)
+        )  # type: ignore[call-arg]
+        exporter = InMemoryLogRecordExporter()
+        provider.add_log_record_processor(_fastsdk.FastBatchLogRecordProcessor(exporter))
+        monkeypatch.setattr(_logs, "get_logger_provider", lambda provider=provider: provider)
+        emitter = _logs._Emitter()
+        emitter.emit(scope="s", level_no=20, body="first", attributes={}, timestamp_ns=1)  # makes the logger
+        logger = emitter._loggers["s"][0]
+        logger._logger_metrics = metrics = _CountingLoggerMetrics()
+        emitter.emit(scope="s", level_no=20, body="second", attributes={"k": "v"}, timestamp_ns=2)
+        provider.force_flush()
+        counted.append((metrics.emitted, [r.log_record.body for r in exporter.get_finished_logs()]))
+        provider.shutdown()
+    assert counted == [(1, ["first", "second"]), (0, [])]
+
+
+def test_the_c_emit_keeps_no_reference_it_does_not_own() -> None:
+    provider = LoggerProvider(resource=RESOURCE)
+    processor = _fastsdk.FastBatchLogRecordProcessor(
+        InMemoryLogRecordExporter(), schedule_delay_millis=60_000
+    )
+    provider.add_log_record_processor(processor)
+    logger = provider.get_logger("counted")
+    other = LoggerProvider(resource=RESOURCE).get_logger("declined")  # no processor: emit_log declines
+    body, text, ctx = "counted-body", "COUNTED", _in_sampled_span()
+    span_context = trace.get_current_span(ctx).get_span_context()
+    watched = [logger, other, body, text, ctx, span_context, SeverityNumber.INFO, processor]
+    native = _fastsdk._NATIVE_EMIT
+    queue = processor._batch_processor._queue
+
+    def emit() -> None:
+        assert native(logger, 5, SeverityNumber.INFO, text, body, {"k": "v"}, ctx, False) is True
+        assert native(other, 5, SeverityNumber.INFO, text, body, {"k": "v"}, ctx, False) is False
+        queue.clear()
+
+    emit()
+    before = [sys.getrefcount(obj) for obj in watched]
+    for _ in range(2000):
+        emit()
+    assert [sys.getrefcount(obj) for obj in watched] == before
+    provider.shutdown()
 
 
 def test_exporters_that_do_not_read_queued_records_get_the_sdks_records() -> None:

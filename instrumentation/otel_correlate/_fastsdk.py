@@ -1174,3 +1174,20 @@ def _native_start() -> Any:
 _NATIVE_START: Any = _native_start()
 #: The C ``end_span`` (:meth:`_FastSpan.end_as` for a live span and plain attributes), on with the C start.
 _NATIVE_END: Any = None if _NATIVE_START is None else _native.helper("end_span")
+
+
+def _native_emit() -> Any:
+    """The C ``emit_log`` (:func:`sole_log_processor` + :meth:`FastBatchLogRecordProcessor.emit_plain`), or None.
+
+    Called as ``emit_log(logger, timestamp, severity_number, severity_text, body, attributes,
+    context, plain)``; it answers False whenever those Python functions must decide.
+    """
+    configure = _native.helper("configure_logs")
+    emit = _native.helper("emit_log")
+    if configure is None or emit is None or _NATIVE_RECORD is None:
+        return None
+    configure(FastBatchLogRecordProcessor, QueuedLogRecord)
+    return emit
+
+
+_NATIVE_EMIT: Any = _native_emit()

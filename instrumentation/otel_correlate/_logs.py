@@ -143,6 +143,11 @@ class _Emitter:
             attributes.update(_context.current_business_keys(current))
             number, text = severity(level_no)
             if sdk_logger:
+                native = _fastsdk._NATIVE_EMIT  # the two calls below in C, for their usual case
+                if native is not None and native(
+                    otel_logger, timestamp_ns, number, text, body, attributes, current, plain
+                ):
+                    return
                 sole = _fastsdk.sole_log_processor(otel_logger)
                 if sole is not None and sole.emit_plain(
                     otel_logger,

@@ -1476,6 +1476,182 @@ done:
     return result;
 }
 
+/* --- logs: a plain record into the export queue ------------------------------------------ */
+
+/*
+ * emit_log() is FastBatchLogRecordProcessor.emit_plain, for a logger whose only processor is
+ * that one (sole_log_processor), with its _enqueue inline below the queue's three-quarter mark:
+ * the same checks (no value-length limit, attributes within the count limit and plain), the
+ * logger's enabled check (a disabled logger answers True, emitting nothing), the current
+ * span's ids, the logger metrics' emit_log, the QueuedLogRecord tuple, then appendleft and the
+ * export thread's wake-up as _enqueue does. Near or at the mark, shut down, or full, it calls
+ * _fastsdk._enqueue. It answers False, before doing anything, whenever the Python code must
+ * decide. tests/test_fastsdk.py compares the records of both paths.
+ */
+static PyObject *L_processor_type, *L_queued_type;
+static PyObject *s_l_multi, *s_l_processors, *s_l_limits, *s_l_max_attributes, *s_l_max_attribute_length,
+    *s_l_is_enabled, *s_l_metrics, *s_l_emit_log, *s_l_batch, *s_l_queue, *s_l_max_queue, *s_l_shutdown,
+    *s_l_appendleft, *s_l_awaken, *s_l_max_batch, *s_l_flag, *s_l_set, *s_n_enqueue;
+
+static PyObject *emit_log(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError,
+                        "emit_log(logger, timestamp, severity_number, severity_text, body, attributes, context, plain)");
+        return NULL;
+    }
+    PyObject *logger = args[0], *attributes = args[5], *context = args[6], *plain = args[7];
+    if (L_processor_type == NULL || M_namespace == NULL || !PyDict_CheckExact(attributes)) Py_RETURN_FALSE;
+    PyObject *result = NULL, *multi = NULL, *processors = NULL, *limits = NULL, *maxlen = NULL, *max_value_len = NULL,
+             *enabled = NULL, *span = NULL, *span_context = NULL, *metrics = NULL, *now = NULL, *item = NULL,
+             *batch = NULL, *queue = NULL, *most_queued = NULL, *shutdown = NULL, *awaken = NULL;
+    /* sole_log_processor(logger) */
+    multi = PyObject_GetAttr(logger, s_l_multi);
+    if (multi == NULL) goto done;
+    processors = PyObject_GetAttr(multi, s_l_processors);
+    if (processors == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) goto done;
+        PyErr_Clear();
+        goto decline;
+    }
+    if (!PyTuple_CheckExact(processors) || PyTuple_GET_SIZE(processors) != 1 ||
+        (PyObject *)Py_TYPE(PyTuple_GET_ITEM(processors, 0)) != L_processor_type)
+        goto decline;
+    PyObject *sole = PyTuple_GET_ITEM(processors, 0); /* held by `processors` */
+    /* emit_plain's checks */
+    limits = PyObject_GetAttr(logger, s_l_limits);
+    if (limits == NULL) goto done;
+    maxlen = PyObject_GetAttr(limits, s_l_max_attributes);
+    if (maxlen == NULL) goto done;
+    max_value_len = PyObject_GetAttr(limits, s_l_max_attribute_length);
+    if (max_value_len == NULL) goto done;
+    if (max_value_len != Py_None || (maxlen != Py_None && !PyLong_CheckExact(maxlen))) goto decline;
+    if (maxlen != Py_None) {
+        Py_ssize_t most = PyLong_AsSsize_t(maxlen);
+        if (most == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            goto decline;
+        }
+        if (PyDict_GET_SIZE(attributes) > most) goto decline;
+    }
+    if (plain != Py_True && !all_plain(attributes)) goto decline;
+    enabled = PyObject_CallMethodNoArgs(logger, s_l_is_enabled);
+    if (enabled == NULL) goto done;
+    int on = PyObject_IsTrue(enabled);
+    if (on < 0) goto done;
+    if (!on) { /* a disabled logger emits nothing, as in Logger.emit */
+        result = Py_NewRef(Py_True);
+        goto done;
+    }
+    span = span_of(context);
+    if (span == NULL) goto done;
+    span_context = span_context_of(span);
+    if (span_context == NULL) goto done;
+    if ((PyObject *)Py_TYPE(span_context) != M_span_context_type || PyTuple_GET_SIZE(span_context) != 6) {
+        /* only after the enabled check: emit_plain reads other span contexts' properties */
+        result = Py_NewRef(Py_False);
+        goto done;
+    }
+    metrics = PyObject_GetAttr(logger, s_l_metrics);
+    if (metrics == NULL) goto done;
+    PyObject *emitted = PyObject_CallMethodNoArgs(metrics, s_l_emit_log);
+    if (emitted == NULL) goto done;
+    Py_DECREF(emitted);
+    now = time_now_ns();
+    if (now == NULL) goto done;
+    item = ((PyTypeObject *)L_queued_type)->tp_alloc((PyTypeObject *)L_queued_type, 10);
+    if (item == NULL) goto done;
+    PyObject *fields[] = {args[1],
+                          now,
+                          PyTuple_GET_ITEM(span_context, 0),
+                          PyTuple_GET_ITEM(span_context, 1),
+                          PyTuple_GET_ITEM(span_context, 3),
+                          args[3],
+                          args[2],
+                          args[4],
+                          attributes,
+                          logger};
+    for (int i = 0; i < 10; i++) PyTuple_SET_ITEM(item, i, Py_NewRef(fields[i]));
+    /* _enqueue(sole._batch_processor, item), inline below the three-quarter mark */
+    batch = PyObject_GetAttr(sole, s_l_batch);
+    queue = batch == NULL ? NULL : PyObject_GetAttr(batch, s_l_queue);
+    most_queued = queue == NULL ? NULL : PyObject_GetAttr(batch, s_l_max_queue);
+    shutdown = most_queued == NULL ? NULL : PyObject_GetAttr(batch, s_l_shutdown);
+    if (shutdown == NULL) goto done;
+    Py_ssize_t size = PyObject_Length(queue);
+    if (size < 0) goto done;
+    Py_ssize_t limit = PyLong_Check(most_queued) ? PyLong_AsSsize_t(most_queued) : -1;
+    if (limit == -1 && PyErr_Occurred()) PyErr_Clear();
+    if (shutdown != Py_False || limit < 0 || size >= limit - (limit >> 2)) {
+        PyObject *enqueue = from_namespace(s_n_enqueue);
+        PyObject *call[] = {batch, item};
+        PyObject *queued = enqueue == NULL ? NULL : PyObject_Vectorcall(enqueue, call, 2, NULL);
+        Py_XDECREF(enqueue);
+        if (queued == NULL) goto done;
+        Py_DECREF(queued);
+        result = Py_NewRef(Py_True);
+        goto done;
+    }
+    PyObject *appended = PyObject_CallMethodOneArg(queue, s_l_appendleft, item);
+    if (appended == NULL) goto done;
+    Py_DECREF(appended);
+    awaken = PyObject_GetAttr(batch, s_l_awaken);
+    if (awaken == NULL) goto done;
+    PyObject *batch_size = PyObject_GetAttr(batch, s_l_max_batch);
+    if (batch_size == NULL) goto done;
+    size = PyObject_Length(queue);
+    PyObject *queued_now = size < 0 ? NULL : PyLong_FromSsize_t(size);
+    int full = queued_now == NULL ? -1 : PyObject_RichCompareBool(queued_now, batch_size, Py_GE);
+    Py_XDECREF(queued_now);
+    Py_DECREF(batch_size);
+    if (full < 0) goto done;
+    if (full) { /* `not awaken._flag`: Event.is_set() reads the flag */
+        PyObject *flag = PyObject_GetAttr(awaken, s_l_flag);
+        int set = flag == NULL ? -1 : PyObject_IsTrue(flag);
+        Py_XDECREF(flag);
+        if (set < 0) goto done;
+        if (!set) {
+            PyObject *woken = PyObject_CallMethodNoArgs(awaken, s_l_set);
+            if (woken == NULL) goto done;
+            Py_DECREF(woken);
+        }
+    }
+    result = Py_NewRef(Py_True);
+    goto done;
+decline:
+    result = Py_NewRef(Py_False);
+done:
+    Py_XDECREF(multi);
+    Py_XDECREF(processors);
+    Py_XDECREF(limits);
+    Py_XDECREF(maxlen);
+    Py_XDECREF(max_value_len);
+    Py_XDECREF(enabled);
+    Py_XDECREF(span);
+    Py_XDECREF(span_context);
+    Py_XDECREF(metrics);
+    Py_XDECREF(now);
+    Py_XDECREF(item);
+    Py_XDECREF(batch);
+    Py_XDECREF(queue);
+    Py_XDECREF(most_queued);
+    Py_XDECREF(shutdown);
+    Py_XDECREF(awaken);
+    return result;
+}
+
+static PyObject *configure_logs(PyObject *self, PyObject *args) {
+    PyObject *processor_type, *queued_type;
+    if (!PyArg_ParseTuple(args, "O!O!:configure_logs", &PyType_Type, &processor_type, &PyType_Type, &queued_type))
+        return NULL;
+    if (M_namespace == NULL || !PyType_IsSubtype((PyTypeObject *)queued_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "configure_logs: configure_metrics first; the queued record is a tuple type");
+        return NULL;
+    }
+    Py_XSETREF(L_processor_type, Py_NewRef(processor_type));
+    Py_XSETREF(L_queued_type, Py_NewRef(queued_type));
+    Py_RETURN_NONE;
+}
+
 static PyObject *configure_spans(PyObject *self, PyObject *args) {
     PyObject *given[15];
     if (!PyArg_ParseTuple(args, "OOOOOOOOOOOO!OOO:configure_spans", &given[0], &given[1], &given[2], &given[3],
@@ -1680,6 +1856,10 @@ static PyMethodDef methods[] = {
      "configure_spans(tracer, span, attributes, random_ids, default_on, record_and_sample, sampled_flags, "
      "sampled_random_flags, trace_state, unset_status, lock_factory, sdk_namespace, max_trace_id, max_span_id, "
      "readable_span)"},
+    {"configure_logs", configure_logs, METH_VARARGS, "configure_logs(FastBatchLogRecordProcessor, QueuedLogRecord)"},
+    {"emit_log", (PyCFunction)(void (*)(void))emit_log, METH_FASTCALL,
+     "emit_log(logger, timestamp, severity_number, severity_text, body, attributes, context, plain) -> bool: "
+     "False when the Python emit must decide"},
     {"end_span", (PyCFunction)(void (*)(void))end_span, METH_FASTCALL,
      "end_span(span, name, attributes) -> bool: False when _FastSpan.end_as must decide"},
     {"start_span", (PyCFunction)(void (*)(void))start_span, METH_FASTCALL,
@@ -1781,6 +1961,24 @@ PyMODINIT_FUNC PyInit__otlp_native(void) {
                         {&s_t_on_ending, "_on_ending"},
                         {&s_t_on_end, "on_end"},
                         {&s_t_set_items, "_set_items"},
+                        {&s_l_multi, "_multi_log_record_processor"},
+                        {&s_l_processors, "_log_record_processors"},
+                        {&s_l_limits, "_log_record_limits"},
+                        {&s_l_max_attributes, "max_log_record_attributes"},
+                        {&s_l_max_attribute_length, "max_log_record_attribute_length"},
+                        {&s_l_is_enabled, "_is_enabled"},
+                        {&s_l_metrics, "_logger_metrics"},
+                        {&s_l_emit_log, "emit_log"},
+                        {&s_l_batch, "_batch_processor"},
+                        {&s_l_queue, "_queue"},
+                        {&s_l_max_queue, "_max_queue_size"},
+                        {&s_l_shutdown, "_shutdown"},
+                        {&s_l_appendleft, "appendleft"},
+                        {&s_l_awaken, "_worker_awaken"},
+                        {&s_l_max_batch, "_max_export_batch_size"},
+                        {&s_l_flag, "_flag"},
+                        {&s_l_set, "set"},
+                        {&s_n_enqueue, "_enqueue"},
                         {&s_h_method, "http.request.method"},
                         {&s_h_scheme, "url.scheme"},
                         {&s_h_version, "network.protocol.version"},

@@ -90,3 +90,15 @@ def start_span(
     set_status_on_exception: bool,
     /,
 ) -> Any: ...
+def configure_logs(processor_type: type, queued_type: type, /) -> None: ...
+def emit_log(
+    logger: Any,
+    timestamp: int | None,
+    severity_number: Any,
+    severity_text: str,
+    body: Any,
+    attributes: dict[str, Any],
+    context: Any,
+    plain: bool,
+    /,
+) -> bool: ...
