@@ -367,3 +367,29 @@ def test_request_attributes_in_c_keep_no_reference_they_do_not_own() -> None:
     for _ in range(1000):
         calls()
     assert [sys.getrefcount(obj) for obj in watched] == before
+
+
+def test_request_attributes_in_c_hold_a_header_another_lookup_may_drop() -> None:
+    """Looking up user-agent can run a key's __eq__, which may drop the host header: C keeps its own reference."""
+
+    class Colliding(str):
+        def __hash__(self) -> int:
+            return hash("user-agent")
+
+        def __eq__(self, other: object) -> bool:
+            if other == "user-agent":
+                headers.pop("host", None)
+            return False
+
+    made = []
+    for function in (
+        _asgi_server.request_attributes,
+        lambda *fields: _asgi_server._NATIVE_ATTRIBUTES(*fields, _asgi_server._KNOWN_METHODS),
+    ):
+        headers = {
+            "host": "".join(["exa", "mple.com:8", "080"]),
+            Colliding("x"): "v",
+        }  # only the dict holds it
+        _, _, span_attributes = function("GET", "http", "/", "", None, headers, None, None)
+        made.append((span_attributes["server.address"], span_attributes["server.port"]))
+    assert made == [("example.com", 8080)] * 2

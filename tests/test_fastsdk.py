@@ -755,6 +755,51 @@ def test_attributes_changed_while_a_span_starts_or_ends_are_checked_when_stored(
     assert made[1][1] == [("a", 1), ("c", 3), ("list", ("not", "plain"))]  # cleaned: the list became a tuple
 
 
+def test_ending_attributes_changed_by_a_stored_keys_comparison_raise_as_in_python(span_path: str) -> None:
+    """A str-subclass key on the span runs Python code when compared: the ending dict may change under the walk."""
+
+    class Emptying(str):
+        __hash__ = str.__hash__
+
+        def __eq__(self, other: object) -> bool:
+            ending.clear()
+            return str.__eq__(self, other)
+
+    span = _fastsdk.FastTracerProvider(resource=RESOURCE).get_tracer("t").start_span("s")
+    span.set_attribute(Emptying("k"), 1)
+    ending = {"k": float("".join(["1.", "5"])) * 3, "z": 7}  # the float lives only in the dict
+    with pytest.raises(RuntimeError, match="changed size during iteration"):
+        span.end_as(None, ending)  # type: ignore[attr-defined]
+    assert list(span.attributes.items()) == [("k", 4.5)] and span.end_time is None  # type: ignore[attr-defined]
+
+
+def test_ending_with_the_spans_own_attributes_raises_as_in_python(span_path: str) -> None:
+    span = _fastsdk.FastTracerProvider(resource=RESOURCE).get_tracer("t").start_span("s", attributes={"a": 1})
+    with pytest.raises(RuntimeError, match="changed during iteration"):
+        span.end_as("renamed", span._attributes._dict)  # type: ignore[attr-defined]
+    assert span.end_time is None  # type: ignore[attr-defined]
+
+
+def test_on_end_goes_to_the_processor_the_span_has_after_on_ending(span_path: str) -> None:
+    calls: list[tuple[str, str]] = []
+
+    class Swapping(SpanProcessor):
+        def __init__(self, tag: str) -> None:
+            self.tag = tag
+
+        def _on_ending(self, span: Any) -> None:
+            calls.append(("_on_ending", self.tag))
+            span._span_processor = Swapping("replacement")
+
+        def on_end(self, span: Any) -> None:
+            calls.append(("on_end", self.tag))
+
+    tracer = _fastsdk.FastTracerProvider(resource=RESOURCE).get_tracer("t")
+    tracer.span_processor = Swapping("original")  # type: ignore[attr-defined]
+    end_server_span(tracer.start_span("s"), None, {})
+    assert calls == [("_on_ending", "original"), ("on_end", "replacement")]
+
+
 def test_a_failing_read_is_raised_by_the_c_start_as_by_python(span_path: str) -> None:
     tracer = _fastsdk.FastTracerProvider(resource=RESOURCE).get_tracer("t")
     del tracer.instrumentation_info  # type: ignore[attr-defined]

@@ -1361,8 +1361,9 @@ static PyObject *end_span(PyObject *self, PyObject *const *args, Py_ssize_t narg
     maxlen = stored == NULL ? NULL : PyObject_GetAttr(bounded, s_t_maxlen);
     max_value_len = maxlen == NULL ? NULL : PyObject_GetAttr(bounded, s_t_max_value_len);
     if (max_value_len == NULL) goto done;
-    if (!PyDict_CheckExact(stored) || max_value_len != Py_None || (maxlen != Py_None && !PyLong_CheckExact(maxlen)))
-        goto decline;
+    if (!PyDict_CheckExact(stored) || stored == attributes || max_value_len != Py_None ||
+        (maxlen != Py_None && !PyLong_CheckExact(maxlen)))
+        goto decline; /* the span's own dict as the new attributes: the Python loop raises */
 
     if (lock_enter(span, &span_lock) < 0) goto done;
     /* live: started and not ended; anything else (and a full container) goes back to end_as */
@@ -1398,12 +1399,24 @@ static PyObject *end_span(PyObject *self, PyObject *const *args, Py_ssize_t narg
         } else if (PyDict_GET_SIZE(stored) == 0) {
             status = PyDict_Update(stored, attributes);
         } else {
-            Py_ssize_t pos = 0;
+            Py_ssize_t pos = 0, size = PyDict_GET_SIZE(attributes);
             PyObject *key, *value;
-            while (status == 0 && PyDict_Next(attributes, &pos, &key, &value)) {
+            while (status == 0) {
+                /* a stored key's __eq__ (a str subclass) can run Python code: hold the entry, and refuse a
+                   changed dict as the Python for-loop does */
+                if (PyDict_GET_SIZE(attributes) != size) {
+                    PyErr_SetString(PyExc_RuntimeError, "dictionary changed size during iteration");
+                    status = -1;
+                    break;
+                }
+                if (!PyDict_Next(attributes, &pos, &key, &value)) break;
+                Py_INCREF(key);
+                Py_INCREF(value);
                 int there = PyDict_Contains(stored, key);
                 if (there < 0 || (there && PyDict_DelItem(stored, key) < 0)) status = -1;
                 if (status == 0) status = PyDict_SetItem(stored, key, value); /* moved to the end, as the SDK does */
+                Py_DECREF(key);
+                Py_DECREF(value);
             }
         }
         status = lock_exit(&bounded_lock, status);
@@ -1433,6 +1446,8 @@ static PyObject *end_span(PyObject *self, PyObject *const *args, Py_ssize_t narg
     PyObject *ending = PyObject_CallMethodOneArg(processor, s_t_on_ending, span);
     if (ending == NULL) goto done;
     Py_DECREF(ending);
+    Py_SETREF(processor, PyObject_GetAttr(span, s_t_span_processor_field)); /* read again, as end_as does */
+    if (processor == NULL) goto done;
 
     /* _FastSpan._readable_span() */
     PyObject *dropped = PyObject_GetAttr(bounded, s_t_dropped);
@@ -1714,10 +1729,12 @@ static int all_digits(PyObject *text) {
     return 1;
 }
 
-/* An exact str header value, or NULL (absent, borrowed); -1 when it is there but not an exact str. */
+/* An exact str header value, or NULL (absent; a new reference: the next lookup can run a key's __eq__);
+   1 when it is there but not an exact str. */
 static int header_of(PyObject *headers, PyObject *name, PyObject **value) {
     *value = PyDict_GetItemWithError(headers, name);
     if (*value == NULL) return PyErr_Occurred() ? -1 : 0;
+    Py_INCREF(*value);
     return PyUnicode_CheckExact(*value) ? 0 : 1;
 }
 
@@ -1739,10 +1756,12 @@ static PyObject *request_attributes(PyObject *self, PyObject *const *args, Py_ss
     int odd = header_of(headers, s_h_host, &host);
     if (odd < 0) return NULL;
     int odd_agent = header_of(headers, s_h_user_agent, &agent);
-    if (odd_agent < 0) return NULL;
-    if (odd || odd_agent) Py_RETURN_NONE;
-    Py_XINCREF(host);
-    Py_XINCREF(agent);
+    if (odd_agent < 0 || odd || odd_agent) {
+        Py_XDECREF(host);
+        Py_XDECREF(agent);
+        if (odd_agent < 0) return NULL;
+        Py_RETURN_NONE;
+    }
 
     PyObject *result = NULL, *attributes = NULL, *span = NULL, *address = NULL, *port = NULL;
     int is_known = PySet_Contains(known, raw);
