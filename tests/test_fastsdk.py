@@ -1557,6 +1557,32 @@ def test_a_disabled_logger_emits_nothing_and_the_logger_metrics_count_on_both_pa
     assert counted == [(1, ["first", "second"]), (0, [])]
 
 
+def test_a_log_line_under_a_foreign_span_asks_the_logger_once(
+    emit_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A span context that is not the SDK's exact type is read through its properties, not handed back to Python."""
+    provider = LoggerProvider(resource=RESOURCE)
+    exporter = InMemoryLogRecordExporter()
+    provider.add_log_record_processor(_fastsdk.FastBatchLogRecordProcessor(exporter))
+    monkeypatch.setattr(_logs, "get_logger_provider", lambda: provider)
+    emitter = _logs._Emitter()
+    emitter.emit(scope="s", level_no=20, body="first", attributes={}, timestamp_ns=1)  # makes the logger
+    logger = emitter._loggers["s"][0]
+    asked = []
+    enabled = logger._is_enabled
+    logger._is_enabled = lambda: (asked.append(1), enabled())[1]
+    token = context.attach(trace.set_span_in_context(_ForeignContextSpan(trace.INVALID_SPAN_CONTEXT)))
+    try:
+        emitter.emit(scope="s", level_no=20, body="second", attributes={"k": "v"}, timestamp_ns=2)
+    finally:
+        context.detach(token)
+    provider.force_flush()
+    records = exporter.get_finished_logs()
+    provider.shutdown()
+    assert len(asked) == 1
+    assert (records[1].log_record.trace_id, records[1].log_record.span_id) == (0xFEED, 0xF00D)
+
+
 def test_the_c_emit_keeps_no_reference_it_does_not_own() -> None:
     provider = LoggerProvider(resource=RESOURCE)
     processor = _fastsdk.FastBatchLogRecordProcessor(

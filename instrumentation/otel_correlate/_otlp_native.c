@@ -1518,7 +1518,8 @@ static PyObject *emit_log(PyObject *self, PyObject *const *args, Py_ssize_t narg
     if (L_processor_type == NULL || M_namespace == NULL || !PyDict_CheckExact(attributes)) Py_RETURN_FALSE;
     PyObject *result = NULL, *multi = NULL, *processors = NULL, *limits = NULL, *maxlen = NULL, *max_value_len = NULL,
              *enabled = NULL, *span = NULL, *span_context = NULL, *metrics = NULL, *now = NULL, *item = NULL,
-             *batch = NULL, *queue = NULL, *most_queued = NULL, *shutdown = NULL, *awaken = NULL;
+             *batch = NULL, *queue = NULL, *most_queued = NULL, *shutdown = NULL, *awaken = NULL,
+             *trace_id = NULL, *span_id = NULL, *trace_flags = NULL;
     /* sole_log_processor(logger) */
     multi = PyObject_GetAttr(logger, s_l_multi);
     if (multi == NULL) goto done;
@@ -1561,11 +1562,14 @@ static PyObject *emit_log(PyObject *self, PyObject *const *args, Py_ssize_t narg
     if (span == NULL) goto done;
     span_context = span_context_of(span);
     if (span_context == NULL) goto done;
-    if ((PyObject *)Py_TYPE(span_context) != M_span_context_type || PyTuple_GET_SIZE(span_context) != 6) {
-        /* only after the enabled check: emit_plain reads other span contexts' properties */
-        result = Py_NewRef(Py_False);
-        goto done;
-    }
+    /* an exact SpanContext's fields, any other span context's properties, read as emit_plain reads them:
+       declining here would run _is_enabled() and the span lookup a second time on the Python path */
+    trace_id = span_context_field(span_context, 0, s_trace_id);
+    if (trace_id == NULL) goto done;
+    span_id = span_context_field(span_context, 1, s_span_id);
+    if (span_id == NULL) goto done;
+    trace_flags = span_context_field(span_context, 3, s_trace_flags);
+    if (trace_flags == NULL) goto done;
     metrics = PyObject_GetAttr(logger, s_l_metrics);
     if (metrics == NULL) goto done;
     PyObject *emitted = PyObject_CallMethodNoArgs(metrics, s_l_emit_log);
@@ -1577,9 +1581,9 @@ static PyObject *emit_log(PyObject *self, PyObject *const *args, Py_ssize_t narg
     if (item == NULL) goto done;
     PyObject *fields[] = {args[1],
                           now,
-                          PyTuple_GET_ITEM(span_context, 0),
-                          PyTuple_GET_ITEM(span_context, 1),
-                          PyTuple_GET_ITEM(span_context, 3),
+                          trace_id,
+                          span_id,
+                          trace_flags,
                           args[3],
                           args[2],
                           args[4],
@@ -1643,6 +1647,9 @@ done:
     Py_XDECREF(enabled);
     Py_XDECREF(span);
     Py_XDECREF(span_context);
+    Py_XDECREF(trace_id);
+    Py_XDECREF(span_id);
+    Py_XDECREF(trace_flags);
     Py_XDECREF(metrics);
     Py_XDECREF(now);
     Py_XDECREF(item);
