@@ -464,6 +464,18 @@ def summarise(raw: dict[str, dict[str, list[dict[str, float]]]]) -> dict[str, di
                 )
                 row["added_rss_mb"] = median([r["rss_mb"] - b["rss_mb"] for r, b in pairs])
                 row["added_pss_mb"] = median([r["pss_mb"] - b["pss_mb"] for r, b in pairs])
+            current = by_config.get("otel-correlate", [])
+            if config.startswith("otel-correlate@") and current:
+                # The package under test against this earlier one, round by round: finer than the two
+                # ratios, which each carry the uninstrumented baseline's noise as well.
+                differences = [
+                    c["cpu_us_per_request"] - r["cpu_us_per_request"]
+                    for c, r in zip(current, runs, strict=False)
+                ]
+                row["current_cpu_us_minus_this"] = median(differences)
+                row["current_cpu_us_minus_this_min"] = min(differences)
+                row["current_cpu_us_minus_this_max"] = max(differences)
+                row["current_cpu_lower_rounds"] = float(sum(d < 0 for d in differences))
             summary[framework][config] = row
     return summary
 
@@ -511,6 +523,15 @@ def markdown(result: dict[str, object]) -> str:
                 f"| {row['logs_per_request']:.2f} |"
             )
         lines.append("")
+        for config, row in rows.items():
+            if "current_cpu_us_minus_this" in row:
+                lines += [
+                    f"otel-correlate minus {config}, CPU per request round by round: median "
+                    f"{row['current_cpu_us_minus_this']:+.0f} µs (range {row['current_cpu_us_minus_this_min']:+.0f} "
+                    f"to {row['current_cpu_us_minus_this_max']:+.0f} µs; lower in "
+                    f"{row['current_cpu_lower_rounds']:.0f} of {row['rounds']:.0f} rounds).",
+                    "",
+                ]
     logs = result.get("logbench")
     if isinstance(logs, dict) and logs:
         lines += [
