@@ -1091,6 +1091,16 @@ static int all_plain(PyObject *attributes) {
     return 1;
 }
 
+/* A count limit as the C paths read it: None is no limit (PY_SSIZE_T_MAX), an exact int from 0 within
+   Py_ssize_t is itself, anything else is -1 (the Python code decides). It leaves no exception set. */
+static Py_ssize_t count_limit(PyObject *maxlen) {
+    if (maxlen == Py_None) return PY_SSIZE_T_MAX;
+    if (!PyLong_CheckExact(maxlen)) return -1;
+    Py_ssize_t most = PyLong_AsSsize_t(maxlen);
+    if (most == -1 && PyErr_Occurred()) PyErr_Clear(); /* a limit beyond any size */
+    return most < 0 ? -1 : most;
+}
+
 /* A drawn id (`_getrandbits(bits) or generator.method()`), a new reference. */
 static PyObject *draw_id(PyObject *getrandbits, int bits, PyObject *generator, PyObject *method) {
     PyObject *size = PyLong_FromLong(bits);
@@ -1154,18 +1164,12 @@ static PyObject *start_span(PyObject *self, PyObject *const *args, Py_ssize_t na
     if (maxlen == NULL) goto done;
     max_value_len = PyObject_GetAttr(limits, s_t_max_attribute_length);
     if (max_value_len == NULL) goto done;
+    Py_ssize_t most = count_limit(maxlen);
     if (sampler != T_default_on || (PyObject *)Py_TYPE(ids) != T_random_ids_type || resource == Py_None ||
-        max_value_len != Py_None || (maxlen != Py_None && !PyLong_CheckExact(maxlen)))
+        max_value_len != Py_None || most < 0)
         goto decline;
     Py_ssize_t count = attributes == Py_None ? 0 : PyDict_GET_SIZE(attributes);
-    if (maxlen != Py_None) {
-        Py_ssize_t most = PyLong_AsSsize_t(maxlen);
-        if (most == -1 && PyErr_Occurred()) {
-            PyErr_Clear(); /* a limit beyond any size: the Python method decides */
-            goto decline;
-        }
-        if (most < 0 || count > most) goto decline;
-    }
+    if (count > most) goto decline;
     if (count > 0 && !all_plain(attributes)) goto decline;
 
     ctx = context != Py_None ? Py_NewRef(context) : PyObject_CallNoArgs(M_get_current);
@@ -1266,7 +1270,6 @@ static PyObject *start_span(PyObject *self, PyObject *const *args, Py_ssize_t na
     if (set_fields(bounded, bounded_names, bounded_values, 6) < 0) goto done;
     if (attributes != Py_None && PyDict_GET_SIZE(attributes) > 0) {
         /* checked again now: Python code ran since the first check, and the Python method checks here */
-        Py_ssize_t most = maxlen == Py_None ? PY_SSIZE_T_MAX : PyLong_AsSsize_t(maxlen);
         if (PyDict_GET_SIZE(attributes) <= most && all_plain(attributes)) {
             if (PyDict_Update(stored, attributes) < 0) goto done;
         } else {
@@ -1361,8 +1364,8 @@ static PyObject *end_span(PyObject *self, PyObject *const *args, Py_ssize_t narg
     maxlen = stored == NULL ? NULL : PyObject_GetAttr(bounded, s_t_maxlen);
     max_value_len = maxlen == NULL ? NULL : PyObject_GetAttr(bounded, s_t_max_value_len);
     if (max_value_len == NULL) goto done;
-    if (!PyDict_CheckExact(stored) || stored == attributes || max_value_len != Py_None ||
-        (maxlen != Py_None && !PyLong_CheckExact(maxlen)))
+    Py_ssize_t most = count_limit(maxlen);
+    if (!PyDict_CheckExact(stored) || stored == attributes || max_value_len != Py_None || most < 0)
         goto decline; /* the span's own dict as the new attributes: the Python loop raises */
 
     if (lock_enter(span, &span_lock) < 0) goto done;
@@ -1374,15 +1377,8 @@ static PyObject *end_span(PyObject *self, PyObject *const *args, Py_ssize_t narg
     Py_XDECREF(started);
     Py_XDECREF(ended);
     Py_XDECREF(immutable);
-    if (live > 0 && maxlen != Py_None) {
-        Py_ssize_t most = PyLong_AsSsize_t(maxlen);
-        if (most == -1 && PyErr_Occurred()) {
-            PyErr_Clear();
-            live = 0;
-        } else if (PyDict_GET_SIZE(stored) + PyDict_GET_SIZE(attributes) > most) {
-            live = 0; /* the SDK's _set_items decides what is dropped */
-        }
-    }
+    if (live > 0 && PyDict_GET_SIZE(stored) + PyDict_GET_SIZE(attributes) > most)
+        live = 0; /* the SDK's _set_items decides what is dropped */
     if (live <= 0) {
         if (lock_exit(&span_lock, live) < 0) goto done;
         goto decline;
@@ -1392,13 +1388,10 @@ static PyObject *end_span(PyObject *self, PyObject *const *args, Py_ssize_t narg
     if (status == 0) {
         /* checked again under the container's lock (Python code ran since the first check), as
            _FastAttributes._set_items checks; what does not pass goes to that method */
-        Py_ssize_t most = maxlen == Py_None ? PY_SSIZE_T_MAX : PyLong_AsSsize_t(maxlen);
-        int fits = most >= 0 && PyDict_GET_SIZE(stored) + PyDict_GET_SIZE(attributes) <= most && all_plain(attributes);
-        if (!fits) {
-            PyErr_Clear(); /* a limit read again as it was read before: in range */
-        } else if (PyDict_GET_SIZE(stored) == 0) {
+        int fits = PyDict_GET_SIZE(stored) + PyDict_GET_SIZE(attributes) <= most && all_plain(attributes);
+        if (fits && PyDict_GET_SIZE(stored) == 0) {
             status = PyDict_Update(stored, attributes);
-        } else {
+        } else if (fits) {
             Py_ssize_t pos = 0, size = PyDict_GET_SIZE(attributes);
             PyObject *key, *value;
             while (status == 0) {
@@ -1540,15 +1533,8 @@ static PyObject *emit_log(PyObject *self, PyObject *const *args, Py_ssize_t narg
     if (maxlen == NULL) goto done;
     max_value_len = PyObject_GetAttr(limits, s_l_max_attribute_length);
     if (max_value_len == NULL) goto done;
-    if (max_value_len != Py_None || (maxlen != Py_None && !PyLong_CheckExact(maxlen))) goto decline;
-    if (maxlen != Py_None) {
-        Py_ssize_t most = PyLong_AsSsize_t(maxlen);
-        if (most == -1 && PyErr_Occurred()) {
-            PyErr_Clear();
-            goto decline;
-        }
-        if (PyDict_GET_SIZE(attributes) > most) goto decline;
-    }
+    Py_ssize_t most = count_limit(maxlen);
+    if (max_value_len != Py_None || most < 0 || PyDict_GET_SIZE(attributes) > most) goto decline;
     if (plain != Py_True && !all_plain(attributes)) goto decline;
     enabled = PyObject_CallMethodNoArgs(logger, s_l_is_enabled);
     if (enabled == NULL) goto done;
