@@ -1390,18 +1390,31 @@ def test_a_log_burst_is_delivered_instead_of_dropped(emit_path: str) -> None:
     assert run(_fastsdk.FastBatchLogRecordProcessor, via_emitter=True) == 4000
 
 
-def test_a_full_batch_wakes_the_export_thread(emit_path: str) -> None:
-    """Below the three-quarter mark too: a batch's worth of queued lines is exported before the schedule delay."""
-    exporter = InMemoryLogRecordExporter()
+def _sole_logger(
+    exporter: Any, name: str, *, max_queue_size: int, schedule_delay_millis: int
+) -> tuple[LoggerProvider, Any, _fastsdk.FastBatchLogRecordProcessor]:
+    """A logger whose only processor is a fast batch processor exporting in batches of 64."""
     provider = LoggerProvider(resource=RESOURCE)
     provider.add_log_record_processor(
         _fastsdk.FastBatchLogRecordProcessor(
-            exporter, max_queue_size=2048, max_export_batch_size=64, schedule_delay_millis=600_000
+            exporter,
+            max_queue_size=max_queue_size,
+            max_export_batch_size=64,
+            schedule_delay_millis=schedule_delay_millis,
         )
     )
-    logger = provider.get_logger("wake")
+    logger = provider.get_logger(name)
     sole = _fastsdk.sole_log_processor(logger)
     assert sole is not None
+    return provider, logger, sole
+
+
+def test_a_full_batch_wakes_the_export_thread(emit_path: str) -> None:
+    """Below the three-quarter mark too: a batch's worth of queued lines is exported before the schedule delay."""
+    exporter = InMemoryLogRecordExporter()
+    provider, logger, sole = _sole_logger(
+        exporter, "wake", max_queue_size=2048, schedule_delay_millis=600_000
+    )
     for n in range(64):
         _emit_plain_line(sole, logger, n)
     deadline = time.monotonic() + 10
@@ -1423,16 +1436,7 @@ def test_a_full_queue_is_not_waited_for(monkeypatch: pytest.MonkeyPatch, emit_pa
             gate.wait()  # a collector that never answers
             return super().export(batch)
 
-    exporter = Hung()
-    provider = LoggerProvider(resource=RESOURCE)
-    provider.add_log_record_processor(
-        _fastsdk.FastBatchLogRecordProcessor(
-            exporter, max_queue_size=256, max_export_batch_size=64, schedule_delay_millis=60_000
-        )
-    )
-    logger = provider.get_logger("down")
-    sole = _fastsdk.sole_log_processor(logger)
-    assert sole is not None
+    provider, logger, sole = _sole_logger(Hung(), "down", max_queue_size=256, schedule_delay_millis=60_000)
     for n in range(4000):
         _emit_plain_line(sole, logger, n)
     queued = len(sole._batch_processor._queue)
