@@ -1,0 +1,281 @@
+"""Where a served request's CPU goes: a py-spy profile of the live benchmark servers.
+
+Starts each configuration as the overhead benchmark does (same server, same pinning,
+same collector), loads it with wrk and, during the load, samples it with
+``py-spy record --gil``: only the thread holding the GIL is sampled, so a thread
+waiting for the GIL (behind an export thread, after a write) is not counted as
+working, which a plain sampling profile does. Each sample is charged to the file of
+its innermost Python frame (C code is charged to the Python line that called it), and
+each row's share of the request threads' samples is reported in microseconds of their
+CPU per request (from ``/proc``, with the export threads' CPU separately).
+
+::
+
+    .venv/bin/python benchmarks/profile.py                       # FastAPI: uninstrumented vs otel-correlate
+    .venv/bin/python benchmarks/profile.py --framework flask --duration 10
+
+It writes ``benchmarks/results/profile-<framework>.{md,json}``, and the raw samples
+(``py-spy``'s collapsed stacks, a megabyte each, not committed) under ``profiles/`` there. Like every number here, compare
+configurations within one run: the machine's speed moves between runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import run  # noqa: E402  (the benchmark's own server, collector and load helpers)
+
+PACKAGE = "otel_correlate"
+
+
+def py_spy() -> str:
+    """The py-spy executable of this venv (``.[dev]`` installs it), else one on PATH."""
+    found = run.MAIN_BIN / "py-spy"
+    if found.exists():
+        return str(found)
+    other = shutil.which("py-spy")
+    if other is None:
+        raise SystemExit("py-spy is not installed: run `./run setup` (it is in the project's dev extra)")
+    return other
+
+
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of each thread of ``pid``."""
+    cpu: dict[int, float] = {}
+    ticks = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        cpu[int(task.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    return cpu
+
+
+def where(frame: str) -> str:
+    """The row a frame's time goes to: our package, an installed package, or a standard-library module.
+
+    Frames are ``function (path:line)`` with full paths (``py-spy --full-filenames``):
+    an installed package is the first folder under ``site-packages``, a standard-library
+    module the first name under ``lib/python3.X`` (or a ``<frozen ...>`` module), anything
+    else (the benchmark's app) its file name.
+    """
+    if "(" not in frame or not frame.isascii():  # a stack read mid-change (py-spy samples without pausing)
+        return "other"
+    path = frame.rsplit("(", 1)[1].rsplit(":", 1)[0]
+    if f"/{PACKAGE}/" in path:
+        return PACKAGE
+    if "/site-packages/" in path:
+        return path.split("/site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
+    if path.startswith("<frozen "):
+        return f"{path.removeprefix('<frozen ').removesuffix('>')} (stdlib)"
+    _, sep, rest = path.partition("/lib/python3.")
+    if sep and "/" in rest:
+        return f"{rest.split('/', 2)[1].removesuffix('.py')} (stdlib)"
+    return path.rsplit("/", 1)[-1].removesuffix(".py")
+
+
+def function_of(frame: str) -> str:
+    """``function (file)`` without the folder and line number: one row per function."""
+    name, _, rest = frame.partition(" (")
+    return f"{name} ({rest.rsplit(':', 1)[0].rsplit('/', 1)[-1]})"
+
+
+def thread_of(label: str) -> tuple[int | None, str]:
+    """``thread (28909): MainThread`` -> (28909, "MainThread")."""
+    head, _, name = label.partition(": ")
+    number = head.partition("(")[2].rstrip(")")
+    return (int(number) if number.isdigit() else None), name
+
+
+def is_export_thread(name: str) -> bool:
+    """The SDK's batch processors' and metric reader's threads (``OtelBatch...``, ``OtelPeriodic...``)."""
+    return name.startswith("Otel")
+
+
+def aggregate(lines: Iterable[str]) -> dict[str, object]:
+    """Samples per package (innermost frame) and per function of our package (inclusive) on the request
+    threads, samples per thread kind, and the name of every thread seen."""
+    packages: collections.Counter[str] = collections.Counter()
+    ours: collections.Counter[str] = collections.Counter()
+    threads: collections.Counter[str] = collections.Counter()
+    names: dict[int, str] = {}
+    for line in lines:
+        stack, _, count = line.rstrip("\n").rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        samples = int(count)
+        label, *frames = stack.split(";")
+        tid, name = thread_of(label)
+        if tid is not None:
+            names[tid] = name
+        if is_export_thread(name):
+            threads["export threads"] += samples
+            continue
+        threads["request threads"] += samples
+        if not frames:
+            continue
+        packages[where(frames[-1])] += samples
+        seen = set()
+        for frame in frames:
+            if where(frame) == PACKAGE and (key := function_of(frame)) not in seen:
+                seen.add(key)
+                ours[key] += samples
+    return {"threads": dict(threads), "packages": dict(packages), "ours": dict(ours), "names": names}
+
+
+def profile_one(framework: str, config: str, opts: argparse.Namespace, out: Path) -> dict[str, object]:
+    """Serve ``config`` under wrk and sample it with py-spy; the aggregate, scaled to µs per request."""
+    cmd, env = run.server_command(framework, config)
+    url = f"http://127.0.0.1:{run.PORTS['app']}/orders/ORD-1a2b3c4d"
+    raw = out / "profiles" / f"{framework}-{config.replace('@', '-at-')}.txt"
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        cwd=run.APPS,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        run._wait_http(url)
+        run.wrk(url, 1, opts.connections)
+        # the process that serves: gunicorn's worker, or uvicorn itself
+        pid = [proc.pid, *run._children(proc.pid)][-1]
+        spy = subprocess.Popen(
+            [
+                *run._taskset(1),
+                py_spy(),
+                "record",
+                "--pid",
+                str(pid),
+                "--gil",
+                "--threads",
+                "--full-filenames",
+                "--nonblocking",
+                "--rate",
+                str(opts.rate),
+                "--duration",
+                str(opts.duration),
+                "--format",
+                "raw",
+                "--output",
+                str(raw),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        time.sleep(0.5)  # py-spy attaches before the load starts
+        before = thread_cpu(pid)
+        load = run.wrk(url, opts.duration - 1, opts.connections)
+        after = thread_cpu(pid)
+        _, errors = spy.communicate(timeout=opts.duration + 30)
+        if spy.returncode != 0 or not raw.exists():
+            raise SystemExit(f"py-spy failed ({spy.returncode}): {errors.decode(errors='replace').strip()}")
+    finally:
+        run._stop(proc)
+    requests = max(load["requests"], 1.0)
+    counted = aggregate(raw.read_text().splitlines())
+    names: dict[int, str] = counted["names"]  # type: ignore[assignment]
+    samples: dict[str, int] = counted["threads"]  # type: ignore[assignment]
+    threads_cpu = {tid: 1e6 * (after[tid] - before.get(tid, 0.0)) / requests for tid in after}
+    export = sum(cpu for tid, cpu in threads_cpu.items() if is_export_thread(names.get(tid, "")))
+    request_cpu = sum(threads_cpu.values()) - export
+    # Each row's share of the request threads' samples, in µs of their CPU: robust to py-spy
+    # missing samples when the other CPU is busy (it shares it with wrk and the collector).
+    scale = request_cpu / max(samples.get("request threads", 0), 1)
+
+    def scaled(counter: object) -> dict[str, float]:
+        assert isinstance(counter, dict)
+        return {key: round(count * scale, 1) for key, count in counter.items()}
+
+    return {
+        "rps": round(load["rps"]),
+        "requests": int(requests),
+        "cpu_us_per_request": round(request_cpu + export, 1),
+        "request_threads_cpu_us": round(request_cpu, 1),
+        "export_threads_cpu_us": round(export, 1),
+        "samples": samples,
+        "packages_us_per_request": scaled(counted["packages"]),
+        "ours_us_per_request": scaled(counted["ours"]),
+        "raw": str(raw.relative_to(out)),
+    }
+
+
+def markdown(framework: str, results: dict[str, dict[str, object]]) -> str:
+    configs = list(results)
+    base, last = configs[0], configs[-1]
+
+    def row(name: str, values: list[float]) -> str:
+        cells = " | ".join(f"{v:.1f}" for v in values)
+        return f"| {name} | {cells} | {values[-1] - values[0]:+.1f} |"
+
+    head = f"| {framework}, µs per request | " + " | ".join(configs) + " | difference |"
+    lines = [head, "| --- |" + " ---: |" * (len(configs) + 1)]
+    for key, label in (
+        ("cpu_us_per_request", "CPU, whole process (/proc)"),
+        ("request_threads_cpu_us", "CPU, the request threads (all but the export threads)"),
+        ("export_threads_cpu_us", "CPU, the SDK's export threads"),
+    ):
+        lines.append(row(label, [float(results[c][key]) for c in configs]))  # type: ignore[arg-type]
+    packages: dict[str, dict[str, float]] = {c: results[c]["packages_us_per_request"] for c in configs}  # type: ignore[misc]
+    names = sorted(
+        set().union(*packages.values()),
+        key=lambda n: -(packages[last].get(n, 0.0) - packages[base].get(n, 0.0)),
+    )
+    for name in names:
+        values = [packages[c].get(name, 0.0) for c in configs]
+        if max(values) >= 0.5:
+            lines.append(row(f"in {name}", values))
+    ours: dict[str, float] = results[last]["ours_us_per_request"]  # type: ignore[assignment]
+    top = sorted(ours.items(), key=lambda item: -item[1])[:15]
+    lines += [
+        "",
+        f"{last}: its functions on the request threads, GIL held, inclusive (what they call counts):",
+        "",
+    ]
+    lines += [f"- {us:.1f} µs {name}" for name, us in top]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--framework", choices=run.FRAMEWORKS, default="fastapi")
+    parser.add_argument("--configs", default="uninstrumented,otel-correlate", help="compared in this order")
+    parser.add_argument("--duration", type=int, default=12, help="seconds of load per configuration")
+    parser.add_argument("--rate", type=int, default=500, help="py-spy samples per second")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--port-base", type=int, default=24000, help="as for run.py")
+    opts = parser.parse_args(argv)
+    run.PORTS.update({name: opts.port_base + offset for name, offset in run.PORT_OFFSETS.items()})
+    if opts.duration < 2:
+        parser.error("--duration must be at least 2 seconds (1 s of it lets py-spy attach)")
+    opts.out.mkdir(parents=True, exist_ok=True)
+    configs = opts.configs.split(",")
+    results: dict[str, dict[str, object]] = {}
+    with run.collector():
+        for config in configs:
+            results[config] = profile_one(opts.framework, config, opts, opts.out)
+    table = markdown(opts.framework, results)
+    (opts.out / f"profile-{opts.framework}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (opts.out / f"profile-{opts.framework}.md").write_text(table + "\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

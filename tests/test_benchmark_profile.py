@@ -1,0 +1,98 @@
+"""The server profile (benchmarks/profile.py): how samples become rows, and one real run of it."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+COLLECTOR = Path.home() / ".cache" / "otel-correlate" / "bin" / "otelcol-correlate"
+SITE = "/srv/venv/lib/python3.11/site-packages"
+STDLIB = "/usr/lib/python3.11"
+OURS = "/work/instrumentation/otel_correlate"
+
+
+def _profile_module() -> Any:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("bench_profile", ROOT / "benchmarks" / "profile.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("frame", "row"),
+    [
+        (f"handle ({SITE}/fastapi/routing.py:380)", "fastapi"),
+        (f"_run_once ({STDLIB}/asyncio/base_events.py:1922)", "asyncio (stdlib)"),
+        (f"__exit__ ({STDLIB}/contextlib.py:146)", "contextlib (stdlib)"),
+        ("join (<frozen posixpath>:88)", "posixpath (stdlib)"),
+        (f"emit ({OURS}/_logs.py:147)", "otel_correlate"),
+        (f"start_span ({SITE}/opentelemetry/sdk/trace/__init__.py:1100)", "opentelemetry"),
+        ("get_order (/work/benchmarks/apps/fastapi_app.py:18)", "fastapi_app"),
+        ("<native>", "other"),
+        ("\u00d9\u7185 (\u7f9d:3)", "other"),
+    ],
+)
+def test_a_frame_is_charged_to_its_package_or_standard_library_module(frame: str, row: str) -> None:
+    assert _profile_module().where(frame) == row
+
+
+def test_samples_become_rows_per_package_and_inclusive_rows_per_function_of_ours() -> None:
+    raw = [
+        # a request: our middleware calling the app, which logs through our sink (ours twice in one stack)
+        f"thread (100): MainThread;__call__ ({OURS}/_asgi_server.py:227);handle ({SITE}/fastapi/routing.py:380);"
+        f"write ({OURS}/_logs.py:283) 3",
+        f"thread (100): MainThread;__call__ ({OURS}/_asgi_server.py:230);handle ({SITE}/fastapi/routing.py:381) 5",
+        f"thread (100): MainThread;_run_once ({STDLIB}/asyncio/base_events.py:1922) 2",
+        # recursion: a function of ours twice in one stack counts once for it
+        f"thread (100): MainThread;wrap ({OURS}/_traced.py:10);wrap ({OURS}/_traced.py:12) 1",
+        # the export thread: counted as such, never in the request rows
+        f"thread (200): OtelBatchSpanRecordProcessor;export ({OURS}/_pipeline.py:112) 4",
+        "not a sample line",
+    ]
+    assert _profile_module().aggregate(raw) == {
+        "threads": {"request threads": 11, "export threads": 4},
+        "packages": {"otel_correlate": 4, "fastapi": 5, "asyncio (stdlib)": 2},
+        "ours": {"__call__ (_asgi_server.py)": 8, "write (_logs.py)": 3, "wrap (_traced.py)": 1},
+        "names": {100: "MainThread", 200: "OtelBatchSpanRecordProcessor"},
+    }
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (./run setup installs it)")
+@pytest.mark.skipif(not COLLECTOR.exists(), reason="the collector is not built (./run setup builds it)")
+def test_a_short_profile_of_the_real_servers_reports_every_row(tmp_path: Path) -> None:
+    """Shape only: both configurations profiled under load; no timing is asserted."""
+    command = [sys.executable, str(ROOT / "benchmarks" / "profile.py"), "--duration", "3", "--rate", "200"]
+    done = subprocess.run(
+        [*command, "--port-base", "25200", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "profile-fastapi.json").read_text())
+    assert list(result) == ["uninstrumented", "otel-correlate"]
+    plain, ours = result["uninstrumented"], result["otel-correlate"]
+    for row in (plain, ours):
+        assert row["requests"] > 0 and row["request_threads_cpu_us"] > 0
+        assert (tmp_path / row["raw"]).stat().st_size > 0
+        assert row["samples"]["request threads"] > 0
+        assert "uvicorn" in row["packages_us_per_request"]
+    # only the instrumented server has export threads, and runs our package's code
+    assert plain["export_threads_cpu_us"] == 0 and "export threads" not in plain["samples"]
+    assert "otel_correlate" not in plain["packages_us_per_request"]
+    assert ours["packages_us_per_request"]["otel_correlate"] > 0
+    assert any(name.startswith("ServerTelemetryMiddleware.__call__") for name in ours["ours_us_per_request"])
+    table = (tmp_path / "profile-fastapi.md").read_text()
+    assert table.startswith("| fastapi, µs per request | uninstrumented | otel-correlate | difference |")
+    assert "| in otel_correlate |" in table
