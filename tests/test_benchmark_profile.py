@@ -46,24 +46,52 @@ def test_a_frame_is_charged_to_its_package_or_standard_library_module(frame: str
     assert _profile_module().where(frame) == row
 
 
-def test_samples_become_rows_per_package_and_inclusive_rows_per_function_of_ours() -> None:
+def test_samples_become_rows_per_package_and_per_function_of_ours_by_their_innermost_frame() -> None:
     raw = [
-        # a request: our middleware calling the app, which logs through our sink (ours twice in one stack)
+        # a request: our middleware calling the app, which logs through our sink
         f"thread (100): MainThread;__call__ ({OURS}/_asgi_server.py:227);handle ({SITE}/fastapi/routing.py:380);"
         f"write ({OURS}/_logs.py:283) 3",
         f"thread (100): MainThread;__call__ ({OURS}/_asgi_server.py:230);handle ({SITE}/fastapi/routing.py:381) 5",
         f"thread (100): MainThread;_run_once ({STDLIB}/asyncio/base_events.py:1922) 2",
-        # recursion: a function of ours twice in one stack counts once for it
+        # a function's own time: only the innermost frame counts, at any line of it
         f"thread (100): MainThread;wrap ({OURS}/_traced.py:10);wrap ({OURS}/_traced.py:12) 1",
+        f"thread (100): MainThread;wrap ({OURS}/_traced.py:14) 2",
         # the export thread: counted as such, never in the request rows
         f"thread (200): OtelBatchSpanRecordProcessor;export ({OURS}/_pipeline.py:112) 4",
         "not a sample line",
     ]
     assert _profile_module().aggregate(raw) == {
-        "threads": {"request threads": 11, "export threads": 4},
-        "packages": {"otel_correlate": 4, "fastapi": 5, "asyncio (stdlib)": 2},
-        "ours": {"__call__ (_asgi_server.py)": 8, "write (_logs.py)": 3, "wrap (_traced.py)": 1},
+        "threads": {"request threads": 13, "export threads": 4},
+        "packages": {"otel_correlate": 6, "fastapi": 5, "asyncio (stdlib)": 2},
+        "ours": {"write (_logs.py)": 3, "wrap (_traced.py)": 3},
         "names": {100: "MainThread", 200: "OtelBatchSpanRecordProcessor"},
+    }
+
+
+def test_rounds_pool_their_samples_and_each_row_is_a_share_of_the_request_threads_cpu() -> None:
+    def sampled(requests: int, request_us: float, export_us: float, ours: int, other: int) -> dict[str, Any]:
+        return {
+            "requests": requests,
+            "rps": requests / 10,
+            "request_threads_cpu_us": request_us,
+            "export_threads_cpu_us": export_us,
+            "threads": {"request threads": ours + other, "export threads": 7},
+            "packages": {"otel_correlate": ours, "fastapi": other},
+            "ours": {"emit (_logs.py)": ours},
+        }
+
+    # 3,000 requests: 900,000 µs on the request threads (300 per request) over 600 of their samples
+    rounds = [sampled(1000, 250_000.0, 10_000.0, 100, 100), sampled(2000, 650_000.0, 20_000.0, 100, 300)]
+    assert _profile_module().combine(rounds) == {
+        "rounds": 2,
+        "requests": 3000,
+        "rps": 150,
+        "cpu_us_per_request": 310.0,
+        "request_threads_cpu_us": 300.0,
+        "export_threads_cpu_us": 10.0,
+        "samples": {"request threads": 600, "export threads": 14},
+        "packages_us_per_request": {"otel_correlate": 100.0, "fastapi": 200.0},
+        "ours_us_per_request": {"emit (_logs.py)": 100.0},
     }
 
 
@@ -72,7 +100,7 @@ def test_samples_become_rows_per_package_and_inclusive_rows_per_function_of_ours
 @pytest.mark.skipif(not COLLECTOR.exists(), reason="the collector is not built (./run setup builds it)")
 def test_a_short_profile_of_the_real_servers_reports_every_row(tmp_path: Path) -> None:
     """Shape only: both configurations profiled under load; no timing is asserted."""
-    command = [sys.executable, str(ROOT / "benchmarks" / "profile.py"), "--duration", "3", "--rate", "200"]
+    command = [sys.executable, str(ROOT / "benchmarks" / "profile.py"), "--rounds", "1", "--duration", "3"]
     done = subprocess.run(
         [*command, "--port-base", "25200", "--out", str(tmp_path)],
         capture_output=True,
@@ -84,15 +112,16 @@ def test_a_short_profile_of_the_real_servers_reports_every_row(tmp_path: Path) -
     assert list(result) == ["uninstrumented", "otel-correlate"]
     plain, ours = result["uninstrumented"], result["otel-correlate"]
     for row in (plain, ours):
-        assert row["requests"] > 0 and row["request_threads_cpu_us"] > 0
-        assert (tmp_path / row["raw"]).stat().st_size > 0
+        assert row["rounds"] == 1 and row["requests"] > 0 and row["request_threads_cpu_us"] > 0
         assert row["samples"]["request threads"] > 0
         assert "uvicorn" in row["packages_us_per_request"]
     # only the instrumented server has export threads, and runs our package's code
     assert plain["export_threads_cpu_us"] == 0 and "export threads" not in plain["samples"]
     assert "otel_correlate" not in plain["packages_us_per_request"]
     assert ours["packages_us_per_request"]["otel_correlate"] > 0
-    assert any(name.startswith("ServerTelemetryMiddleware.__call__") for name in ours["ours_us_per_request"])
+    assert any(name.startswith("ServerTelemetryMiddleware.") for name in ours["ours_us_per_request"])
+    for config in result:
+        assert (tmp_path / "profiles" / f"fastapi-{config}-1.txt").stat().st_size > 0
     table = (tmp_path / "profile-fastapi.md").read_text()
     assert table.startswith("| fastapi, µs per request | uninstrumented | otel-correlate | difference |")
     assert "| in otel_correlate |" in table
