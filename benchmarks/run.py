@@ -373,7 +373,7 @@ def ensure_peer_venv(name: str, *, build: bool) -> bool:
         return False
     print(f"==> building the {name} peer venv in {venv}", file=sys.stderr)
     VENVS.mkdir(exist_ok=True)
-    (VENVS / ".gitignore").write_text("*\n")
+    (VENVS / ".gitignore").write_text("*\n!.gitignore\n")  # as committed: a first build leaves git clean
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
     subprocess.run([*pip, *PEER_VENVS[name], *FRAMEWORK_PINS], check=True)
