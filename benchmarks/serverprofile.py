@@ -7,19 +7,23 @@ waiting for the GIL (behind an export thread, after a write) is not counted as
 working, which a plain sampling profile does. py-spy reads the stacks without pausing
 the server (pausing it for every sample made the uninstrumented server 20 % slower
 here), so a stack can be read while it changes: only the innermost frame of a
-sample is used, never the frames around it. Each sample is charged to the file of
-its innermost Python frame (C code is charged to the Python line that called it), and
-each row's share of the request threads' samples is reported in microseconds of their
-CPU per request (from ``/proc``, with the export threads' CPU separately).
+sample is used, never the frames around it. Each sample goes to the package of its
+innermost Python frame (the C code a Python function calls counts as that function's),
+and each package's share of the request threads' samples is reported in microseconds
+of their *user* CPU per request; their kernel time (system calls, during which no GIL
+is held and nothing is sampled) is a row of its own, and the export threads' CPU
+another (all from ``/proc``).
 
 ::
 
-    .venv/bin/python benchmarks/profile.py                       # FastAPI: uninstrumented vs otel-correlate
-    .venv/bin/python benchmarks/profile.py --framework flask --rounds 5 --duration 10
+    .venv/bin/python benchmarks/serverprofile.py              # FastAPI: uninstrumented vs otel-correlate
+    .venv/bin/python benchmarks/serverprofile.py --framework flask --rounds 5 --duration 10
 
 It writes ``benchmarks/results/profile-<framework>.{md,json}``, and the raw samples
-(``py-spy``'s collapsed stacks, a megabyte each, not committed) under ``profiles/`` there. Like every number here, compare
-configurations within one run: the machine's speed moves between runs.
+(``py-spy``'s collapsed stacks, a megabyte each, not committed) under ``profiles/``
+there. Like every number here, compare configurations within one run: the machine's
+speed moves between runs. (Not ``profile.py``: that name would hide the standard
+library's ``profile`` module, which ``cProfile`` imports, for scripts run from here.)
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import collections
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -55,16 +60,16 @@ def py_spy() -> str:
     return other
 
 
-def thread_cpu(pid: int) -> dict[int, float]:
-    """CPU seconds (user + system) of each thread of ``pid``."""
-    cpu: dict[int, float] = {}
+def thread_cpu(pid: int) -> dict[int, tuple[float, float]]:
+    """(user, system) CPU seconds of each thread of ``pid``, in the kernel's 10 ms ticks."""
+    cpu: dict[int, tuple[float, float]] = {}
     ticks = os.sysconf("SC_CLK_TCK")
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        cpu[int(task.name)] = (int(fields[11]) + int(fields[12])) / ticks
+        cpu[int(task.name)] = (int(fields[11]) / ticks, int(fields[12]) / ticks)
     return cpu
 
 
@@ -72,17 +77,19 @@ def where(frame: str) -> str:
     """The row a frame's time goes to: our package, an installed package, or a standard-library module.
 
     Frames are ``function (path:line)`` with full paths (``py-spy --full-filenames``):
-    an installed package is the first folder under ``site-packages``, a standard-library
+    an installed package is the first folder under ``site-packages`` (or Debian's
+    ``dist-packages``), our package also its own folder, a standard-library
     module the first name under ``lib/python3.X`` (or a ``<frozen ...>`` module), anything
     else (the benchmark's app) its file name.
     """
     if "(" not in frame or not frame.isascii():  # a stack read mid-change (py-spy samples without pausing)
         return "other"
     path = frame.rsplit("(", 1)[1].rsplit(":", 1)[0]
-    if f"/{PACKAGE}/" in path:
+    for installed in ("/site-packages/", "/dist-packages/"):
+        if installed in path:
+            return path.rsplit(installed, 1)[1].split("/", 1)[0].removesuffix(".py")
+    if path.rsplit("/", 2)[-2:-1] == [PACKAGE]:  # our package's own folder (an editable install)
         return PACKAGE
-    if "/site-packages/" in path:
-        return path.split("/site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
     if path.startswith("<frozen "):
         return f"{path.removeprefix('<frozen ').removesuffix('>')} (stdlib)"
     _, sep, rest = path.partition("/lib/python3.")
@@ -143,6 +150,7 @@ def profile_one(framework: str, config: str, opts: argparse.Namespace, raw: Path
     cmd, env = run.server_command(framework, config)
     url = f"http://127.0.0.1:{run.PORTS['app']}/orders/ORD-1a2b3c4d"
     raw.parent.mkdir(parents=True, exist_ok=True)
+    raw.unlink(missing_ok=True)  # an earlier run's file must not pass for this one's
     proc = subprocess.Popen(
         cmd,
         env=env,
@@ -151,10 +159,11 @@ def profile_one(framework: str, config: str, opts: argparse.Namespace, raw: Path
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+    spy: subprocess.Popen[bytes] | None = None
     try:
         run._wait_http(url)
         run.wrk(url, 1, opts.connections)
-        # the process that serves: gunicorn's worker, or uvicorn itself
+        # the process that serves: gunicorn's (one) worker, or uvicorn itself
         pid = [proc.pid, *run._children(proc.pid)][-1]
         spy = subprocess.Popen(
             [
@@ -180,6 +189,10 @@ def profile_one(framework: str, config: str, opts: argparse.Namespace, raw: Path
             stderr=subprocess.PIPE,
         )
         time.sleep(0.5)  # py-spy attaches before the load starts
+        if spy.poll() is not None:  # it could not attach (no ptrace permission, say): say so now
+            raise SystemExit(
+                f"py-spy failed ({spy.returncode}): {spy.communicate()[1].decode(errors='replace')}"
+            )
         before = thread_cpu(pid)
         load = run.wrk(url, opts.duration - 1, opts.connections)
         after = thread_cpu(pid)
@@ -187,17 +200,30 @@ def profile_one(framework: str, config: str, opts: argparse.Namespace, raw: Path
         if spy.returncode != 0 or not raw.exists():
             raise SystemExit(f"py-spy failed ({spy.returncode}): {errors.decode(errors='replace').strip()}")
     finally:
+        if spy is not None and spy.poll() is None:
+            spy.kill()
+            spy.wait()
         run._stop(proc)
     counted = aggregate(raw.read_text().splitlines())
     names: dict[int, str] = counted["names"]  # type: ignore[assignment]
-    spent = {tid: 1e6 * (after[tid] - before.get(tid, 0.0)) for tid in after}
-    export = sum(us for tid, us in spent.items() if is_export_thread(names.get(tid, "")))
+    samples: dict[str, int] = counted["threads"]  # type: ignore[assignment]
+    export_tids = {tid for tid in after if is_export_thread(names.get(tid, ""))}
+    if samples.get("export threads") and not export_tids:
+        raise SystemExit(
+            "py-spy's thread ids do not match /proc's: the export threads' CPU cannot be told apart"
+        )
+    # a thread that ended between the two reads took its CPU with it (none does under load)
+    spent = {
+        tid: (1e6 * (u - before.get(tid, (0.0, 0.0))[0]), 1e6 * (k - before.get(tid, (0.0, 0.0))[1]))
+        for tid, (u, k) in after.items()
+    }
     return {
         "requests": load["requests"],
         "rps": load["rps"],
-        "request_threads_cpu_us": sum(spent.values()) - export,
-        "export_threads_cpu_us": export,
-        "threads": counted["threads"],
+        "request_threads_user_us": sum(u for tid, (u, _) in spent.items() if tid not in export_tids),
+        "request_threads_system_us": sum(k for tid, (_, k) in spent.items() if tid not in export_tids),
+        "export_threads_cpu_us": sum(u + k for tid, (u, k) in spent.items() if tid in export_tids),
+        "threads": samples,
         "packages": counted["packages"],
         "ours": counted["ours"],
     }
@@ -206,9 +232,10 @@ def profile_one(framework: str, config: str, opts: argparse.Namespace, raw: Path
 def combine(rounds: list[dict[str, object]]) -> dict[str, object]:
     """One configuration's rounds as one result, in µs per request.
 
-    Each row is its share of all rounds' request-thread samples, in µs of their CPU:
-    robust to py-spy missing samples when the other CPU is busy (it shares it with wrk
-    and the collector), and to one noisy round.
+    Each package row is its share of all rounds' request-thread samples, in µs of those
+    threads' user CPU: robust to py-spy missing samples when the other CPU is busy (it
+    shares it with wrk and the collector), and to one noisy round. Kernel time is not
+    spread over the rows: no GIL is held in a system call, so none of it is sampled.
     """
 
     def total(key: str) -> float:
@@ -222,15 +249,18 @@ def combine(rounds: list[dict[str, object]]) -> dict[str, object]:
 
     requests = max(total("requests"), 1.0)
     samples = counts("threads")
-    request_cpu = total("request_threads_cpu_us") / requests
-    scale = request_cpu / max(samples["request threads"], 1)
+    user = total("request_threads_user_us") / requests
+    system = total("request_threads_system_us") / requests
+    export = total("export_threads_cpu_us") / requests
+    scale = user / max(samples["request threads"], 1)
     return {
         "rounds": len(rounds),
         "requests": int(requests),
         "rps": round(statistics.median(float(r["rps"]) for r in rounds)),  # type: ignore[arg-type]
-        "cpu_us_per_request": round(request_cpu + total("export_threads_cpu_us") / requests, 1),
-        "request_threads_cpu_us": round(request_cpu, 1),
-        "export_threads_cpu_us": round(total("export_threads_cpu_us") / requests, 1),
+        "cpu_us_per_request": round(user + system + export, 1),
+        "request_threads_user_us": round(user, 1),
+        "request_threads_system_us": round(system, 1),
+        "export_threads_cpu_us": round(export, 1),
         "samples": dict(samples),
         "packages_us_per_request": {k: round(v * scale, 1) for k, v in counts("packages").items()},
         "ours_us_per_request": {k: round(v * scale, 1) for k, v in counts("ours").items()},
@@ -248,9 +278,10 @@ def markdown(framework: str, results: dict[str, dict[str, object]]) -> str:
     head = f"| {framework}, µs per request | " + " | ".join(configs) + " | difference |"
     lines = [head, "| --- |" + " ---: |" * (len(configs) + 1)]
     for key, label in (
-        ("cpu_us_per_request", "CPU, whole process (/proc)"),
-        ("request_threads_cpu_us", "CPU, the request threads (all but the export threads)"),
-        ("export_threads_cpu_us", "CPU, the SDK's export threads"),
+        ("cpu_us_per_request", "CPU, the serving process's threads"),
+        ("export_threads_cpu_us", "of which the SDK's export threads"),
+        ("request_threads_system_us", "of which the request threads in the kernel (system calls)"),
+        ("request_threads_user_us", "of which the request threads in user space, by package:"),
     ):
         lines.append(row(label, [float(results[c][key]) for c in configs]))  # type: ignore[arg-type]
     packages: dict[str, dict[str, float]] = {c: results[c]["packages_us_per_request"] for c in configs}  # type: ignore[misc]
@@ -277,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--framework", choices=run.FRAMEWORKS, default="fastapi")
     parser.add_argument("--configs", default="uninstrumented,otel-correlate", help="compared in this order")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the samples are pooled")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds, pooled (at least 1)")
     parser.add_argument("--duration", type=int, default=8, help="seconds of load per configuration and round")
     parser.add_argument("--rate", type=int, default=500, help="py-spy samples per second")
     parser.add_argument("--connections", type=int, default=8)
@@ -285,8 +316,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port-base", type=int, default=24000, help="as for run.py")
     opts = parser.parse_args(argv)
     run.PORTS.update({name: opts.port_base + offset for name, offset in run.PORT_OFFSETS.items()})
-    if opts.duration < 2:
-        parser.error("--duration must be at least 2 seconds (1 s of it lets py-spy attach)")
+    if opts.duration < 2 or opts.rounds < 1:
+        parser.error("--duration must be at least 2 seconds (py-spy attaches first) and --rounds at least 1")
+    signal.signal(
+        signal.SIGTERM, run._terminate
+    )  # unwinds through the finally blocks that stop every process
     opts.out.mkdir(parents=True, exist_ok=True)
     configs = opts.configs.split(",")
     rounds: dict[str, list[dict[str, object]]] = {config: [] for config in configs}

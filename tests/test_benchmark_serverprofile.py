@@ -1,4 +1,4 @@
-"""The server profile (benchmarks/profile.py): how samples become rows, and one real run of it."""
+"""The server profile (benchmarks/serverprofile.py): how samples become rows, and one real run of it."""
 
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ OURS = "/work/instrumentation/otel_correlate"
 
 
 def _profile_module() -> Any:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("bench_profile", ROOT / "benchmarks" / "profile.py")
+    spec = importlib.util.spec_from_file_location(
+        "bench_serverprofile", ROOT / "benchmarks" / "serverprofile.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -38,6 +39,11 @@ def _profile_module() -> Any:
         (f"emit ({OURS}/_logs.py:147)", "otel_correlate"),
         (f"start_span ({SITE}/opentelemetry/sdk/trace/__init__.py:1100)", "opentelemetry"),
         ("get_order (/work/benchmarks/apps/fastapi_app.py:18)", "fastapi_app"),
+        # Debian's packages; a checkout in a folder named like our package is not our package
+        ("dispatch (/usr/lib/python3/dist-packages/flask/app.py:880)", "flask"),
+        ("send (/home/otel_correlate/.venv/lib/python3.11/site-packages/h11/_connection.py:512)", "h11"),
+        ("get_order (/home/otel_correlate/benchmarks/apps/fastapi_app.py:18)", "fastapi_app"),
+        (f"emit ({SITE}/otel_correlate/_logs.py:147)", "otel_correlate"),
         ("<native>", "other"),
         ("\u00d9\u7185 (\u7f9d:3)", "other"),
     ],
@@ -68,30 +74,50 @@ def test_samples_become_rows_per_package_and_per_function_of_ours_by_their_inner
     }
 
 
-def test_rounds_pool_their_samples_and_each_row_is_a_share_of_the_request_threads_cpu() -> None:
-    def sampled(requests: int, request_us: float, export_us: float, ours: int, other: int) -> dict[str, Any]:
+@pytest.mark.parametrize(
+    ("label", "thread"),
+    [
+        ("thread (28909): MainThread", (28909, "MainThread")),
+        ("thread (28911): ThreadPoolExecutor-0_0", (28911, "ThreadPoolExecutor-0_0")),
+        ("thread (28912): a name: with spaces", (28912, "a name: with spaces")),
+        ("thread (0x7F3A12): OtelBatchSpanRecordProcessor", (None, "OtelBatchSpanRecordProcessor")),
+        ("thread (28913)", (28913, "")),
+    ],
+)
+def test_a_thread_label_gives_its_id_and_name(label: str, thread: tuple[int | None, str]) -> None:
+    assert _profile_module().thread_of(label) == thread
+
+
+def test_rounds_pool_their_samples_and_each_row_is_a_share_of_the_request_threads_user_cpu() -> None:
+    def sampled(requests: int, rps: float, user_us: float, ours: int, other: int) -> dict[str, Any]:
         return {
             "requests": requests,
-            "rps": requests / 10,
-            "request_threads_cpu_us": request_us,
-            "export_threads_cpu_us": export_us,
+            "rps": rps,
+            "request_threads_user_us": user_us,
+            "request_threads_system_us": requests * 50.0,
+            "export_threads_cpu_us": requests * 10.0,
             "threads": {"request threads": ours + other, "export threads": 7},
             "packages": {"otel_correlate": ours, "fastapi": other},
             "ours": {"emit (_logs.py)": ours},
         }
 
-    # 3,000 requests: 900,000 µs on the request threads (300 per request) over 600 of their samples
-    rounds = [sampled(1000, 250_000.0, 10_000.0, 100, 100), sampled(2000, 650_000.0, 20_000.0, 100, 300)]
+    # 3,000 requests: 750,000 µs of user CPU (250 per request) over 900 request-thread samples
+    rounds = [
+        sampled(1000, 100.0, 250_000.0, 100, 200),
+        sampled(1000, 400.0, 250_000.0, 100, 200),
+        sampled(1000, 130.0, 250_000.0, 100, 200),
+    ]
     assert _profile_module().combine(rounds) == {
-        "rounds": 2,
+        "rounds": 3,
         "requests": 3000,
-        "rps": 150,
+        "rps": 130,  # the median round, not the mean (210)
         "cpu_us_per_request": 310.0,
-        "request_threads_cpu_us": 300.0,
+        "request_threads_user_us": 250.0,
+        "request_threads_system_us": 50.0,
         "export_threads_cpu_us": 10.0,
-        "samples": {"request threads": 600, "export threads": 14},
-        "packages_us_per_request": {"otel_correlate": 100.0, "fastapi": 200.0},
-        "ours_us_per_request": {"emit (_logs.py)": 100.0},
+        "samples": {"request threads": 900, "export threads": 21},
+        "packages_us_per_request": {"otel_correlate": 83.3, "fastapi": 166.7},
+        "ours_us_per_request": {"emit (_logs.py)": 83.3},
     }
 
 
@@ -100,7 +126,14 @@ def test_rounds_pool_their_samples_and_each_row_is_a_share_of_the_request_thread
 @pytest.mark.skipif(not COLLECTOR.exists(), reason="the collector is not built (./run setup builds it)")
 def test_a_short_profile_of_the_real_servers_reports_every_row(tmp_path: Path) -> None:
     """Shape only: both configurations profiled under load; no timing is asserted."""
-    command = [sys.executable, str(ROOT / "benchmarks" / "profile.py"), "--rounds", "1", "--duration", "3"]
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "serverprofile.py"),
+        "--rounds",
+        "1",
+        "--duration",
+        "3",
+    ]
     done = subprocess.run(
         [*command, "--port-base", "25200", "--out", str(tmp_path)],
         capture_output=True,
@@ -112,13 +145,15 @@ def test_a_short_profile_of_the_real_servers_reports_every_row(tmp_path: Path) -
     assert list(result) == ["uninstrumented", "otel-correlate"]
     plain, ours = result["uninstrumented"], result["otel-correlate"]
     for row in (plain, ours):
-        assert row["rounds"] == 1 and row["requests"] > 0 and row["request_threads_cpu_us"] > 0
+        assert row["rounds"] == 1 and row["requests"] > 0 and row["request_threads_user_us"] > 0
         assert row["samples"]["request threads"] > 0
         assert "uvicorn" in row["packages_us_per_request"]
     # only the instrumented server has export threads, and runs our package's code
     assert plain["export_threads_cpu_us"] == 0 and "export threads" not in plain["samples"]
     assert "otel_correlate" not in plain["packages_us_per_request"]
     assert ours["packages_us_per_request"]["otel_correlate"] > 0
+    # py-spy's thread ids matched /proc's: the export threads' CPU is told apart from the requests'
+    assert ours["export_threads_cpu_us"] > 0 and ours["samples"]["export threads"] > 0
     assert any(name.startswith("ServerTelemetryMiddleware.") for name in ours["ours_us_per_request"])
     for config in result:
         assert (tmp_path / "profiles" / f"fastapi-{config}-1.txt").stat().st_size > 0
