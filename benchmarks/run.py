@@ -87,6 +87,7 @@ class Options:
     logbench_records: int
     collector_seconds: float
     out: Path
+    down_loads: int = 4
 
 
 def _taskset(cpu: int) -> list[str]:
@@ -532,6 +533,30 @@ def markdown(result: dict[str, object]) -> str:
                     f"{row['current_cpu_lower_rounds']:.0f} of {row['rounds']:.0f} rounds).",
                     "",
                 ]
+    down = result.get("collector_down")
+    if isinstance(down, dict) and down:
+        lines += [
+            "## Memory with the collector down (otel-correlate)",
+            "",
+            "The server exports to a port nothing listens on; its PSS once started and after each "
+            f"{meta['duration_s']} s load (requests served so far; in brackets, more than uninstrumented's "
+            "median PSS above):",
+            "",
+            "| framework | started | "
+            + " | ".join(f"load {n}" for n in range(1, len(next(iter(down.values())))))
+            + " |",
+            "| --- |" + " ---: |" * len(next(iter(down.values()))),
+        ]
+        for framework, points in down.items():
+            plain = summary.get(framework, {}).get("uninstrumented", {}).get("pss_mb")
+            cells = " | ".join(
+                f"{p['pss_mb']:.1f} MB"
+                + (f" (+{p['pss_mb'] - plain:.1f})" if plain is not None else "")
+                + f", {p['requests']:,.0f} req"
+                for p in points
+            )
+            lines.append(f"| {framework} | {cells} |")
+        lines.append("")
     logs = result.get("logbench")
     if isinstance(logs, dict) and logs:
         lines += [
@@ -559,6 +584,47 @@ def markdown(result: dict[str, object]) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound once to find it, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def collector_down(framework: str, opts: Options, log_dir: Path) -> list[dict[str, float]]:
+    """otel-correlate's memory while its collector is unreachable: PSS after each of several loads.
+
+    The server exports to a port nothing listens on, so every export fails and is
+    retried, and the batch queues fill up (16,384 spans and log records each by default)
+    and then drop what does not fit. Memory must level off once they are full instead
+    of growing with the requests served.
+    """
+    cmd, env = server_command(framework, "otel-correlate")
+    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{_closed_port()}"
+    base = f"http://127.0.0.1:{PORTS['app']}"
+    path = "/orders/ORD-1a2b3c4d"
+    stderr = (log_dir / f"{framework}-collector-down.log").open("wb")
+    proc = subprocess.Popen(cmd, env=env, cwd=APPS, stdout=stderr, stderr=stderr, start_new_session=True)
+    points: list[dict[str, float]] = []
+    try:
+        _wait_http(base + path)
+        served = 1.0
+        points.append({"requests": served, "pss_mb": pss_mb(proc.pid)})
+        for _ in range(opts.down_loads):
+            load = wrk(base + path, opts.duration, opts.connections)
+            served += load["requests"]
+            points.append({"requests": served, "pss_mb": pss_mb(proc.pid), "rps": load["rps"]})
+            print(
+                f"collector down {framework:8} {served:8.0f} requests served, PSS {points[-1]['pss_mb']:.1f} MB",
+                file=sys.stderr,
+                flush=True,
+            )
+    finally:
+        _stop(proc)
+        stderr.close()
+    return points
 
 
 def log_path(opts: Options) -> dict[str, dict[str, object]]:
@@ -652,6 +718,7 @@ def parse_args(argv: list[str] | None) -> Options:
         logbench_records=5_000 if quick else 100_000,
         collector_seconds=1.0 if quick else 10.0,
         out=args.out,
+        down_loads=2 if quick else 4,
     )
 
 
@@ -686,6 +753,11 @@ def main(argv: list[str] | None = None) -> int:
                         file=sys.stderr,
                         flush=True,
                     )
+        down = (
+            {fw: collector_down(fw, opts, log_dir) for fw in opts.frameworks}
+            if "otel-correlate" in opts.configs
+            else {}
+        )
         logbench = log_path(opts)
         collector_result = _json_subprocess(
             [
@@ -716,6 +788,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "summary": summarise(raw),
         "runs": raw,
+        "collector_down": down,
         "logbench": logbench,
         "collector": collector_result,
     }

@@ -44,7 +44,7 @@ def test_quick_benchmark_writes_a_table_and_json_for_every_configuration(tmp_pat
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "latest.json").read_text())
-    assert set(result) == {"meta", "summary", "runs", "logbench", "collector"}
+    assert set(result) == {"meta", "summary", "runs", "collector_down", "logbench", "collector"}
     assert result["meta"]["configs"] == ["uninstrumented", "otel-correlate"]
     for framework in ("fastapi", "flask"):
         rows = result["summary"][framework]
@@ -67,6 +67,13 @@ def test_quick_benchmark_writes_a_table_and_json_for_every_configuration(tmp_pat
         assert 0.5 < ours["logs_per_request"] < 1.1
         assert rows["uninstrumented"]["spans_per_request"] == 0
         assert rows["uninstrumented"]["lowload_cpu_us_per_request"] > 0  # the server did work for them
+    # With the collector down: the server's memory once started and after each of the quick run's two loads.
+    for framework in ("fastapi", "flask"):
+        points = result["collector_down"][framework]
+        assert len(points) == 3, points
+        served = [p["requests"] for p in points]
+        assert served[0] == 1 and served[0] < served[1] < served[2], points  # it kept answering
+        assert all(p["pss_mb"] > 10 for p in points), points
     # The log path: one run per round for each otel-correlate configuration, the median with its range.
     assert set(result["logbench"]) == {"otel-correlate"}
     logs = result["logbench"]["otel-correlate"]
@@ -77,6 +84,7 @@ def test_quick_benchmark_writes_a_table_and_json_for_every_configuration(tmp_pat
     assert result["collector"]["spans"] > 0
     table = (tmp_path / "latest.md").read_text()
     assert "## fastapi" in table and "## flask" in table and "| otel-correlate |" in table
+    assert "## Memory with the collector down (otel-correlate)" in table
     assert f"| otel-correlate | **{logs['exported_per_s']:,}** |" in table
 
 
