@@ -382,28 +382,55 @@ def ensure_peer_venv(name: str, *, build: bool) -> bool:
     return True
 
 
+#: The reference endpoint every configuration is loaded on.
+ENDPOINT = "/orders/ORD-1a2b3c4d"
+
+
+@contextlib.contextmanager
+def serving(
+    framework: str, config: str, log: Path | None, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """One configuration's server, answering at the yielded URL of the endpoint; stopped on exit.
+
+    Its output goes to ``log`` (discarded when None); ``env`` overrides its environment.
+    """
+    cmd, environment = server_command(framework, config)
+    environment.update(env or {})
+    url = f"http://127.0.0.1:{PORTS['app']}{ENDPOINT}"
+    output = log.open("wb") if log is not None else None
+    sink = output if output is not None else subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, env=environment, cwd=APPS, stdout=sink, stderr=sink, start_new_session=True)
+    try:
+        _wait_http(url)
+        yield proc, url
+    finally:
+        _stop(proc)
+        if output is not None:
+            output.close()
+
+
 def run_one(framework: str, config: str, opts: Options, log_dir: Path) -> dict[str, float]:
     """Start one configuration, load it, measure, stop it."""
     from collector_stats import accepted
 
-    cmd, env = server_command(framework, config)
-    base = f"http://127.0.0.1:{PORTS['app']}"
-    path = "/orders/ORD-1a2b3c4d"
     spans_before = accepted(telemetry_url(), "spans")
     logs_before = accepted(telemetry_url(), "log_records")
-    stderr = (log_dir / f"{framework}-{config.replace('@', '-at-')}.log").open("wb")
-    proc = subprocess.Popen(cmd, env=env, cwd=APPS, stdout=stderr, stderr=stderr, start_new_session=True)
-    try:
-        _wait_http(base + path)
-        warmup = wrk(base + path, 1, opts.connections)
+    with serving(framework, config, log_dir / f"{framework}-{config.replace('@', '-at-')}.log") as (
+        proc,
+        url,
+    ):
+        warmup = wrk(url, 1, opts.connections)
         pss_warm = pss_mb(proc.pid)
         cpu_before = cpu_seconds(proc.pid)
-        result = wrk(base + path, opts.duration, opts.connections)
+        result = wrk(url, opts.duration, opts.connections)
         # CPU per request: robust to other load on the machine, unlike req/s.
         result["cpu_us_per_request"] = 1e6 * (cpu_seconds(proc.pid) - cpu_before) / max(result["requests"], 1)
         cpu_before_ns = cpu_ns(proc.pid)
         result.update(
-            {f"lowload_{k}": v for k, v in lowload_latency(PORTS["app"], path, opts.lowload_requests).items()}
+            {
+                f"lowload_{k}": v
+                for k, v in lowload_latency(PORTS["app"], ENDPOINT, opts.lowload_requests).items()
+            }
         )
         # CPU per request at low load: what the latency median adds, without the wake-up noise
         # of an idle machine (the same for every configuration, and most of the median's spread).
@@ -413,9 +440,6 @@ def run_one(framework: str, config: str, opts: Options, log_dir: Path) -> dict[s
         result["rss_mb"] = rss_mb(proc.pid)
         result["pss_mb"] = pss_mb(proc.pid)
         result["pss_growth_mb"] = result["pss_mb"] - pss_warm  # during the measured run, same process
-    finally:
-        _stop(proc)
-        stderr.close()
     time.sleep(0.5)
     served = 1 + warmup["requests"] + result["requests"] + opts.lowload_requests  # readiness probe included
     result["spans_per_request"] = (accepted(telemetry_url(), "spans") - spans_before) / max(served, 1)
@@ -601,19 +625,16 @@ def collector_down(framework: str, opts: Options, log_dir: Path) -> list[dict[st
     and then drop what does not fit. Memory must level off once they are full instead
     of growing with the requests served.
     """
-    cmd, env = server_command(framework, "otel-correlate")
-    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{_closed_port()}"
-    base = f"http://127.0.0.1:{PORTS['app']}"
-    path = "/orders/ORD-1a2b3c4d"
-    stderr = (log_dir / f"{framework}-collector-down.log").open("wb")
-    proc = subprocess.Popen(cmd, env=env, cwd=APPS, stdout=stderr, stderr=stderr, start_new_session=True)
+    dead = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{_closed_port()}"}
     points: list[dict[str, float]] = []
-    try:
-        _wait_http(base + path)
+    with serving(framework, "otel-correlate", log_dir / f"{framework}-collector-down.log", dead) as (
+        proc,
+        url,
+    ):
         served = 1.0
         points.append({"requests": served, "pss_mb": pss_mb(proc.pid)})
         for _ in range(opts.down_loads):
-            load = wrk(base + path, opts.duration, opts.connections)
+            load = wrk(url, opts.duration, opts.connections)
             served += load["requests"]
             points.append({"requests": served, "pss_mb": pss_mb(proc.pid), "rps": load["rps"]})
             print(
@@ -621,9 +642,6 @@ def collector_down(framework: str, opts: Options, log_dir: Path) -> list[dict[st
                 file=sys.stderr,
                 flush=True,
             )
-    finally:
-        _stop(proc)
-        stderr.close()
     return points
 
 

@@ -147,63 +147,54 @@ def aggregate(lines: Iterable[str]) -> dict[str, object]:
 
 def profile_one(framework: str, config: str, opts: argparse.Namespace, raw: Path) -> dict[str, object]:
     """Serve ``config`` under wrk and sample it with py-spy into ``raw``: one round's counts."""
-    cmd, env = run.server_command(framework, config)
-    url = f"http://127.0.0.1:{run.PORTS['app']}/orders/ORD-1a2b3c4d"
     raw.parent.mkdir(parents=True, exist_ok=True)
     raw.unlink(missing_ok=True)  # an earlier run's file must not pass for this one's
-    proc = subprocess.Popen(
-        cmd,
-        env=env,
-        cwd=run.APPS,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
     spy: subprocess.Popen[bytes] | None = None
-    try:
-        run._wait_http(url)
-        run.wrk(url, 1, opts.connections)
-        # the process that serves: gunicorn's (one) worker, or uvicorn itself
-        pid = [proc.pid, *run._children(proc.pid)][-1]
-        spy = subprocess.Popen(
-            [
-                *run._taskset(1),
-                py_spy(),
-                "record",
-                "--pid",
-                str(pid),
-                "--gil",
-                "--threads",
-                "--full-filenames",
-                "--nonblocking",
-                "--rate",
-                str(opts.rate),
-                "--duration",
-                str(opts.duration),
-                "--format",
-                "raw",
-                "--output",
-                str(raw),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        time.sleep(0.5)  # py-spy attaches before the load starts
-        if spy.poll() is not None:  # it could not attach (no ptrace permission, say): say so now
-            raise SystemExit(
-                f"py-spy failed ({spy.returncode}): {spy.communicate()[1].decode(errors='replace')}"
+    with run.serving(framework, config, None) as (proc, url):
+        try:
+            run.wrk(url, 1, opts.connections)
+            # the process that serves: gunicorn's (one) worker, or uvicorn itself
+            pid = [proc.pid, *run._children(proc.pid)][-1]
+            spy = subprocess.Popen(
+                [
+                    *run._taskset(1),
+                    py_spy(),
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--gil",
+                    "--threads",
+                    "--full-filenames",
+                    "--nonblocking",
+                    "--rate",
+                    str(opts.rate),
+                    "--duration",
+                    str(opts.duration),
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(raw),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
             )
-        before = thread_cpu(pid)
-        load = run.wrk(url, opts.duration - 1, opts.connections)
-        after = thread_cpu(pid)
-        _, errors = spy.communicate(timeout=opts.duration + 30)
-        if spy.returncode != 0 or not raw.exists():
-            raise SystemExit(f"py-spy failed ({spy.returncode}): {errors.decode(errors='replace').strip()}")
-    finally:
-        if spy is not None and spy.poll() is None:
-            spy.kill()
-            spy.wait()
-        run._stop(proc)
+            time.sleep(0.5)  # py-spy attaches before the load starts
+            if spy.poll() is not None:  # it could not attach (no ptrace permission, say): say so now
+                raise SystemExit(
+                    f"py-spy failed ({spy.returncode}): {spy.communicate()[1].decode(errors='replace')}"
+                )
+            before = thread_cpu(pid)
+            load = run.wrk(url, opts.duration - 1, opts.connections)
+            after = thread_cpu(pid)
+            _, errors = spy.communicate(timeout=opts.duration + 30)
+            if spy.returncode != 0 or not raw.exists():
+                raise SystemExit(
+                    f"py-spy failed ({spy.returncode}): {errors.decode(errors='replace').strip()}"
+                )
+        finally:  # py-spy stopped on every path; the server by serving()
+            if spy is not None and spy.poll() is None:
+                spy.kill()
+                spy.wait()
     counted = aggregate(raw.read_text().splitlines())
     names: dict[int, str] = counted["names"]  # type: ignore[assignment]
     samples: dict[str, int] = counted["threads"]  # type: ignore[assignment]
