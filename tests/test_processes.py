@@ -18,7 +18,7 @@ from otel_correlate._procs import (
     uvicorn_cmd,
     wait_until,
 )
-from otel_correlate._receiver import OTLPReceiver
+from otel_correlate._receiver import MetricPointData, OTLPReceiver
 
 pytestmark = pytest.mark.e2e
 
@@ -216,3 +216,54 @@ def test_sigterm_exports_the_last_batch_before_the_process_ends(tmp_path: Path) 
             and p.attributes.get("http.response.status_code") == 404
         ]
         assert duration.count == 60
+
+
+def test_a_streamed_flask_response_under_gunicorn_keeps_its_trace_to_the_last_line(tmp_path: Path) -> None:
+    """gunicorn iterates a generator body after the view returned: every line logged while
+    streaming belongs to the request's trace and order, and the span and duration cover the stream."""
+    from tests.stream_app import PAUSE_S
+
+    port = free_port()
+    with (
+        OTLPReceiver() as receiver,
+        running(
+            instrument_cmd("stream", *gunicorn_cmd("tests.stream_app:app", port, "-k", "gthread")),
+            port=port,
+            env=instrumented_env(receiver.endpoint),
+            log_path=tmp_path / "stream.log",
+        ),
+        httpx.Client(base_url=f"http://127.0.0.1:{port}") as client,
+    ):
+        bodies = [
+            client.get(f"/orders/ORD-s{i}/lines", headers={"X-Request-ID": f"rs-{i}"}).text for i in range(2)
+        ]
+        assert bodies == [f"ORD-s{i},0\nORD-s{i},1\nORD-s{i},2\n" for i in range(2)]
+        wait_until(
+            lambda: len(receiver.logs) >= 6 and len(receiver.spans) >= 2, timeout=20, what="logs and spans"
+        )
+        spans = {s.attributes["orderId"]: s for s in receiver.spans if s.attributes.get("http.route")}
+        assert sorted(spans) == ["ORD-s0", "ORD-s1"]
+        lines = sorted(
+            (r.attributes.get("orderId"), r.body, r.trace_id, r.span_id, r.attributes.get("requestId"))
+            for r in receiver.logs
+            if str(r.body).startswith("export line")
+        )
+        assert lines == [
+            (
+                f"ORD-s{i}",
+                f"export line {n}",
+                spans[f"ORD-s{i}"].trace_id,
+                spans[f"ORD-s{i}"].span_id,
+                f"rs-{i}",
+            )
+            for i in range(2)
+            for n in range(3)
+        ]
+
+        def duration() -> MetricPointData | None:
+            points = [p for p in receiver.metrics if p.name == "http.server.request.duration"]
+            return points[-1] if points and points[-1].count == 2 else None
+
+        wait_until(lambda: duration() is not None, timeout=30, what="the duration of both requests")
+        point = duration()
+        assert point is not None and point.value >= 2 * 2 * PAUSE_S  # the sum: both pauses of both streams

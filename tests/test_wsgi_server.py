@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import logging
+import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from flask import Flask, abort, got_request_exception
+from flask import Flask, Response, abort, got_request_exception, send_file
+from loguru import logger
+from opentelemetry import trace
+from werkzeug.test import EnvironBuilder
 
 from otel_correlate import current_business_keys, instrument_flask_app
 from otel_correlate._capture import TelemetryCapture
@@ -223,3 +230,140 @@ def test_an_exception_that_cannot_be_recorded_still_ends_the_span_and_the_count(
 ) -> None:
     assert _client().get("/mute").status_code == 500
     assert_unrecordable_exception_ended_the_request(otel_capture)
+
+
+def _streaming_app(made: list[int]) -> Flask:
+    """An export endpoint that streams its lines and logs one per chunk (and one if the client leaves)."""
+    app = Flask("wsgi-stream")
+
+    @app.get("/orders/<order_id>/lines")
+    def lines(order_id: str) -> Response:
+        def generate() -> Iterator[str]:
+            try:
+                for n in range(3):
+                    if order_id == "broken" and n == 1:
+                        raise RuntimeError("line store gone")
+                    logger.info("line {}", n)
+                    made.append(time.time_ns())
+                    yield f"{n}\n"
+            except GeneratorExit:
+                logger.warning("client went away")
+                raise
+
+        return Response(generate(), mimetype="text/plain")
+
+    @app.get("/orders/<order_id>/invoice")
+    def invoice(order_id: str) -> Response:
+        return send_file(io.BytesIO(b"%PDF"), mimetype="application/pdf")
+
+    instrument_flask_app(app)
+    return app
+
+
+def _log_lines(capture: TelemetryCapture) -> list[tuple[Any, ...]]:
+    return [
+        (
+            r.log_record.body,
+            r.log_record.trace_id,
+            r.log_record.span_id,
+            (r.log_record.attributes or {}).get("orderId"),
+            (r.log_record.attributes or {}).get("requestId"),
+        )
+        for r in capture.logs()
+    ]
+
+
+def test_a_streamed_body_is_made_under_the_request_which_ends_with_it(otel_capture: TelemetryCapture) -> None:
+    made: list[int] = []
+    response = _streaming_app(made).test_client().get("/orders/S-1/lines", headers={"X-Request-ID": "r-s1"})
+    assert response.headers["X-Request-ID"] == "r-s1"
+    assert otel_capture.spans() == []  # the test client has read the first chunk only: still sending
+    assert response.data == b"0\n1\n2\n"
+    [span] = otel_capture.spans()
+    ctx = span.context
+    assert _log_lines(otel_capture) == [
+        (f"line {n}", ctx.trace_id, ctx.span_id, "S-1", "r-s1") for n in range(3)
+    ]
+    assert span.end_time is not None and span.end_time >= made[-1]  # the span covers the whole body
+    assert (span.name, span.status.status_code.name, span.attributes["http.response.status_code"]) == (
+        "GET /orders/<order_id>/lines",
+        "UNSET",
+        200,
+    )
+    points = {p.name: p for p in otel_capture.metrics() if p.name.startswith("http.server.")}
+    assert points["http.server.request.duration"].count == 1
+    assert points["http.server.active_requests"].value == 0
+    assert current_business_keys() == {}
+
+
+def test_a_streamed_body_closed_early_ends_the_request(otel_capture: TelemetryCapture) -> None:
+    response = _streaming_app([]).test_client().get("/orders/S-2/lines")
+    response.close()  # what a server does when the client goes away after the first chunk
+    [span] = otel_capture.spans()
+    assert _log_lines(otel_capture) == [
+        ("line 0", span.context.trace_id, span.context.span_id, "S-2", span.attributes["requestId"]),
+        (
+            "client went away",
+            span.context.trace_id,
+            span.context.span_id,
+            "S-2",
+            span.attributes["requestId"],
+        ),
+    ]
+    assert (span.status.status_code.name, span.attributes["http.response.status_code"]) == ("UNSET", 200)
+    response.close()  # a second close changes nothing
+    assert len(otel_capture.spans()) == 1
+
+
+def test_an_exception_from_a_streamed_body_marks_the_span(otel_capture: TelemetryCapture) -> None:
+    response = _streaming_app([]).test_client().get("/orders/broken/lines")
+    with pytest.raises(RuntimeError, match="line store gone"):
+        response.get_data()
+    response.close()
+    [span] = otel_capture.spans()
+    assert (span.status.status_code.name, span.attributes["error.type"], [e.name for e in span.events]) == (
+        "ERROR",
+        "RuntimeError",
+        ["exception"],
+    )
+    assert span.attributes["http.response.status_code"] == 200  # what the client was sent
+
+
+def test_a_streamed_body_iterated_on_other_threads_leaves_no_context_behind(
+    otel_capture: TelemetryCapture,
+) -> None:
+    app = _streaming_app([])
+    environ = EnvironBuilder(path="/orders/S-3/lines").get_environ()
+    body = app(environ, lambda status, headers, exc_info=None: None)
+    chunks = iter(body)
+    after_each_step: list[Any] = []
+
+    def step() -> None:
+        after_each_step.append((next(chunks, None), trace.get_current_span(), dict(current_business_keys())))
+
+    for _ in range(4):  # three chunks and the end, each on a thread of its own
+        worker = threading.Thread(target=step)
+        worker.start()
+        worker.join()
+    body.close()
+    assert [chunk for chunk, _, _ in after_each_step] == [b"0\n", b"1\n", b"2\n", None]
+    assert all(span is trace.INVALID_SPAN and keys == {} for _, span, keys in after_each_step)
+    assert len(otel_capture.spans()) == 1
+    assert [line[3] for line in _log_lines(otel_capture)] == ["S-3"] * 3
+
+
+def test_a_file_body_is_handed_to_the_server_unwrapped(otel_capture: TelemetryCapture) -> None:
+    class FileWrapper:  # what gunicorn offers, so that it can send the file with sendfile
+        def __init__(self, file: Any, block_size: int = 8192) -> None:
+            self.file = file
+
+        def __iter__(self) -> Iterator[bytes]:
+            return iter(lambda: self.file.read(8192), b"")
+
+    app = _streaming_app([])
+    environ = EnvironBuilder(path="/orders/S-4/invoice").get_environ()
+    environ["wsgi.file_wrapper"] = FileWrapper
+    body = app(environ, lambda status, headers, exc_info=None: None)
+    assert isinstance(body, FileWrapper)
+    [span] = otel_capture.spans()  # ended when the app returned, as for any body that is not a generator
+    assert span.attributes["http.response.status_code"] == 200

@@ -8,6 +8,11 @@ on the app instance, adds the matched rule (``http.route``) and route-parameter
 keys and hands an unhandled exception to the span. Span and metrics are the ones the
 contrib instrumentation emits with ``OTEL_SEMCONV_STABILITY_OPT_IN=http``.
 
+A streamed response (a generator body) runs after the app has returned, while the
+server sends it: its chunks are produced under the request's context, so their log
+lines carry the trace and the keys, and the span and the duration end when the
+body is exhausted or closed, not before the first chunk.
+
 Example:
     >>> from flask import Flask
     >>> app = Flask("orders")
@@ -16,7 +21,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from types import GeneratorType
 from typing import Any
 
 from otel_correlate import _context, _web
@@ -26,6 +32,7 @@ _STATE = "otel_correlate.request"
 _ROUTE = "otel_correlate.route"
 _ERROR = "otel_correlate.error"
 _TOKEN = "otel_correlate.route_token"
+_STREAMED = "otel_correlate.streamed"
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
@@ -122,24 +129,94 @@ class ServerTelemetryWSGI:
                 pass
             return start_response(status, response_headers, *args)
 
+        streamed = None
         token = _context.attach(state.ctx)
         try:
-            return self.wsgi_app(environ, start_response_with_telemetry)
+            body = self.wsgi_app(environ, start_response_with_telemetry)
+            streamed = environ.get(_STREAMED)
         except BaseException as exc:
             state.error = exc
             raise
         finally:
+            if streamed is None:
+                _finish(state, environ)
+            route_token = environ.pop(_TOKEN, None)
+            if route_token is not None:
+                _context.detach(route_token)
+            _context.detach(token)
+        if streamed is None:
+            return body
+        return _StreamedBody(body, state, environ, state.ctx if streamed is True else streamed)
+
+
+def _finish(state: _RequestState, environ: dict[str, Any]) -> None:
+    """End the request's span and record its metrics (once; telemetry never fails the request)."""
+    try:
+        if state.error is None:
+            state.error = environ.get(_ERROR)
+        state.finish(environ.get(_ROUTE))
+    except Exception:  # telemetry must never fail the request
+        pass
+
+
+class _StreamedBody:
+    """A streamed response's body: each chunk made under the request's context; the request ends with it.
+
+    The server iterates the body after the app returned. The context is attached for
+    each step and detached before the chunk goes back to the server, so a server
+    that iterates on another thread gets no stale context. The request's telemetry
+    ends when the body is exhausted (the last chunk is sent) or closed (PEP 3333:
+    always, also after a client went away), whichever comes first; an exception
+    from the body marks the span as an error.
+    """
+
+    __slots__ = ("_body", "_ctx", "_environ", "_state")
+
+    def __init__(
+        self, body: Iterable[bytes], state: _RequestState, environ: dict[str, Any], ctx: Any
+    ) -> None:
+        self._body = body
+        self._state: _RequestState | None = state
+        self._environ = environ
+        self._ctx = ctx
+
+    def __iter__(self) -> Iterator[bytes]:
+        ctx = self._ctx
+        token = _context.attach(ctx)
+        try:
+            chunks = iter(self._body)
+        finally:
+            _context.detach(token)
+        while True:
+            token = _context.attach(ctx)
             try:
-                if state.error is None:
-                    state.error = environ.get(_ERROR)
-                state.finish(environ.get(_ROUTE))
-            except Exception:  # telemetry must never fail the request
-                pass
+                chunk = next(chunks)
+            except StopIteration:
+                self._end()
+                return
+            except BaseException as exc:
+                state = self._state
+                if state is not None and state.error is None:
+                    state.error = exc
+                raise
             finally:
-                route_token = environ.pop(_TOKEN, None)
-                if route_token is not None:
-                    _context.detach(route_token)
                 _context.detach(token)
+            yield chunk
+
+    def close(self) -> None:
+        token = _context.attach(self._ctx)
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            _context.detach(token)
+            self._end()
+
+    def _end(self) -> None:
+        state, self._state = self._state, None
+        if state is not None:
+            _finish(state, self._environ)
 
 
 def _request_getter() -> Callable[[], Any]:
@@ -178,7 +255,7 @@ def _dispatch_with_route(app: Any) -> Callable[[], Any]:
         environ = request.environ if request is not None else None
         if environ is None or _STATE not in environ:
             return original()
-        token = None
+        token = route_ctx = None
         try:
             rule = request.url_rule
             if rule is not None:
@@ -196,6 +273,13 @@ def _dispatch_with_route(app: Any) -> Callable[[], Any]:
             if token is not None:
                 environ[_TOKEN] = token  # detached when the request ends, after Flask's handle_exception
             raise
+        try:
+            # A generator body runs after the app returned, while the server sends it: the
+            # request ends with it. Anything else (bytes, a file the server may sendfile) is done.
+            if type(response.response) is GeneratorType:
+                environ[_STREAMED] = route_ctx if route_ctx is not None else True
+        except Exception:  # telemetry must never fail the request
+            pass
         if token is not None:
             _context.detach(token)
         return response
