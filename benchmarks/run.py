@@ -49,6 +49,8 @@ COLLECTOR = (
 
 PORT_OFFSETS = {"http": 318, "grpc": 317, "health": 133, "telemetry": 888, "app": 80}
 PORTS = {name: 24000 + offset for name, offset in PORT_OFFSETS.items()}
+ENDPOINT = "/orders/ORD-1a2b3c4d"
+LOWLOAD_GAP_S = 0.002
 
 #: Peer venvs: folder name -> pip requirements (OTel pins match pyproject.toml's).
 PEER_VENVS: dict[str, list[str]] = {
@@ -148,13 +150,13 @@ def _ref_env(config: str, env: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def server_command(framework: str, config: str) -> tuple[list[str], dict[str, str]]:
-    """The command line and environment that start one configuration.
+def server_command(framework: str, config: str, port: int | None = None) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment that start one configuration (on ``port``, default the app port).
 
     ``otel-correlate@<ref>`` runs otel-correlate as of a git ref: its package
     directory goes first on ``PYTHONPATH``, so the installed entry points import it.
     """
-    port = str(PORTS["app"])
+    port = str(PORTS["app"] if port is None else port)
     env = _ref_env(config, _otlp_env(f"bench-{framework}"))
     if config.startswith("otel-correlate@"):
         config = "otel-correlate"
@@ -309,31 +311,108 @@ def wrk(url: str, duration: float, connections: int) -> dict[str, float]:
     return parse_wrk(out)
 
 
-def lowload_latency(port: int, path: str, requests: int, gap_s: float = 0.002) -> dict[str, float]:
-    """Single-request latency at low load: one keep-alive connection, a pause between requests."""
-    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
-    samples: list[float] = []
-    with socket.create_connection(("127.0.0.1", port)) as sock:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        reader = sock.makefile("rb")
-        for _ in range(requests):
-            start = time.perf_counter()
-            sock.sendall(request)
-            length = 0
-            while True:
-                line = reader.readline()
-                if line in (b"\r\n", b""):
-                    break
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            reader.read(length)
-            samples.append((time.perf_counter() - start) * 1000)
+class KeepAlive:
+    """One keep-alive connection to a server that times a GET of the endpoint, in milliseconds."""
+
+    def __init__(self, port: int) -> None:
+        self._request = f"GET {ENDPOINT} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+        self._sock = socket.create_connection(("127.0.0.1", port))
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._reader = self._sock.makefile("rb")
+
+    def get(self) -> float:
+        start = time.perf_counter()
+        self._sock.sendall(self._request)
+        status = self._reader.readline()
+        length = 0
+        while True:
+            line = self._reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        self._reader.read(length)
+        elapsed = (time.perf_counter() - start) * 1000
+        if b" 200 " not in status:
+            raise RuntimeError(f"the endpoint answered {status!r}")
+        return elapsed
+
+    def __enter__(self) -> KeepAlive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._reader.close()
+        self._sock.close()
+
+
+def interleaved(
+    clients: dict[str, KeepAlive], cycles: int, gap_s: float = LOWLOAD_GAP_S
+) -> dict[str, list[float]]:
+    """``cycles`` requests to each client, one client after another, ``gap_s`` apart; latencies in ms.
+
+    The order of the clients rotates every cycle, so none always follows the client's own pause.
+    """
+    names = list(clients)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for cycle in range(cycles):
+        shift = cycle % len(names)
+        for name in names[shift:] + names[:shift]:
+            samples[name].append(clients[name].get())
             time.sleep(gap_s)
-    samples.sort()
-    return {
-        "p50_ms": statistics.median(samples),
-        "p99_ms": samples[min(len(samples) - 1, int(len(samples) * 0.99))],
-    }
+    return samples
+
+
+def lowload(framework: str, opts: Options, log_dir: Path) -> dict[str, dict[str, float]]:
+    """Single requests to idle servers: every configuration at once, interleaved request by request.
+
+    At low load the machine idles between requests, and how long it takes to wake
+    changes by a factor of two within minutes (uninstrumented's median went from 400
+    to 1,100 µs between rounds). Measured one configuration after another, that
+    drift was most of the "added" latency. Here all configurations serve at the
+    same time, each on its own port and idle between requests, and one client sends
+    each of them a request in turn, 2 ms apart: every configuration sees the same
+    moments of the machine. Each server's on-CPU time over the phase, divided by
+    its requests, is its CPU per request at low load.
+    """
+    warm = max(20, opts.lowload_requests // 10)
+    with contextlib.ExitStack() as stack:
+        clients: dict[str, KeepAlive] = {}
+        procs: dict[str, subprocess.Popen[bytes]] = {}
+        for number, config in enumerate(opts.configs, start=1):
+            name = f"{framework}-{config.replace('@', '-at-')}-lowload.log"
+            procs[config], _ = stack.enter_context(
+                serving(framework, config, log_dir / name, port=PORTS["app"] + number)
+            )
+            clients[config] = stack.enter_context(KeepAlive(PORTS["app"] + number))
+        interleaved(clients, warm)
+        cpu_before = {config: cpu_ns(proc.pid) for config, proc in procs.items()}
+        samples = interleaved(clients, opts.lowload_requests)
+        cpu = {config: cpu_ns(proc.pid) - cpu_before[config] for config, proc in procs.items()}
+    results: dict[str, dict[str, float]] = {}
+    for config, latencies in samples.items():
+        ordered = sorted(latencies)
+        results[config] = {
+            "p50_ms": statistics.median(ordered),
+            "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+            "cpu_us_per_request": cpu[config] / 1000 / len(latencies),
+            "requests": float(len(latencies)),
+        }
+    base = results.get("uninstrumented")
+    if base is not None:
+        for config, row in results.items():
+            if config != "uninstrumented":
+                row["added_p50_us"] = 1000 * (row["p50_ms"] - base["p50_ms"])
+                row["added_cpu_us"] = row["cpu_us_per_request"] - base["cpu_us_per_request"]
+    print(
+        f"low load {framework:8} "
+        + " ".join(
+            f"{c} {1000 * r['p50_ms']:.0f} us ({r['cpu_us_per_request']:.0f} us CPU)"
+            for c, r in results.items()
+        ),
+        file=sys.stderr,
+        flush=True,
+    )
+    return results
 
 
 @contextlib.contextmanager
@@ -383,20 +462,25 @@ def ensure_peer_venv(name: str, *, build: bool) -> bool:
 
 
 #: The reference endpoint every configuration is loaded on.
-ENDPOINT = "/orders/ORD-1a2b3c4d"
 
 
 @contextlib.contextmanager
 def serving(
-    framework: str, config: str, log: Path | None, env: dict[str, str] | None = None
+    framework: str,
+    config: str,
+    log: Path | None,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """One configuration's server, answering at the yielded URL of the endpoint; stopped on exit.
 
-    Its output goes to ``log`` (discarded when None); ``env`` overrides its environment.
+    Its output goes to ``log`` (discarded when None); ``env`` overrides its environment;
+    it listens on ``port`` (default: the app port).
     """
-    cmd, environment = server_command(framework, config)
+    port = PORTS["app"] if port is None else port
+    cmd, environment = server_command(framework, config, port)
     environment.update(env or {})
-    url = f"http://127.0.0.1:{PORTS['app']}{ENDPOINT}"
+    url = f"http://127.0.0.1:{port}{ENDPOINT}"
     output = log.open("wb") if log is not None else None
     sink = output if output is not None else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, env=environment, cwd=APPS, stdout=sink, stderr=sink, start_new_session=True)
@@ -425,23 +509,11 @@ def run_one(framework: str, config: str, opts: Options, log_dir: Path) -> dict[s
         result = wrk(url, opts.duration, opts.connections)
         # CPU per request: robust to other load on the machine, unlike req/s.
         result["cpu_us_per_request"] = 1e6 * (cpu_seconds(proc.pid) - cpu_before) / max(result["requests"], 1)
-        cpu_before_ns = cpu_ns(proc.pid)
-        result.update(
-            {
-                f"lowload_{k}": v
-                for k, v in lowload_latency(PORTS["app"], ENDPOINT, opts.lowload_requests).items()
-            }
-        )
-        # CPU per request at low load: what the latency median adds, without the wake-up noise
-        # of an idle machine (the same for every configuration, and most of the median's spread).
-        result["lowload_cpu_us_per_request"] = (
-            (cpu_ns(proc.pid) - cpu_before_ns) / 1000 / opts.lowload_requests
-        )
         result["rss_mb"] = rss_mb(proc.pid)
         result["pss_mb"] = pss_mb(proc.pid)
         result["pss_growth_mb"] = result["pss_mb"] - pss_warm  # during the measured run, same process
     time.sleep(0.5)
-    served = 1 + warmup["requests"] + result["requests"] + opts.lowload_requests  # readiness probe included
+    served = 1 + warmup["requests"] + result["requests"]  # the readiness probe included
     result["spans_per_request"] = (accepted(telemetry_url(), "spans") - spans_before) / max(served, 1)
     result["logs_per_request"] = (accepted(telemetry_url(), "log_records") - logs_before) / max(served, 1)
     return result
@@ -451,8 +523,14 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def summarise(raw: dict[str, dict[str, list[dict[str, float]]]]) -> dict[str, dict[str, dict[str, float]]]:
-    """Medians per framework and configuration; ratios and added latency per round first."""
+def summarise(
+    raw: dict[str, dict[str, list[dict[str, float]]]],
+    low: dict[str, dict[str, dict[str, float]]] | None = None,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Medians per framework and configuration; ratios and added latency per round first.
+
+    ``low`` is :func:`lowload`'s result per framework: its numbers join the rows as they are.
+    """
     summary: dict[str, dict[str, dict[str, float]]] = {}
     for framework, by_config in raw.items():
         base_runs = by_config.get("uninstrumented", [])
@@ -463,8 +541,6 @@ def summarise(raw: dict[str, dict[str, list[dict[str, float]]]]) -> dict[str, di
                 "cpu_us_per_request": median([r["cpu_us_per_request"] for r in runs]),
                 "p50_ms": median([r["p50_ms"] for r in runs]),
                 "p99_ms": median([r["p99_ms"] for r in runs]),
-                "lowload_p50_ms": median([r["lowload_p50_ms"] for r in runs]),
-                "lowload_cpu_us_per_request": median([r["lowload_cpu_us_per_request"] for r in runs]),
                 "rss_mb": median([r["rss_mb"] for r in runs]),
                 "pss_mb": median([r["pss_mb"] for r in runs]),
                 "pss_growth_mb": median([r["pss_growth_mb"] for r in runs]),
@@ -481,14 +557,15 @@ def summarise(raw: dict[str, dict[str, list[dict[str, float]]]]) -> dict[str, di
                 )
                 row["added_p50_ms"] = median([r["p50_ms"] - b["p50_ms"] for r, b in pairs])
                 row["added_p99_ms"] = median([r["p99_ms"] - b["p99_ms"] for r, b in pairs])
-                row["added_lowload_p50_us"] = 1000 * median(
-                    [r["lowload_p50_ms"] - b["lowload_p50_ms"] for r, b in pairs]
-                )
-                row["added_lowload_cpu_us"] = median(
-                    [r["lowload_cpu_us_per_request"] - b["lowload_cpu_us_per_request"] for r, b in pairs]
-                )
                 row["added_rss_mb"] = median([r["rss_mb"] - b["rss_mb"] for r, b in pairs])
                 row["added_pss_mb"] = median([r["pss_mb"] - b["pss_mb"] for r, b in pairs])
+            quiet = (low or {}).get(framework, {}).get(config)
+            if quiet is not None:
+                row["lowload_p50_ms"] = quiet["p50_ms"]
+                row["lowload_cpu_us_per_request"] = quiet["cpu_us_per_request"]
+                if "added_p50_us" in quiet:
+                    row["added_lowload_p50_us"] = quiet["added_p50_us"]
+                    row["added_lowload_cpu_us"] = quiet["added_cpu_us"]
             current = by_config.get("otel-correlate", [])
             if config.startswith("otel-correlate@") and current:
                 # The package under test against this earlier one, round by round: finer than the two
@@ -513,8 +590,9 @@ def markdown(result: dict[str, object]) -> str:
         "",
         f"{meta['when']} on {meta['machine']}; {meta['rounds']} rounds x {meta['duration_s']} s per configuration, "
         f"wrk -t1 -c{meta['connections']}, configurations interleaved; medians. "
-        f"Low load: {meta['lowload_requests']} sequential requests on one keep-alive connection, 2 ms apart; "
-        "its CPU is the server's on-CPU time over those requests.",
+        f"Low load: all configurations serving at once, {meta['lowload_requests']} requests to each, "
+        "one at a time and 2 ms apart, the configurations taking turns request by request, one "
+        "keep-alive connection each; its CPU is each server's on-CPU time over its requests.",
         "",
     ]
     summary = result["summary"]
@@ -532,7 +610,8 @@ def markdown(result: dict[str, object]) -> str:
                 lines.append(
                     f"| {config} | {row['rps']:,.0f} | 1.00 | {row['cpu_us_per_request']:.0f} | 1.00 "
                     f"| ({row['p50_ms']:.2f} ms) | ({row['p99_ms']:.2f} ms) "
-                    f"| ({1000 * row['lowload_p50_ms']:.0f} µs) | ({row['lowload_cpu_us_per_request']:.0f} µs) "
+                    f"| ({1000 * row.get('lowload_p50_ms', float('nan')):.0f} µs) "
+                    f"| ({row.get('lowload_cpu_us_per_request', float('nan')):.0f} µs) "
                     f"| {row['pss_mb']:.0f} | "
                     f"| {row['pss_growth_mb']:+.1f} | | |"
                 )
@@ -766,11 +845,12 @@ def main(argv: list[str] | None = None) -> int:
                     print(
                         f"round {round_no + 1}/{opts.rounds} {framework:8} {config:22} {result['rps']:8.0f} req/s "
                         f"p50 {result['p50_ms']:.2f} ms p99 {result['p99_ms']:.2f} ms "
-                        f"low {1000 * result['lowload_p50_ms']:.0f} us rss {result['rss_mb']:.0f} MB "
+                        f"rss {result['rss_mb']:.0f} MB "
                         f"spans/req {result['spans_per_request']:.2f} cpu {result['cpu_us_per_request']:.0f} us/req",
                         file=sys.stderr,
                         flush=True,
                     )
+        low = {fw: lowload(fw, opts, log_dir) for fw in opts.frameworks}
         down = (
             {fw: collector_down(fw, opts, log_dir) for fw in opts.frameworks}
             if "otel-correlate" in opts.configs
@@ -804,8 +884,9 @@ def main(argv: list[str] | None = None) -> int:
             "configs": opts.configs,
             "frameworks": opts.frameworks,
         },
-        "summary": summarise(raw),
+        "summary": summarise(raw, low),
         "runs": raw,
+        "lowload": low,
         "collector_down": down,
         "logbench": logbench,
         "collector": collector_result,

@@ -44,7 +44,7 @@ def test_quick_benchmark_writes_a_table_and_json_for_every_configuration(tmp_pat
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "latest.json").read_text())
-    assert set(result) == {"meta", "summary", "runs", "collector_down", "logbench", "collector"}
+    assert set(result) == {"meta", "summary", "runs", "lowload", "collector_down", "logbench", "collector"}
     assert result["meta"]["configs"] == ["uninstrumented", "otel-correlate"]
     for framework in ("fastapi", "flask"):
         rows = result["summary"][framework]
@@ -66,7 +66,14 @@ def test_quick_benchmark_writes_a_table_and_json_for_every_configuration(tmp_pat
         assert 0.5 < ours["spans_per_request"] < 1.1  # wrk leaves up to c requests uncounted
         assert 0.5 < ours["logs_per_request"] < 1.1
         assert rows["uninstrumented"]["spans_per_request"] == 0
-        assert rows["uninstrumented"]["lowload_cpu_us_per_request"] > 0  # the server did work for them
+        # Low load: both servers at once, taking turns; every request of the phase answered and timed.
+        low = result["lowload"][framework]
+        assert set(low) == {"uninstrumented", "otel-correlate"}
+        assert {r["requests"] for r in low.values()} == {result["meta"]["lowload_requests"]}
+        assert all(0 < r["p50_ms"] <= r["p99_ms"] and r["cpu_us_per_request"] > 0 for r in low.values()), low
+        assert ours["added_lowload_p50_us"] == 1000 * (
+            low["otel-correlate"]["p50_ms"] - low["uninstrumented"]["p50_ms"]
+        )
     # With the collector down: the server's memory once started and after each of the quick run's two loads.
     for framework in ("fastapi", "flask"):
         points = result["collector_down"][framework]

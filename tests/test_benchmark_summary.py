@@ -1,4 +1,4 @@
-"""The benchmark's summary: per-round pairing of configurations, checked on made-up rounds."""
+"""The benchmark's summary and low-load turns: per-round pairing of configurations, checked on made-up data."""
 
 from __future__ import annotations
 
@@ -25,8 +25,6 @@ def _round(rps: float, cpu: float) -> dict[str, float]:
         "cpu_us_per_request": cpu,
         "p50_ms": 1.0,
         "p99_ms": 2.0,
-        "lowload_p50_ms": 0.4,
-        "lowload_cpu_us_per_request": cpu + 100,
         "rss_mb": 50.0,
         "pss_mb": 40.0,
         "pss_growth_mb": 0.1,
@@ -70,3 +68,61 @@ def test_the_package_is_compared_with_an_earlier_one_round_by_round() -> None:
         "otel-correlate minus otel-correlate@abc1234, CPU per request round by round: median -10 µs "
         "(range -25 to +5 µs; lower in 2 of 3 rounds)."
     ) in table
+
+
+def test_low_load_numbers_join_the_rows_as_measured() -> None:
+    run = _run_module()
+    raw = {"fastapi": {"uninstrumented": [_round(4000, 250)], "otel-correlate": [_round(3000, 350)]}}
+    low = {
+        "fastapi": {
+            "uninstrumented": {"p50_ms": 0.70, "p99_ms": 1.2, "cpu_us_per_request": 720.0, "requests": 10.0},
+            "otel-correlate": {
+                "p50_ms": 0.79,
+                "p99_ms": 1.4,
+                "cpu_us_per_request": 893.0,
+                "requests": 10.0,
+                "added_p50_us": 90.0,
+                "added_cpu_us": 173.0,
+            },
+        }
+    }
+    rows = run.summarise(raw, low)["fastapi"]
+    assert {k: v for k, v in rows["otel-correlate"].items() if "lowload" in k} == {
+        "lowload_p50_ms": 0.79,
+        "lowload_cpu_us_per_request": 893.0,
+        "added_lowload_p50_us": 90.0,
+        "added_lowload_cpu_us": 173.0,
+    }
+    assert {k: v for k, v in rows["uninstrumented"].items() if "lowload" in k} == {
+        "lowload_p50_ms": 0.70,
+        "lowload_cpu_us_per_request": 720.0,
+    }
+    meta = {
+        "when": "now",
+        "machine": "test",
+        "rounds": 1,
+        "duration_s": 1.0,
+        "connections": 8,
+        "lowload_requests": 10,
+    }
+    table = run.markdown({"meta": meta, "summary": {"fastapi": rows}})
+    assert "| (700 µs) | (720 µs) |" in table
+    assert "| +90 µs | +173 µs |" in table
+
+
+class _Client:
+    def __init__(self, name: str, sent: list[str]) -> None:
+        self.name, self.sent = name, sent
+
+    def get(self) -> float:
+        self.sent.append(self.name)
+        return float(len(self.sent))
+
+
+def test_low_load_configurations_take_turns_request_by_request_in_a_rotating_order() -> None:
+    run = _run_module()
+    sent: list[str] = []
+    clients = {name: _Client(name, sent) for name in ("a", "b", "c")}
+    samples = run.interleaved(clients, 4, gap_s=0)
+    assert sent == ["a", "b", "c", "b", "c", "a", "c", "a", "b", "a", "b", "c"]
+    assert samples == {"a": [1.0, 6.0, 8.0, 10.0], "b": [2.0, 4.0, 9.0, 11.0], "c": [3.0, 5.0, 7.0, 12.0]}
