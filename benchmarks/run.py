@@ -2,16 +2,18 @@
 
 One command runs it all and writes ``benchmarks/results/latest.{md,json}``::
 
-    python benchmarks/run.py                 # full: 5 rounds x 10 s per configuration
-    python benchmarks/run.py --quick         # a smoke run: 1 round x 2 s, no peers
-    python benchmarks/run.py --rounds 3 --duration 8 --frameworks fastapi
+    python benchmarks/run.py                 # full: 12 turns x 4 s per configuration
+    python benchmarks/run.py --quick         # a smoke run: 2 turns x 1 s, no peers
+    python benchmarks/run.py --rounds 6 --duration 8 --frameworks fastapi
 
 Every configuration serves the same reference endpoint (``apps/``) and exports to
-the same collector (our build, ``nop`` exporters, ``collector.yaml``). Configurations
-run interleaved round-robin (order rotated each round) so they share the
-machine's state; medians over rounds are reported, ratios and added latencies
-computed within each round first. The server is pinned to CPU 0, wrk and the
-collector to CPU 1 (when there are two CPUs).
+the same collector (our build, ``nop`` exporters, ``collector.yaml``). All of a
+framework's configurations serve at once, each on its own port; under load they
+take turns (order rotated each round), at low load they take turns request by
+request, so they share the machine's state. Medians over rounds are reported,
+ratios and added latencies computed within each round first. Spans and log records
+per request are counted apart, one server at a time. The servers are pinned to
+CPU 0, wrk and the collector to CPU 1 (when there are two CPUs).
 """
 
 from __future__ import annotations
@@ -90,6 +92,9 @@ class Options:
     collector_seconds: float
     out: Path
     down_loads: int = 4
+    down_seconds: float = 10.0
+    delivery_seconds: float = 3.0
+    logbench_rounds: int = 5
 
 
 def _taskset(cpu: int) -> list[str]:
@@ -392,21 +397,15 @@ def lowload(framework: str, opts: Options, log_dir: Path) -> dict[str, dict[str,
     for config, latencies in samples.items():
         ordered = sorted(latencies)
         results[config] = {
-            "p50_ms": statistics.median(ordered),
-            "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
-            "cpu_us_per_request": cpu[config] / 1000 / len(latencies),
-            "requests": float(len(latencies)),
+            "lowload_p50_ms": statistics.median(ordered),
+            "lowload_p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+            "lowload_cpu_us_per_request": cpu[config] / 1000 / len(latencies),
+            "lowload_requests": float(len(latencies)),
         }
-    base = results.get("uninstrumented")
-    if base is not None:
-        for config, row in results.items():
-            if config != "uninstrumented":
-                row["added_p50_us"] = 1000 * (row["p50_ms"] - base["p50_ms"])
-                row["added_cpu_us"] = row["cpu_us_per_request"] - base["cpu_us_per_request"]
     print(
         f"low load {framework:8} "
         + " ".join(
-            f"{c} {1000 * r['p50_ms']:.0f} us ({r['cpu_us_per_request']:.0f} us CPU)"
+            f"{c} {1000 * r['lowload_p50_ms']:.0f} us ({r['lowload_cpu_us_per_request']:.0f} us CPU)"
             for c, r in results.items()
         ),
         file=sys.stderr,
@@ -493,47 +492,123 @@ def serving(
             output.close()
 
 
-def run_one(framework: str, config: str, opts: Options, log_dir: Path) -> dict[str, float]:
-    """Start one configuration, load it, measure, stop it."""
+def _log_name(framework: str, config: str, phase: str = "") -> str:
+    return f"{framework}-{config.replace('@', '-at-')}{phase}.log"
+
+
+def load_in_turns(
+    framework: str, opts: Options, log_dir: Path
+) -> tuple[dict[str, list[dict[str, float]]], dict[str, dict[str, float]]]:
+    """Throughput, latency and CPU under load: every configuration serving at once, loaded in turns.
+
+    Each configuration has its own server on its own port for the whole phase. wrk
+    loads one at a time for ``duration`` seconds, the configurations taking turns
+    (the order rotated every round), so the slices of a round lie seconds apart and
+    share the machine's moment: restarting a server per run put tens of seconds
+    between the runs a ratio compares, and the ratio moved by about 0.05 from run
+    to run. Returns each configuration's slices and its memory: PSS and RSS after the
+    last slice, and PSS growth from after the warm-up to then (the whole phase).
+    """
+    configs = opts.configs
+    runs: dict[str, list[dict[str, float]]] = {config: [] for config in configs}
+    memory: dict[str, dict[str, float]] = {}
+    with contextlib.ExitStack() as stack:
+        servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+        for number, config in enumerate(configs, start=1):
+            servers[config] = stack.enter_context(
+                serving(framework, config, log_dir / _log_name(framework, config), port=PORTS["app"] + number)
+            )
+        pss_warm: dict[str, float] = {}
+        for config, (proc, url) in servers.items():
+            wrk(url, 1, opts.connections)
+            pss_warm[config] = pss_mb(proc.pid)
+        for round_no in range(opts.rounds):
+            shift = round_no % len(configs)
+            for config in configs[shift:] + configs[:shift]:
+                proc, url = servers[config]
+                cpu_before = cpu_seconds(proc.pid)
+                result = wrk(url, opts.duration, opts.connections)
+                # CPU per request: robust to other load on the machine, unlike req/s.
+                result["cpu_us_per_request"] = (
+                    1e6 * (cpu_seconds(proc.pid) - cpu_before) / max(result["requests"], 1)
+                )
+                runs[config].append(result)
+                print(
+                    f"round {round_no + 1}/{opts.rounds} {framework:8} {config:22} {result['rps']:8.0f} req/s "
+                    f"p50 {result['p50_ms']:.2f} ms p99 {result['p99_ms']:.2f} ms "
+                    f"cpu {result['cpu_us_per_request']:.0f} us/req",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        for config, (proc, _url) in servers.items():
+            pss = pss_mb(proc.pid)
+            memory[config] = {
+                "rss_mb": rss_mb(proc.pid),
+                "pss_mb": pss,
+                "pss_growth_mb": pss - pss_warm[config],
+            }
+    return runs, memory
+
+
+def delivery(framework: str, config: str, opts: Options, log_dir: Path) -> dict[str, float]:
+    """Spans and log records the collector accepted per request: one server alone, loaded, then stopped.
+
+    Counted apart from the timed phase, where idle servers still export what their
+    queues hold while another is loaded. Stopping the server flushes its queues.
+    """
     from collector_stats import accepted
 
     spans_before = accepted(telemetry_url(), "spans")
     logs_before = accepted(telemetry_url(), "log_records")
-    with serving(framework, config, log_dir / f"{framework}-{config.replace('@', '-at-')}.log") as (
-        proc,
-        url,
-    ):
-        warmup = wrk(url, 1, opts.connections)
-        pss_warm = pss_mb(proc.pid)
-        cpu_before = cpu_seconds(proc.pid)
-        result = wrk(url, opts.duration, opts.connections)
-        # CPU per request: robust to other load on the machine, unlike req/s.
-        result["cpu_us_per_request"] = 1e6 * (cpu_seconds(proc.pid) - cpu_before) / max(result["requests"], 1)
-        result["rss_mb"] = rss_mb(proc.pid)
-        result["pss_mb"] = pss_mb(proc.pid)
-        result["pss_growth_mb"] = result["pss_mb"] - pss_warm  # during the measured run, same process
+    with serving(framework, config, log_dir / _log_name(framework, config, "-delivery")) as (_proc, url):
+        load = wrk(url, opts.delivery_seconds, opts.connections)
     time.sleep(0.5)
-    served = 1 + warmup["requests"] + result["requests"]  # the readiness probe included
-    result["spans_per_request"] = (accepted(telemetry_url(), "spans") - spans_before) / max(served, 1)
-    result["logs_per_request"] = (accepted(telemetry_url(), "log_records") - logs_before) / max(served, 1)
-    return result
+    served = 1 + load["requests"]  # the readiness probe included
+    return {
+        "requests": served,
+        "spans_per_request": (accepted(telemetry_url(), "spans") - spans_before) / max(served, 1),
+        "logs_per_request": (accepted(telemetry_url(), "log_records") - logs_before) / max(served, 1),
+    }
 
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+#: Measured once per configuration (memory after the timed phase, delivery, low load), not per round.
+ONCE = (
+    "rss_mb",
+    "pss_mb",
+    "pss_growth_mb",
+    "spans_per_request",
+    "logs_per_request",
+    "lowload_p50_ms",
+    "lowload_cpu_us_per_request",
+)
+#: Those compared with uninstrumented's, and the name of the difference.
+ADDED = {
+    "rss_mb": "added_rss_mb",
+    "pss_mb": "added_pss_mb",
+    "lowload_p50_ms": "added_lowload_p50_us",
+    "lowload_cpu_us_per_request": "added_lowload_cpu_us",
+}
+
+
 def summarise(
     raw: dict[str, dict[str, list[dict[str, float]]]],
-    low: dict[str, dict[str, dict[str, float]]] | None = None,
+    once: dict[str, dict[str, dict[str, float]]] | None = None,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Medians per framework and configuration; ratios and added latency per round first.
 
-    ``low`` is :func:`lowload`'s result per framework: its numbers join the rows as they are.
+    ``once`` holds what is measured once per configuration (memory, delivery, low
+    load; see ``ONCE``): it joins the rows as measured, with its difference from
+    uninstrumented's.
     """
     summary: dict[str, dict[str, dict[str, float]]] = {}
     for framework, by_config in raw.items():
         base_runs = by_config.get("uninstrumented", [])
+        measured = (once or {}).get(framework, {})
+        base_once = measured.get("uninstrumented")
         summary[framework] = {}
         for config, runs in by_config.items():
             row: dict[str, float] = {
@@ -541,14 +616,10 @@ def summarise(
                 "cpu_us_per_request": median([r["cpu_us_per_request"] for r in runs]),
                 "p50_ms": median([r["p50_ms"] for r in runs]),
                 "p99_ms": median([r["p99_ms"] for r in runs]),
-                "rss_mb": median([r["rss_mb"] for r in runs]),
-                "pss_mb": median([r["pss_mb"] for r in runs]),
-                "pss_growth_mb": median([r["pss_growth_mb"] for r in runs]),
-                "spans_per_request": median([r["spans_per_request"] for r in runs]),
-                "logs_per_request": median([r["logs_per_request"] for r in runs]),
                 "errors": sum(r["errors"] + r["timeouts"] for r in runs),
                 "rounds": len(runs),
             }
+            row.update({key: value for key, value in measured.get(config, {}).items() if key in ONCE})
             if base_runs:
                 pairs = list(zip(runs, base_runs, strict=False))
                 row["throughput_ratio"] = median([r["rps"] / b["rps"] for r, b in pairs])
@@ -557,15 +628,11 @@ def summarise(
                 )
                 row["added_p50_ms"] = median([r["p50_ms"] - b["p50_ms"] for r, b in pairs])
                 row["added_p99_ms"] = median([r["p99_ms"] - b["p99_ms"] for r, b in pairs])
-                row["added_rss_mb"] = median([r["rss_mb"] - b["rss_mb"] for r, b in pairs])
-                row["added_pss_mb"] = median([r["pss_mb"] - b["pss_mb"] for r, b in pairs])
-            quiet = (low or {}).get(framework, {}).get(config)
-            if quiet is not None:
-                row["lowload_p50_ms"] = quiet["p50_ms"]
-                row["lowload_cpu_us_per_request"] = quiet["cpu_us_per_request"]
-                if "added_p50_us" in quiet:
-                    row["added_lowload_p50_us"] = quiet["added_p50_us"]
-                    row["added_lowload_cpu_us"] = quiet["added_cpu_us"]
+            if base_once is not None and config != "uninstrumented":
+                for key, added in ADDED.items():
+                    if key in row and key in base_once:
+                        scale = 1000.0 if key == "lowload_p50_ms" else 1.0  # shown in µs
+                        row[added] = scale * (row[key] - base_once[key])
             current = by_config.get("otel-correlate", [])
             if config.startswith("otel-correlate@") and current:
                 # The package under test against this earlier one, round by round: finer than the two
@@ -583,13 +650,16 @@ def summarise(
 
 
 def markdown(result: dict[str, object]) -> str:
+    nan = float("nan")
     meta = result["meta"]
     assert isinstance(meta, dict)
     lines = [
         "# otel-correlate overhead benchmark",
         "",
-        f"{meta['when']} on {meta['machine']}; {meta['rounds']} rounds x {meta['duration_s']} s per configuration, "
-        f"wrk -t1 -c{meta['connections']}, configurations interleaved; medians. "
+        f"{meta['when']} on {meta['machine']}. Under load: every configuration serving at once, "
+        f"loaded in turns, {meta['rounds']} turns x {meta['duration_s']} s each, wrk -t1 -c{meta['connections']}; "
+        "medians, ratios taken turn by turn. PSS after the last turn; its growth since the warm-up. "
+        "Spans and logs per request: one server at a time, counted by the collector. "
         f"Low load: all configurations serving at once, {meta['lowload_requests']} requests to each, "
         "one at a time and 2 ms apart, the configurations taking turns request by request, one "
         "keep-alive connection each; its CPU is each server's on-CPU time over its requests.",
@@ -610,21 +680,21 @@ def markdown(result: dict[str, object]) -> str:
                 lines.append(
                     f"| {config} | {row['rps']:,.0f} | 1.00 | {row['cpu_us_per_request']:.0f} | 1.00 "
                     f"| ({row['p50_ms']:.2f} ms) | ({row['p99_ms']:.2f} ms) "
-                    f"| ({1000 * row.get('lowload_p50_ms', float('nan')):.0f} µs) "
-                    f"| ({row.get('lowload_cpu_us_per_request', float('nan')):.0f} µs) "
-                    f"| {row['pss_mb']:.0f} | "
-                    f"| {row['pss_growth_mb']:+.1f} | | |"
+                    f"| ({1000 * row.get('lowload_p50_ms', nan):.0f} µs) "
+                    f"| ({row.get('lowload_cpu_us_per_request', nan):.0f} µs) "
+                    f"| {row.get('pss_mb', nan):.0f} | "
+                    f"| {row.get('pss_growth_mb', nan):+.1f} | | |"
                 )
                 continue
             lines.append(
-                f"| {config} | {row['rps']:,.0f} | {row.get('throughput_ratio', float('nan')):.2f} "
-                f"| {row['cpu_us_per_request']:.0f} | {row.get('cpu_ratio', float('nan')):.2f} "
-                f"| {row.get('added_p50_ms', float('nan')):+.2f} ms | {row.get('added_p99_ms', float('nan')):+.2f} ms "
-                f"| {row.get('added_lowload_p50_us', float('nan')):+.0f} µs "
-                f"| {row.get('added_lowload_cpu_us', float('nan')):+.0f} µs | {row['pss_mb']:.0f} "
-                f"| {row.get('added_pss_mb', float('nan')):+.1f} | {row['pss_growth_mb']:+.1f} "
-                f"| {row['spans_per_request']:.2f} "
-                f"| {row['logs_per_request']:.2f} |"
+                f"| {config} | {row['rps']:,.0f} | {row.get('throughput_ratio', nan):.2f} "
+                f"| {row['cpu_us_per_request']:.0f} | {row.get('cpu_ratio', nan):.2f} "
+                f"| {row.get('added_p50_ms', nan):+.2f} ms | {row.get('added_p99_ms', nan):+.2f} ms "
+                f"| {row.get('added_lowload_p50_us', nan):+.0f} µs "
+                f"| {row.get('added_lowload_cpu_us', nan):+.0f} µs | {row.get('pss_mb', nan):.0f} "
+                f"| {row.get('added_pss_mb', nan):+.1f} | {row.get('pss_growth_mb', nan):+.1f} "
+                f"| {row.get('spans_per_request', nan):.2f} "
+                f"| {row.get('logs_per_request', nan):.2f} |"
             )
         lines.append("")
         for config, row in rows.items():
@@ -642,7 +712,7 @@ def markdown(result: dict[str, object]) -> str:
             "## Memory with the collector down (otel-correlate)",
             "",
             "The server exports to a port nothing listens on; its PSS once started and after each "
-            f"{meta['duration_s']} s load (requests served so far; in brackets, more than uninstrumented's "
+            f"{meta.get('down_seconds', meta['duration_s'])} s load (requests served so far; in brackets, more than uninstrumented's "
             "median PSS above):",
             "",
             "| framework | started | "
@@ -713,7 +783,7 @@ def collector_down(framework: str, opts: Options, log_dir: Path) -> list[dict[st
         served = 1.0
         points.append({"requests": served, "pss_mb": pss_mb(proc.pid)})
         for _ in range(opts.down_loads):
-            load = wrk(url, opts.duration, opts.connections)
+            load = wrk(url, opts.down_seconds, opts.connections)
             served += load["requests"]
             points.append({"requests": served, "pss_mb": pss_mb(proc.pid), "rps": load["rps"]})
             print(
@@ -725,7 +795,7 @@ def collector_down(framework: str, opts: Options, log_dir: Path) -> list[dict[st
 
 
 def log_path(opts: Options) -> dict[str, dict[str, object]]:
-    """``logbench.py`` for every otel-correlate configuration, ``rounds`` times each, interleaved.
+    """``logbench.py`` for every otel-correlate configuration, ``logbench_rounds`` times each, interleaved.
 
     One run is about a second of logging, and single runs on a 2-core machine spread
     about 5 %: the median of the rounds is reported with its range, and a
@@ -733,7 +803,7 @@ def log_path(opts: Options) -> dict[str, dict[str, object]]:
     """
     configs = [c for c in opts.configs if c == "otel-correlate" or c.startswith("otel-correlate@")]
     runs: dict[str, list[dict[str, object]]] = {config: [] for config in configs}
-    for round_no in range(opts.rounds):
+    for round_no in range(opts.logbench_rounds):
         for config in configs:
             env = _ref_env(config, _otlp_env("bench-logs"))
             command = [*_taskset(0), str(MAIN_BIN / "python"), str(HERE / "logbench.py")]
@@ -741,7 +811,9 @@ def log_path(opts: Options) -> dict[str, dict[str, object]]:
             run = _json_subprocess(command, env)
             runs[config].append(run)
             print(
-                f"round {round_no + 1}/{opts.rounds} log path {config:22} {run}", file=sys.stderr, flush=True
+                f"round {round_no + 1}/{opts.logbench_rounds} log path {config:22} {run}",
+                file=sys.stderr,
+                flush=True,
             )
     summary: dict[str, dict[str, object]] = {}
     for config, results in runs.items():
@@ -768,11 +840,13 @@ def parse_args(argv: list[str] | None) -> Options:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rounds", type=int, default=None, help="rounds over all configurations (5)")
-    parser.add_argument("--duration", type=float, default=None, help="seconds of wrk load per run (10)")
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="turns of every configuration under load (12)"
+    )
+    parser.add_argument("--duration", type=float, default=None, help="seconds of wrk load per turn (4)")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument(
-        "--quick", action="store_true", help="1 round x 2 s, no peers unless built, short extras"
+        "--quick", action="store_true", help="2 turns x 1 s, no peers unless built, short extras"
     )
     parser.add_argument("--frameworks", default=",".join(FRAMEWORKS))
     parser.add_argument(
@@ -806,8 +880,8 @@ def parse_args(argv: list[str] | None) -> Options:
     if "uninstrumented" not in kept:
         kept.insert(0, "uninstrumented")
     return Options(
-        rounds=args.rounds or (1 if quick else 5),
-        duration=args.duration or (2.0 if quick else 10.0),
+        rounds=args.rounds or (2 if quick else 12),
+        duration=args.duration or (1.0 if quick else 4.0),
         connections=args.connections,
         lowload_requests=100 if quick else 1000,
         frameworks=args.frameworks.split(","),
@@ -816,6 +890,9 @@ def parse_args(argv: list[str] | None) -> Options:
         collector_seconds=1.0 if quick else 10.0,
         out=args.out,
         down_loads=2 if quick else 4,
+        down_seconds=2.0 if quick else 10.0,
+        delivery_seconds=1.0 if quick else 3.0,
+        logbench_rounds=1 if quick else 5,
     )
 
 
@@ -830,27 +907,25 @@ def main(argv: list[str] | None = None) -> int:
     opts.out.mkdir(parents=True, exist_ok=True)
     log_dir = opts.out / "logs"
     log_dir.mkdir(exist_ok=True)
-    raw: dict[str, dict[str, list[dict[str, float]]]] = {
-        fw: {c: [] for c in opts.configs} for fw in opts.frameworks
-    }
+    raw: dict[str, dict[str, list[dict[str, float]]]] = {}
+    once: dict[str, dict[str, dict[str, float]]] = {}
     with collector() as coll:
-        for round_no in range(opts.rounds):
-            order = (
-                opts.configs[round_no % len(opts.configs) :] + opts.configs[: round_no % len(opts.configs)]
-            )
-            for framework in opts.frameworks:
-                for config in order:
-                    result = run_one(framework, config, opts, log_dir)
-                    raw[framework][config].append(result)
-                    print(
-                        f"round {round_no + 1}/{opts.rounds} {framework:8} {config:22} {result['rps']:8.0f} req/s "
-                        f"p50 {result['p50_ms']:.2f} ms p99 {result['p99_ms']:.2f} ms "
-                        f"rss {result['rss_mb']:.0f} MB "
-                        f"spans/req {result['spans_per_request']:.2f} cpu {result['cpu_us_per_request']:.0f} us/req",
-                        file=sys.stderr,
-                        flush=True,
-                    )
+        for framework in opts.frameworks:
+            raw[framework], once[framework] = load_in_turns(framework, opts, log_dir)
+        for framework in opts.frameworks:
+            for config in opts.configs:
+                delivered = delivery(framework, config, opts, log_dir)
+                once[framework][config].update(delivered)
+                print(
+                    f"delivery {framework:8} {config:22} spans/req {delivered['spans_per_request']:.2f} "
+                    f"logs/req {delivered['logs_per_request']:.2f}",
+                    file=sys.stderr,
+                    flush=True,
+                )
         low = {fw: lowload(fw, opts, log_dir) for fw in opts.frameworks}
+        for framework, by_config in low.items():
+            for config, numbers in by_config.items():
+                once[framework][config].update(numbers)
         down = (
             {fw: collector_down(fw, opts, log_dir) for fw in opts.frameworks}
             if "otel-correlate" in opts.configs
@@ -879,14 +954,16 @@ def main(argv: list[str] | None = None) -> int:
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
             "rounds": opts.rounds,
             "duration_s": opts.duration,
+            "down_seconds": opts.down_seconds,
             "connections": opts.connections,
             "lowload_requests": opts.lowload_requests,
+            "logbench_rounds": opts.logbench_rounds,
             "configs": opts.configs,
             "frameworks": opts.frameworks,
         },
-        "summary": summarise(raw, low),
+        "summary": summarise(raw, once),
         "runs": raw,
-        "lowload": low,
+        "once": once,
         "collector_down": down,
         "logbench": logbench,
         "collector": collector_result,

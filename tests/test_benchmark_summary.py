@@ -25,11 +25,6 @@ def _round(rps: float, cpu: float) -> dict[str, float]:
         "cpu_us_per_request": cpu,
         "p50_ms": 1.0,
         "p99_ms": 2.0,
-        "rss_mb": 50.0,
-        "pss_mb": 40.0,
-        "pss_growth_mb": 0.1,
-        "spans_per_request": 1.0,
-        "logs_per_request": 1.0,
         "errors": 0,
         "timeouts": 0,
     }
@@ -70,33 +65,59 @@ def test_the_package_is_compared_with_an_earlier_one_round_by_round() -> None:
     ) in table
 
 
-def test_low_load_numbers_join_the_rows_as_measured() -> None:
+def test_what_is_measured_once_joins_the_rows_with_its_difference_from_uninstrumented() -> None:
     run = _run_module()
     raw = {"fastapi": {"uninstrumented": [_round(4000, 250)], "otel-correlate": [_round(3000, 350)]}}
-    low = {
+    once = {
         "fastapi": {
-            "uninstrumented": {"p50_ms": 0.70, "p99_ms": 1.2, "cpu_us_per_request": 720.0, "requests": 10.0},
+            "uninstrumented": {
+                "rss_mb": 50.0,
+                "pss_mb": 40.0,
+                "pss_growth_mb": 0.1,
+                "spans_per_request": 0.0,
+                "logs_per_request": 0.0,
+                "lowload_p50_ms": 0.70,
+                "lowload_p99_ms": 1.2,
+                "lowload_cpu_us_per_request": 720.0,
+                "lowload_requests": 10.0,
+            },
             "otel-correlate": {
-                "p50_ms": 0.79,
-                "p99_ms": 1.4,
-                "cpu_us_per_request": 893.0,
-                "requests": 10.0,
-                "added_p50_us": 90.0,
-                "added_cpu_us": 173.0,
+                "rss_mb": 75.0,
+                "pss_mb": 52.5,
+                "pss_growth_mb": 0.3,
+                "spans_per_request": 1.0,
+                "logs_per_request": 1.0,
+                "lowload_p50_ms": 0.79,
+                "lowload_p99_ms": 1.4,
+                "lowload_cpu_us_per_request": 893.0,
+                "lowload_requests": 10.0,
             },
         }
     }
-    rows = run.summarise(raw, low)["fastapi"]
-    assert {k: v for k, v in rows["otel-correlate"].items() if "lowload" in k} == {
+    rows = run.summarise(raw, once)["fastapi"]
+    ours = rows["otel-correlate"]
+    assert {k: round(v, 6) for k, v in ours.items() if k not in ("rps", "cpu_us_per_request")} == {
+        "p50_ms": 1.0,
+        "p99_ms": 2.0,
+        "errors": 0,
+        "rounds": 1,
+        "rss_mb": 75.0,
+        "pss_mb": 52.5,
+        "pss_growth_mb": 0.3,
+        "spans_per_request": 1.0,
+        "logs_per_request": 1.0,
         "lowload_p50_ms": 0.79,
         "lowload_cpu_us_per_request": 893.0,
+        "throughput_ratio": 0.75,
+        "cpu_ratio": round(250 / 350, 6),
+        "added_p50_ms": 0.0,
+        "added_p99_ms": 0.0,
+        "added_rss_mb": 25.0,
+        "added_pss_mb": 12.5,
         "added_lowload_p50_us": 90.0,
         "added_lowload_cpu_us": 173.0,
     }
-    assert {k: v for k, v in rows["uninstrumented"].items() if "lowload" in k} == {
-        "lowload_p50_ms": 0.70,
-        "lowload_cpu_us_per_request": 720.0,
-    }
+    assert not set(run.ADDED.values()) & set(rows["uninstrumented"])
     meta = {
         "when": "now",
         "machine": "test",
@@ -106,8 +127,8 @@ def test_low_load_numbers_join_the_rows_as_measured() -> None:
         "lowload_requests": 10,
     }
     table = run.markdown({"meta": meta, "summary": {"fastapi": rows}})
-    assert "| (700 µs) | (720 µs) |" in table
-    assert "| +90 µs | +173 µs |" in table
+    assert "| (700 µs) | (720 µs) | 40 |" in table
+    assert "| +90 µs | +173 µs | 52 | +12.5 | +0.3 | 1.00 | 1.00 |" in table
 
 
 class _Client:
