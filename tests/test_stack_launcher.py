@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from otel_correlate import _stack
+from otel_correlate._procs import ROOT
 
 
 @pytest.fixture
@@ -99,3 +103,165 @@ def test_an_offset_moves_every_endpoint_and_engine_port(monkeypatch: pytest.Monk
     }
     env = _stack._engine_env(Path("/state"))
     assert env["OTEL_CORRELATE_LOKI_PORT"] == "3200" and env["OTEL_CORRELATE_TEMPO_OTLP"] == "127.0.0.1:4517"
+
+
+def _default(value: str) -> str:
+    """A config value with every ``${VAR:-default}`` / ``${env:VAR:-default}`` replaced by its default."""
+    return re.sub(r"\$\{(?:env:)?[A-Z_]+:-([^}]*)\}", r"\1", value)
+
+
+def _engine_at(address: str) -> str:
+    port = int(re.search(r"127\.0\.0\.1:(\d+)", _default(address)).group(1))  # type: ignore[union-attr]
+    [engine] = [e.name for e in _stack.ENGINES if port in e.ports]
+    return engine
+
+
+def _sends() -> set[tuple[str, str]]:
+    """Who sends data to whom, read from the config files each engine runs with."""
+
+    def load(path: Path) -> Any:
+        return yaml.safe_load(path.read_text())
+
+    collector = load(ROOT / "collector" / "config.yaml")
+    tempo = load(ROOT / "stack" / "tempo" / "tempo.yaml")
+    loki = load(ROOT / "stack" / "loki" / "loki.yaml")
+    prometheus = load(ROOT / "stack" / "prometheus" / "prometheus.yml")
+    edges = set()
+
+    def endpoints(config: Any) -> list[str]:  # an exporter's endpoint, wherever it nests it
+        if not isinstance(config, dict):
+            return []
+        found = [config["endpoint"]] if isinstance(config.get("endpoint"), str) else []
+        return found + [e for value in config.values() for e in endpoints(value)]
+
+    for exporter in collector["exporters"].values():
+        edges.update(("collector", _engine_at(address)) for address in endpoints(exporter))
+    for target in tempo["metrics_generator"]["storage"]["remote_write"]:
+        edges.add(("tempo", _engine_at(target["url"])))
+    edges.add(("loki", _engine_at(loki["ruler"]["alertmanager_url"])))
+    for manager in prometheus["alerting"]["alertmanagers"]:
+        for sd in manager["file_sd_configs"]:
+            for name in sd["files"]:
+                for group in load(ROOT / "stack" / "prometheus" / name):
+                    edges.update(("prometheus", _engine_at(t)) for t in group["targets"])
+    for target in prometheus.get("remote_write") or []:
+        edges.add(("prometheus", _engine_at(target["url"])))
+    return edges
+
+
+def test_each_engine_stops_before_the_engines_it_sends_to() -> None:
+    edges = _sends()
+    assert edges == {
+        ("collector", "tempo"),
+        ("collector", "loki"),
+        ("collector", "prometheus"),
+        ("tempo", "prometheus"),
+        ("loki", "alertmanager"),
+        ("prometheus", "alertmanager"),
+    }
+    assert sorted(_stack.STOP_ORDER) == sorted(e.name for e in _stack.ENGINES)
+    order = _stack.STOP_ORDER.index
+    assert [(a, b) for a, b in sorted(edges) if order(a) > order(b)] == []
+
+
+def test_down_stops_the_engines_in_stop_order(state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    running = {engine.name: 1000 + n for n, engine in enumerate(_stack.ENGINES)}
+    stopped: list[str] = []
+    by_pid = {pid: name for name, pid in running.items()}
+
+    def kill(pid: int, _signal: int) -> None:
+        stopped.append(by_pid[pid])
+        running.pop(by_pid[pid])
+
+    monkeypatch.setattr(_stack, "_running_pid", lambda _state, engine: running.get(engine.name))
+    monkeypatch.setattr(_stack.os, "kill", kill)
+    _stack.down(progress=lambda _line: None)
+    assert stopped == list(_stack.STOP_ORDER)
+
+
+# Tempo's /status/services while it hangs in its shutdown after a query (captured from our build).
+_TEMPO_STOPPING = """+------------------------+------------+--------------+
+| SERVICE NAME           |     STATUS | FAILURE CASE |
++------------------------+------------+--------------+
+| block-builder          | Terminated |              |
+| cache-provider         |   Stopping |              |
+| compactor              | Terminated |              |
+| distributor            | Terminated |              |
+| ingester               | Terminated |              |
+| internal-server        |   Stopping |              |
+| memberlist-kv          |   Stopping |              |
+| metrics-generator      | Terminated |              |
+| metrics-generator-ring | Terminated |              |
+| optional-store         | Terminated |              |
+| querier                | Terminated |              |
+| query-frontend         |   Stopping |              |
+| server                 |   Stopping |              |
+| store                  |   Stopping |              |
++------------------------+------------+--------------+
+"""
+
+
+def _serve_text(text: str) -> tuple[Any, str]:
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = text.encode()
+            self.send_response(200 if self.path == "/status/services" else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def test_tempos_write_path_counts_as_stopped_only_when_all_of_it_terminated() -> None:
+    states = _stack.tempo_services(_TEMPO_STOPPING)
+    assert (len(states), states["ingester"], states["query-frontend"]) == (14, "Terminated", "Stopping")
+    still_ingesting = _TEMPO_STOPPING.replace(
+        "| ingester               | Terminated |", "| ingester               |   Stopping |"
+    )
+    for table, stopped in ((_TEMPO_STOPPING, True), (still_ingesting, False), ("404 page not found", False)):
+        server, url = _serve_text(table)
+        try:
+            assert _stack.tempo_write_path_stopped(url) is stopped, table
+        finally:
+            server.shutdown()
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    assert _stack.tempo_write_path_stopped(f"http://127.0.0.1:{port}") is False  # gone already: not known
+
+
+def test_a_tempo_stuck_after_its_write_path_stopped_is_killed_without_the_30s_wait(
+    state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    signals: list[int] = []
+    alive = {"tempo": True}
+    lines: list[str] = []
+
+    def kill(_pid: int, sent: int) -> None:
+        signals.append(sent)
+        if sent == _stack.signal.SIGKILL:
+            alive["tempo"] = False
+
+    monkeypatch.setattr(_stack, "ENGINES", tuple(e for e in _stack.ENGINES if e.name == "tempo"))
+    monkeypatch.setattr(_stack, "_running_pid", lambda _state, _engine: 4242 if alive["tempo"] else None)
+    monkeypatch.setattr(_stack.os, "kill", kill)
+    monkeypatch.setattr(_stack, "TEMPO_EXIT_GRACE_S", 0.0)
+    polled: list[str] = []
+    monkeypatch.setattr(
+        _stack, "tempo_write_path_stopped", lambda url: polled.append(url) or len(polled) >= 3
+    )
+    started = _stack.time.monotonic()
+    _stack.down(progress=lines.append)
+    assert _stack.time.monotonic() - started < 10  # far from the 30 s deadline (a bound, not a timing)
+    assert signals == [_stack.signal.SIGTERM, _stack.signal.SIGKILL]
+    assert lines[0].startswith("[stack] tempo: its write path stopped") and "grafana/tempo#7967" in lines[0]
+    assert lines[1:] == ["[stack] stopped tempo"]
