@@ -93,7 +93,7 @@ class Options:
     out: Path
     down_loads: int = 4
     down_seconds: float = 10.0
-    delivery_seconds: float = 3.0
+    alone_seconds: float = 5.0
     logbench_rounds: int = 5
 
 
@@ -504,10 +504,11 @@ def load_in_turns(
     Each configuration has its own server on its own port for the whole phase. wrk
     loads one at a time for ``duration`` seconds, the configurations taking turns
     (the order rotated every round), so the slices of a round lie seconds apart and
-    share the machine's moment: restarting a server per run put tens of seconds
-    between the runs a ratio compares, and the ratio moved by about 0.05 from run
-    to run. Returns each configuration's slices and its memory: PSS and RSS after the
-    last slice, and PSS growth from after the warm-up to then (the whole phase).
+    share the machine's moment (restarting a server per run put tens of seconds
+    between the runs a ratio compares). Returns each configuration's slices and its
+    PSS growth from after the warm-up to after the last slice (the whole phase).
+    Its PSS itself is read in :func:`alone`: servers running side by side split
+    the pages of the libraries they share, so their PSS is lower than alone.
     """
     configs = opts.configs
     runs: dict[str, list[dict[str, float]]] = {config: [] for config in configs}
@@ -541,30 +542,29 @@ def load_in_turns(
                     flush=True,
                 )
         for config, (proc, _url) in servers.items():
-            pss = pss_mb(proc.pid)
-            memory[config] = {
-                "rss_mb": rss_mb(proc.pid),
-                "pss_mb": pss,
-                "pss_growth_mb": pss - pss_warm[config],
-            }
+            memory[config] = {"pss_growth_mb": pss_mb(proc.pid) - pss_warm[config]}
     return runs, memory
 
 
-def delivery(framework: str, config: str, opts: Options, log_dir: Path) -> dict[str, float]:
-    """Spans and log records the collector accepted per request: one server alone, loaded, then stopped.
+def alone(framework: str, config: str, opts: Options, log_dir: Path) -> dict[str, float]:
+    """One server alone, loaded, then stopped: its memory, and the spans and log records delivered.
 
-    Counted apart from the timed phase, where idle servers still export what their
-    queues hold while another is loaded. Stopping the server flushes its queues.
+    Memory: RSS and PSS after the load, as a service running by itself has them.
+    Delivery: what the collector accepted per request, counted apart from the timed
+    phase, where idle servers still export what their queues hold while another is
+    loaded. Stopping the server flushes its queues.
     """
     from collector_stats import accepted
 
     spans_before = accepted(telemetry_url(), "spans")
     logs_before = accepted(telemetry_url(), "log_records")
-    with serving(framework, config, log_dir / _log_name(framework, config, "-delivery")) as (_proc, url):
-        load = wrk(url, opts.delivery_seconds, opts.connections)
+    with serving(framework, config, log_dir / _log_name(framework, config, "-alone")) as (proc, url):
+        load = wrk(url, opts.alone_seconds, opts.connections)
+        memory = {"rss_mb": rss_mb(proc.pid), "pss_mb": pss_mb(proc.pid)}
     time.sleep(0.5)
     served = 1 + load["requests"]  # the readiness probe included
     return {
+        **memory,
         "requests": served,
         "spans_per_request": (accepted(telemetry_url(), "spans") - spans_before) / max(served, 1),
         "logs_per_request": (accepted(telemetry_url(), "log_records") - logs_before) / max(served, 1),
@@ -575,7 +575,7 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-#: Measured once per configuration (memory after the timed phase, delivery, low load), not per round.
+#: Measured once per configuration (memory and delivery alone, growth in the timed phase, low load).
 ONCE = (
     "rss_mb",
     "pss_mb",
@@ -658,8 +658,8 @@ def markdown(result: dict[str, object]) -> str:
         "",
         f"{meta['when']} on {meta['machine']}. Under load: every configuration serving at once, "
         f"loaded in turns, {meta['rounds']} turns x {meta['duration_s']} s each, wrk -t1 -c{meta['connections']}; "
-        "medians, ratios taken turn by turn. PSS after the last turn; its growth since the warm-up. "
-        "Spans and logs per request: one server at a time, counted by the collector. "
+        "medians, ratios taken turn by turn; PSS growth over all turns. PSS, spans and logs per request: "
+        "each server alone, loaded for a few seconds (spans and logs counted by the collector). "
         f"Low load: all configurations serving at once, {meta['lowload_requests']} requests to each, "
         "one at a time and 2 ms apart, the configurations taking turns request by request, one "
         "keep-alive connection each; its CPU is each server's on-CPU time over its requests.",
@@ -891,7 +891,7 @@ def parse_args(argv: list[str] | None) -> Options:
         out=args.out,
         down_loads=2 if quick else 4,
         down_seconds=2.0 if quick else 10.0,
-        delivery_seconds=1.0 if quick else 3.0,
+        alone_seconds=1.0 if quick else 5.0,
         logbench_rounds=1 if quick else 5,
     )
 
@@ -914,11 +914,11 @@ def main(argv: list[str] | None = None) -> int:
             raw[framework], once[framework] = load_in_turns(framework, opts, log_dir)
         for framework in opts.frameworks:
             for config in opts.configs:
-                delivered = delivery(framework, config, opts, log_dir)
-                once[framework][config].update(delivered)
+                by_itself = alone(framework, config, opts, log_dir)
+                once[framework][config].update(by_itself)
                 print(
-                    f"delivery {framework:8} {config:22} spans/req {delivered['spans_per_request']:.2f} "
-                    f"logs/req {delivered['logs_per_request']:.2f}",
+                    f"alone {framework:8} {config:22} PSS {by_itself['pss_mb']:.1f} MB "
+                    f"spans/req {by_itself['spans_per_request']:.2f} logs/req {by_itself['logs_per_request']:.2f}",
                     file=sys.stderr,
                     flush=True,
                 )
