@@ -262,6 +262,47 @@ def test_a_tempo_stuck_after_its_write_path_stopped_is_killed_without_the_30s_wa
     started = _stack.time.monotonic()
     _stack.down(progress=lines.append)
     assert _stack.time.monotonic() - started < 10  # far from the 30 s deadline (a bound, not a timing)
+    assert len(polled) == 3  # it lived through the two polls that found its write path still running
     assert signals == [_stack.signal.SIGTERM, _stack.signal.SIGKILL]
     assert lines[0].startswith("[stack] tempo: its write path stopped") and "grafana/tempo#7967" in lines[0]
     assert lines[1:] == ["[stack] stopped tempo"]
+
+
+def test_a_tempo_that_exits_within_the_grace_is_not_killed(
+    state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    signals: list[int] = []
+    checks = {"left": 5}  # it exits by itself five checks after its write path stopped
+
+    def running(_state: Path, _engine: Any) -> int | None:
+        checks["left"] -= 1
+        return 4242 if checks["left"] > 0 else None
+
+    lines: list[str] = []
+    monkeypatch.setattr(_stack, "ENGINES", tuple(e for e in _stack.ENGINES if e.name == "tempo"))
+    monkeypatch.setattr(_stack, "_running_pid", running)
+    monkeypatch.setattr(_stack.os, "kill", lambda _pid, sent: signals.append(sent))
+    monkeypatch.setattr(_stack, "tempo_write_path_stopped", lambda _url: True)
+    _stack.down(progress=lines.append)
+    assert (signals, lines) == ([_stack.signal.SIGTERM], ["[stack] stopped tempo"])
+
+
+def test_a_tempo_cut_off_mid_answer_counts_as_unknown() -> None:
+    """Tempo exiting while it answers: a short body where more was promised (IncompleteRead)."""
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def answer_and_go() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(4096)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n| ingester | Terminated |")
+
+    threading.Thread(target=answer_and_go, daemon=True).start()
+    try:
+        assert _stack.tempo_write_path_stopped(f"http://127.0.0.1:{listener.getsockname()[1]}") is False
+    finally:
+        listener.close()

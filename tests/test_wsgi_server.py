@@ -232,7 +232,7 @@ def test_an_exception_that_cannot_be_recorded_still_ends_the_span_and_the_count(
     assert_unrecordable_exception_ended_the_request(otel_capture)
 
 
-def _streaming_app(made: list[int]) -> Flask:
+def _streaming_app(made: list[int], closed: list[str] | None = None) -> Flask:
     """An export endpoint that streams its lines and logs one per chunk (and one if the client leaves)."""
     app = Flask("wsgi-stream")
 
@@ -250,7 +250,10 @@ def _streaming_app(made: list[int]) -> Flask:
                 logger.warning("client went away")
                 raise
 
-        return Response(generate(), mimetype="text/plain")
+        response = Response(generate(), mimetype="text/plain")
+        if closed is not None:
+            response.call_on_close(lambda: closed.append(order_id))
+        return response
 
     @app.get("/orders/<order_id>/invoice")
     def invoice(order_id: str) -> Response:
@@ -296,8 +299,17 @@ def test_a_streamed_body_is_made_under_the_request_which_ends_with_it(otel_captu
     assert current_business_keys() == {}
 
 
+def _request_ended_once(capture: TelemetryCapture) -> None:
+    """One span, one duration measurement, no request still counted as active."""
+    points = {p.name: p for p in capture.metrics() if p.name.startswith("http.server.")}
+    assert len(capture.spans()) == 1
+    assert points["http.server.request.duration"].count == 1
+    assert points["http.server.active_requests"].value == 0
+
+
 def test_a_streamed_body_closed_early_ends_the_request(otel_capture: TelemetryCapture) -> None:
-    response = _streaming_app([]).test_client().get("/orders/S-2/lines")
+    closed: list[str] = []
+    response = _streaming_app([], closed).test_client().get("/orders/S-2/lines")
     response.close()  # what a server does when the client goes away after the first chunk
     [span] = otel_capture.spans()
     assert _log_lines(otel_capture) == [
@@ -312,7 +324,27 @@ def test_a_streamed_body_closed_early_ends_the_request(otel_capture: TelemetryCa
     ]
     assert (span.status.status_code.name, span.attributes["http.response.status_code"]) == ("UNSET", 200)
     response.close()  # a second close changes nothing
-    assert len(otel_capture.spans()) == 1
+    _request_ended_once(otel_capture)
+    assert closed == ["S-2"]  # the app's close callbacks ran once
+
+
+def test_a_wrapper_closing_the_iterator_it_got_ends_the_request(otel_capture: TelemetryCapture) -> None:
+    """werkzeug's debugger (``flask run --debug``) iterates with ``yield from`` and closes its own
+    generator when the client goes away: the close reaches our iterator, not our body's ``close``."""
+    from werkzeug.debug import DebuggedApplication
+
+    closed: list[str] = []
+    app = DebuggedApplication(_streaming_app([], closed))
+    body = app(EnvironBuilder(path="/orders/S-5/lines").get_environ(), lambda *args: None)
+    assert next(iter(body)) == b"0\n"
+    body.close()
+    _request_ended_once(otel_capture)
+    [span] = otel_capture.spans()
+    assert [(line[0], line[1], line[3]) for line in _log_lines(otel_capture)] == [
+        ("line 0", span.context.trace_id, "S-5"),
+        ("client went away", span.context.trace_id, "S-5"),
+    ]
+    assert closed == ["S-5"]
 
 
 def test_an_exception_from_a_streamed_body_marks_the_span(otel_capture: TelemetryCapture) -> None:

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -384,7 +385,8 @@ def down(*, progress: Callable[[str], None] = print, names: Sequence[str] | None
             if settled_at is not None and time.monotonic() > settled_at + TEMPO_EXIT_GRACE_S:
                 break
         if _running_pid(state, engine) is not None:
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # it may exit by itself just now
+                os.kill(pid, signal.SIGKILL)
             if settled_at is not None:
                 progress(
                     f"[stack] {engine.name}: its write path stopped (ingester, distributor, metrics "
@@ -426,7 +428,7 @@ def tempo_write_path_stopped(base_url: str) -> bool:
     try:
         with urllib.request.urlopen(base_url + "/status/services", timeout=1) as response:
             table = response.read().decode("utf-8", "replace")
-    except (OSError, ValueError):
+    except Exception:  # refused, cut off mid-answer (http.client.IncompleteRead) as Tempo exits: unknown
         return False
     states = tempo_services(table)
     return all(states.get(name) == "Terminated" for name in TEMPO_WRITE_PATH)

@@ -166,11 +166,12 @@ class _StreamedBody:
     each step and detached before the chunk goes back to the server, so a server
     that iterates on another thread gets no stale context. The request's telemetry
     ends when the body is exhausted (the last chunk is sent) or closed (PEP 3333:
-    always, also after a client went away), whichever comes first; an exception
-    from the body marks the span as an error.
+    always, also after a client went away), whichever comes first; a wrapper that
+    closes the iterator it got instead (``yield from body``, as werkzeug's debugger
+    does) ends it too. An exception from the body marks the span as an error.
     """
 
-    __slots__ = ("_body", "_ctx", "_environ", "_state")
+    __slots__ = ("_body", "_closed", "_ctx", "_environ", "_state")
 
     def __init__(
         self, body: Iterable[bytes], state: _RequestState, environ: dict[str, Any], ctx: Any
@@ -179,17 +180,16 @@ class _StreamedBody:
         self._state: _RequestState | None = state
         self._environ = environ
         self._ctx = ctx
+        self._closed = False
 
     def __iter__(self) -> Iterator[bytes]:
         ctx = self._ctx
-        token = _context.attach(ctx)
-        try:
-            chunks = iter(self._body)
-        finally:
-            _context.detach(token)
+        chunks: Iterator[bytes] | None = None
         while True:
             token = _context.attach(ctx)
             try:
+                if chunks is None:
+                    chunks = iter(self._body)
                 chunk = next(chunks)
             except StopIteration:
                 self._end()
@@ -201,9 +201,16 @@ class _StreamedBody:
                 raise
             finally:
                 _context.detach(token)
-            yield chunk
+            try:
+                yield chunk
+            except GeneratorExit:  # a wrapper closed this iterator instead of the body (client gone)
+                self.close()
+                raise
 
     def close(self) -> None:
+        if self._closed:  # the body's own close callbacks run once, however often we are closed
+            return
+        self._closed = True
         token = _context.attach(self._ctx)
         try:
             close = getattr(self._body, "close", None)
