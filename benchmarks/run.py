@@ -367,19 +367,40 @@ def interleaved(
     return samples
 
 
+def _lowload_numbers(latencies: list[float], cpu_ns_spent: int) -> dict[str, float]:
+    ordered = sorted(latencies)
+    return {
+        "lowload_p50_ms": statistics.median(ordered),
+        "lowload_p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+        "lowload_cpu_us_per_request": cpu_ns_spent / 1000 / len(ordered),
+        "lowload_requests": float(len(ordered)),
+    }
+
+
 def lowload(framework: str, opts: Options, log_dir: Path) -> dict[str, dict[str, float]]:
-    """Single requests to idle servers: every configuration at once, interleaved request by request.
+    """Single requests to idle servers: each configuration and uninstrumented taking turns.
 
     At low load the machine idles between requests, and how long it takes to wake
     changes by a factor of two within minutes (uninstrumented's median went from 400
     to 1,100 µs between rounds). Measured one configuration after another, that
     drift was most of the "added" latency. Here all configurations serve at the
-    same time, each on its own port and idle between requests, and one client sends
-    each of them a request in turn, 2 ms apart: every configuration sees the same
-    moments of the machine. Each server's on-CPU time over the phase, divided by
-    its requests, is its CPU per request at low load.
+    same time, each on its own port and idle between requests, and each in turn is
+    paired with uninstrumented: one client sends the two a request each in turn,
+    2 ms apart, so both see the same moments of the machine. Pairs, not all of them
+    at once: every server taking part in the turns evicts the others' caches, which
+    made a request colder than a service idling on its own machine (Flask's added
+    p50 read +151 µs with four servers taking turns, +102 µs with two). A
+    configuration's added p50 and CPU are against uninstrumented in its own pair;
+    uninstrumented's own numbers pool its pairs. CPU per request is each server's
+    on-CPU time over its requests.
     """
+    base = "uninstrumented" if "uninstrumented" in opts.configs else None
+    others = [config for config in opts.configs if config != base]
+    pairs = [[base, config] for config in others] if base is not None else [[c] for c in others]
     warm = max(20, opts.lowload_requests // 10)
+    results: dict[str, dict[str, float]] = {}
+    base_samples: list[float] = []
+    base_cpu = 0
     with contextlib.ExitStack() as stack:
         clients: dict[str, KeepAlive] = {}
         procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -389,19 +410,26 @@ def lowload(framework: str, opts: Options, log_dir: Path) -> dict[str, dict[str,
                 serving(framework, config, log_dir / name, port=PORTS["app"] + number)
             )
             clients[config] = stack.enter_context(KeepAlive(PORTS["app"] + number))
-        interleaved(clients, warm)
-        cpu_before = {config: cpu_ns(proc.pid) for config, proc in procs.items()}
-        samples = interleaved(clients, opts.lowload_requests)
-        cpu = {config: cpu_ns(proc.pid) - cpu_before[config] for config, proc in procs.items()}
-    results: dict[str, dict[str, float]] = {}
-    for config, latencies in samples.items():
-        ordered = sorted(latencies)
-        results[config] = {
-            "lowload_p50_ms": statistics.median(ordered),
-            "lowload_p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
-            "lowload_cpu_us_per_request": cpu[config] / 1000 / len(latencies),
-            "lowload_requests": float(len(latencies)),
-        }
+        for pair in pairs:
+            taking_turns = {config: clients[config] for config in pair}
+            interleaved(taking_turns, warm)
+            cpu_before = {config: cpu_ns(procs[config].pid) for config in pair}
+            samples = interleaved(taking_turns, opts.lowload_requests)
+            cpu = {config: cpu_ns(procs[config].pid) - cpu_before[config] for config in pair}
+            config = pair[-1]
+            results[config] = _lowload_numbers(samples[config], cpu[config])
+            if base is not None:
+                paired = _lowload_numbers(samples[base], cpu[base])
+                results[config]["added_lowload_p50_us"] = 1000 * (
+                    results[config]["lowload_p50_ms"] - paired["lowload_p50_ms"]
+                )
+                results[config]["added_lowload_cpu_us"] = (
+                    results[config]["lowload_cpu_us_per_request"] - paired["lowload_cpu_us_per_request"]
+                )
+                base_samples += samples[base]
+                base_cpu += cpu[base]
+    if base is not None and base_samples:
+        results = {base: _lowload_numbers(base_samples, base_cpu), **results}
     print(
         f"low load {framework:8} "
         + " ".join(
@@ -584,6 +612,8 @@ ONCE = (
     "logs_per_request",
     "lowload_p50_ms",
     "lowload_cpu_us_per_request",
+    "added_lowload_p50_us",
+    "added_lowload_cpu_us",
 )
 #: Those compared with uninstrumented's, and the name of the difference.
 ADDED = {
@@ -630,7 +660,7 @@ def summarise(
                 row["added_p99_ms"] = median([r["p99_ms"] - b["p99_ms"] for r, b in pairs])
             if base_once is not None and config != "uninstrumented":
                 for key, added in ADDED.items():
-                    if key in row and key in base_once:
+                    if key in row and key in base_once and added not in row:  # low load: paired already
                         scale = 1000.0 if key == "lowload_p50_ms" else 1.0  # shown in µs
                         row[added] = scale * (row[key] - base_once[key])
             current = by_config.get("otel-correlate", [])

@@ -147,3 +147,57 @@ def test_low_load_configurations_take_turns_request_by_request_in_a_rotating_ord
     samples = run.interleaved(clients, 4, gap_s=0)
     assert sent == ["a", "b", "c", "b", "c", "a", "c", "a", "b", "a", "b", "c"]
     assert samples == {"a": [1.0, 6.0, 8.0, 10.0], "b": [2.0, 4.0, 9.0, 11.0], "c": [3.0, 5.0, 7.0, 12.0]}
+
+
+def test_low_load_pairs_each_configuration_with_uninstrumented(monkeypatch: Any, tmp_path: Path) -> None:
+    """The machine's pace changes between pairs: each configuration is measured against its own pair's baseline."""
+    import contextlib
+
+    run = _run_module()
+    ports = {run.PORTS["app"] + n: name for n, name in enumerate(("uninstrumented", "a", "b"), start=1)}
+    pace = {"now": "a"}  # uninstrumented answers in 1.0 ms while paired with a, 2.0 ms with b
+    latency = {"a": 1.1, "b": 2.3}
+
+    class Client:
+        def __init__(self, port: int) -> None:
+            self.name = ports[port]
+
+        def get(self) -> float:
+            if self.name == "uninstrumented":
+                return {"a": 1.0, "b": 2.0}[pace["now"]]
+            pace["now"] = self.name
+            return latency[self.name]
+
+        def __enter__(self) -> Any:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    @contextlib.contextmanager
+    def serving(framework: str, config: str, log: Path, env: Any = None, port: int = 0) -> Any:
+        yield type("Proc", (), {"pid": port})(), f"http://127.0.0.1:{port}"
+
+    monkeypatch.setattr(run, "serving", serving)
+    monkeypatch.setattr(run, "KeepAlive", Client)
+    monkeypatch.setattr(run, "cpu_ns", lambda pid: 0)
+    monkeypatch.setattr(run, "LOWLOAD_GAP_S", 0.0)
+    monkeypatch.setattr(run.time, "sleep", lambda _s: None)
+    opts = run.Options(
+        rounds=1,
+        duration=1.0,
+        connections=8,
+        lowload_requests=20,
+        frameworks=["fastapi"],
+        configs=["uninstrumented", "a", "b"],
+        logbench_records=1,
+        collector_seconds=1.0,
+        out=tmp_path,
+    )
+    low = run.lowload("fastapi", opts, tmp_path)
+    assert {c: round(r.get("added_lowload_p50_us", 0.0), 6) for c, r in low.items()} == {
+        "uninstrumented": 0.0,
+        "a": 100.0,
+        "b": 300.0,
+    }
+    assert low["uninstrumented"]["lowload_requests"] == 40  # 20 in each pair, pooled
