@@ -402,16 +402,20 @@ def lowload(framework: str, opts: Options, log_dir: Path) -> dict[str, dict[str,
     base_samples: list[float] = []
     base_cpu = 0
     with contextlib.ExitStack() as stack:
-        clients: dict[str, KeepAlive] = {}
+        ports: dict[str, int] = {}
         procs: dict[str, subprocess.Popen[bytes]] = {}
         for number, config in enumerate(opts.configs, start=1):
             name = f"{framework}-{config.replace('@', '-at-')}-lowload.log"
+            ports[config] = PORTS["app"] + number
             procs[config], _ = stack.enter_context(
-                serving(framework, config, log_dir / name, port=PORTS["app"] + number)
+                serving(framework, config, log_dir / name, port=ports[config])
             )
-            clients[config] = stack.enter_context(KeepAlive(PORTS["app"] + number))
         for pair in pairs:
-            taking_turns = {config: clients[config] for config in pair}
+            # Connections of the pair only: an idle keep-alive connection is closed by the
+            # server after a few seconds (gunicorn: 2 s), longer than the other pairs take.
+            connections = contextlib.ExitStack()
+            stack.enter_context(connections)
+            taking_turns = {config: connections.enter_context(KeepAlive(ports[config])) for config in pair}
             interleaved(taking_turns, warm)
             cpu_before = {config: cpu_ns(procs[config].pid) for config in pair}
             samples = interleaved(taking_turns, opts.lowload_requests)
@@ -428,6 +432,7 @@ def lowload(framework: str, opts: Options, log_dir: Path) -> dict[str, dict[str,
                 )
                 base_samples += samples[base]
                 base_cpu += cpu[base]
+            connections.close()
     if base is not None and base_samples:
         results = {base: _lowload_numbers(base_samples, base_cpu), **results}
     print(
