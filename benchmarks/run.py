@@ -51,6 +51,7 @@ COLLECTOR = (
 
 PORT_OFFSETS = {"http": 318, "grpc": 317, "health": 133, "telemetry": 888, "app": 80}
 PORTS = {name: 24000 + offset for name, offset in PORT_OFFSETS.items()}
+#: The reference endpoint every configuration is loaded on.
 ENDPOINT = "/orders/ORD-1a2b3c4d"
 LOWLOAD_GAP_S = 0.002
 
@@ -402,24 +403,16 @@ def lowload(framework: str, opts: Options, log_dir: Path) -> dict[str, dict[str,
     base_samples: list[float] = []
     base_cpu = 0
     with contextlib.ExitStack() as stack:
-        ports: dict[str, int] = {}
-        procs: dict[str, subprocess.Popen[bytes]] = {}
-        for number, config in enumerate(opts.configs, start=1):
-            name = f"{framework}-{config.replace('@', '-at-')}-lowload.log"
-            ports[config] = PORTS["app"] + number
-            procs[config], _ = stack.enter_context(
-                serving(framework, config, log_dir / name, port=ports[config])
-            )
+        servers = side_by_side(stack, framework, opts.configs, log_dir, "-lowload")
         for pair in pairs:
             # Connections of the pair only: an idle keep-alive connection is closed by the
             # server after a few seconds (gunicorn: 2 s), longer than the other pairs take.
-            connections = contextlib.ExitStack()
-            stack.enter_context(connections)
-            taking_turns = {config: connections.enter_context(KeepAlive(ports[config])) for config in pair}
-            interleaved(taking_turns, warm)
-            cpu_before = {config: cpu_ns(procs[config].pid) for config in pair}
-            samples = interleaved(taking_turns, opts.lowload_requests)
-            cpu = {config: cpu_ns(procs[config].pid) - cpu_before[config] for config in pair}
+            with contextlib.ExitStack() as connections:
+                taking_turns = {c: connections.enter_context(KeepAlive(servers[c][2])) for c in pair}
+                interleaved(taking_turns, warm)
+                cpu_before = {c: cpu_ns(servers[c][0].pid) for c in pair}
+                samples = interleaved(taking_turns, opts.lowload_requests)
+                cpu = {c: cpu_ns(servers[c][0].pid) - cpu_before[c] for c in pair}
             config = pair[-1]
             results[config] = _lowload_numbers(samples[config], cpu[config])
             if base is not None:
@@ -432,7 +425,6 @@ def lowload(framework: str, opts: Options, log_dir: Path) -> dict[str, dict[str,
                 )
                 base_samples += samples[base]
                 base_cpu += cpu[base]
-            connections.close()
     if base is not None and base_samples:
         results = {base: _lowload_numbers(base_samples, base_cpu), **results}
     print(
@@ -493,9 +485,6 @@ def ensure_peer_venv(name: str, *, build: bool) -> bool:
     return True
 
 
-#: The reference endpoint every configuration is loaded on.
-
-
 @contextlib.contextmanager
 def serving(
     framework: str,
@@ -529,6 +518,19 @@ def _log_name(framework: str, config: str, phase: str = "") -> str:
     return f"{framework}-{config.replace('@', '-at-')}{phase}.log"
 
 
+def side_by_side(
+    stack: contextlib.ExitStack, framework: str, configs: list[str], log_dir: Path, phase: str = ""
+) -> dict[str, tuple[subprocess.Popen[bytes], str, int]]:
+    """Every configuration's server at once, each on its own port, stopped when ``stack`` closes."""
+    servers = {}
+    for number, config in enumerate(configs, start=1):
+        port = PORTS["app"] + number
+        log = log_dir / _log_name(framework, config, phase)
+        proc, url = stack.enter_context(serving(framework, config, log, port=port))
+        servers[config] = (proc, url, port)
+    return servers
+
+
 def load_in_turns(
     framework: str, opts: Options, log_dir: Path
 ) -> tuple[dict[str, list[dict[str, float]]], dict[str, dict[str, float]]]:
@@ -547,19 +549,15 @@ def load_in_turns(
     runs: dict[str, list[dict[str, float]]] = {config: [] for config in configs}
     memory: dict[str, dict[str, float]] = {}
     with contextlib.ExitStack() as stack:
-        servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
-        for number, config in enumerate(configs, start=1):
-            servers[config] = stack.enter_context(
-                serving(framework, config, log_dir / _log_name(framework, config), port=PORTS["app"] + number)
-            )
+        servers = side_by_side(stack, framework, configs, log_dir)
         pss_warm: dict[str, float] = {}
-        for config, (proc, url) in servers.items():
+        for config, (proc, url, _port) in servers.items():
             wrk(url, 1, opts.connections)
             pss_warm[config] = pss_mb(proc.pid)
         for round_no in range(opts.rounds):
             shift = round_no % len(configs)
             for config in configs[shift:] + configs[:shift]:
-                proc, url = servers[config]
+                proc, url, _port = servers[config]
                 cpu_before = cpu_seconds(proc.pid)
                 result = wrk(url, opts.duration, opts.connections)
                 # CPU per request: robust to other load on the machine, unlike req/s.
@@ -574,7 +572,7 @@ def load_in_turns(
                     file=sys.stderr,
                     flush=True,
                 )
-        for config, (proc, _url) in servers.items():
+        for config, (proc, _url, _port) in servers.items():
             memory[config] = {"pss_growth_mb": pss_mb(proc.pid) - pss_warm[config]}
     return runs, memory
 
@@ -620,13 +618,8 @@ ONCE = (
     "added_lowload_p50_us",
     "added_lowload_cpu_us",
 )
-#: Those compared with uninstrumented's, and the name of the difference.
-ADDED = {
-    "rss_mb": "added_rss_mb",
-    "pss_mb": "added_pss_mb",
-    "lowload_p50_ms": "added_lowload_p50_us",
-    "lowload_cpu_us_per_request": "added_lowload_cpu_us",
-}
+#: Those compared with uninstrumented's, and the name of the difference (low load comes paired).
+ADDED = {"rss_mb": "added_rss_mb", "pss_mb": "added_pss_mb"}
 
 
 def summarise(
@@ -636,8 +629,8 @@ def summarise(
     """Medians per framework and configuration; ratios and added latency per round first.
 
     ``once`` holds what is measured once per configuration (memory, delivery, low
-    load; see ``ONCE``): it joins the rows as measured, with its difference from
-    uninstrumented's.
+    load; see ``ONCE``): it joins the rows as measured, memory with its difference
+    from uninstrumented's (low load comes with its own, paired in :func:`lowload`).
     """
     summary: dict[str, dict[str, dict[str, float]]] = {}
     for framework, by_config in raw.items():
@@ -665,9 +658,8 @@ def summarise(
                 row["added_p99_ms"] = median([r["p99_ms"] - b["p99_ms"] for r, b in pairs])
             if base_once is not None and config != "uninstrumented":
                 for key, added in ADDED.items():
-                    if key in row and key in base_once and added not in row:  # low load: paired already
-                        scale = 1000.0 if key == "lowload_p50_ms" else 1.0  # shown in µs
-                        row[added] = scale * (row[key] - base_once[key])
+                    if key in row and key in base_once:
+                        row[added] = row[key] - base_once[key]
             current = by_config.get("otel-correlate", [])
             if config.startswith("otel-correlate@") and current:
                 # The package under test against this earlier one, round by round: finer than the two

@@ -91,6 +91,8 @@ def test_what_is_measured_once_joins_the_rows_with_its_difference_from_uninstrum
                 "lowload_p99_ms": 1.4,
                 "lowload_cpu_us_per_request": 893.0,
                 "lowload_requests": 10.0,
+                "added_lowload_p50_us": 90.0,  # against uninstrumented in its own pair, as lowload() gives them
+                "added_lowload_cpu_us": 173.0,
             },
         }
     }

@@ -211,13 +211,12 @@ class _StreamedBody:
         if self._closed:  # the body's own close callbacks run once, however often we are closed
             return
         self._closed = True
-        token = _context.attach(self._ctx)
         try:
-            close = getattr(self._body, "close", None)
-            if close is not None:
-                close()
+            with _context.attached(self._ctx):
+                close = getattr(self._body, "close", None)
+                if close is not None:
+                    close()
         finally:
-            _context.detach(token)
             self._end()
 
     def _end(self) -> None:
