@@ -475,6 +475,57 @@ def test_a_queued_span_or_log_record_leaves_little_for_the_garbage_collector() -
     assert dict(readable.attributes) == {"k": "v"} and readable.dropped_attributes == 0
 
 
+def test_what_waits_in_the_export_queues_is_freed_by_reference_counting_alone() -> None:
+    """The C paths take each queued snapshot, span context and log record off the garbage collector's lists.
+
+    Left tracked, they reach the oldest generation while they wait for their batch
+    and trigger a full collection every few thousand requests.
+    """
+    assert _fastsdk._NATIVE_END is not None and _fastsdk._NATIVE_EMIT is not None, "the C extension is built"
+    tracer_provider = _fastsdk.FastTracerProvider(resource=RESOURCE)
+    spans = _fastsdk.FastBatchSpanProcessor(InMemorySpanExporter(), schedule_delay_millis=60_000)
+    tracer_provider.add_span_processor(spans)
+    logger_provider = LoggerProvider(resource=RESOURCE)
+    logs = _fastsdk.FastBatchLogRecordProcessor(InMemoryLogRecordExporter(), schedule_delay_millis=60_000)
+    logger_provider.add_log_record_processor(logs)
+    span = tracer_provider.get_tracer("t").start_span("s", attributes={"k": "v"})
+    logged = _fastsdk._NATIVE_EMIT(
+        logger_provider.get_logger("l"),
+        5,
+        SeverityNumber.INFO,
+        "INFO",
+        "line",
+        {"k": "v"},
+        trace.set_span_in_context(span),
+        False,
+    )
+    assert logged is True and _fastsdk._NATIVE_END(span, "renamed", {"n": 1}) is True
+    (snapshot,) = spans._batch_processor._queue
+    (record,) = logs._batch_processor._queue
+    assert (type(snapshot), type(record)) == (ReadableSpan, _fastsdk.QueuedLogRecord)
+    assert (snapshot.name, dict(snapshot.attributes), record.body, record.span_id) == (
+        "renamed",
+        {"k": "v", "n": 1},
+        "line",
+        span.get_span_context().span_id,
+    )
+    tracked = {
+        "snapshot": gc.is_tracked(snapshot),
+        "its span context": gc.is_tracked(snapshot.context),
+        "the log record": gc.is_tracked(record),
+    }
+    assert tracked == {"snapshot": False, "its span context": False, "the log record": False}
+    # what they refer to stays tracked: the collector still sees through them
+    assert gc.is_tracked(snapshot.resource) and gc.is_tracked(record.logger)
+    for provider in (tracer_provider, logger_provider):
+        provider.force_flush()
+    (exported,) = spans.span_exporter.get_finished_spans()
+    (exported_log,) = logs._batch_processor._exporter.inner.get_finished_logs()
+    assert (exported.name, exported_log.log_record.body) == ("renamed", "line")
+    tracer_provider.shutdown()
+    logger_provider.shutdown()
+
+
 def test_fast_spans_take_the_fast_path() -> None:
     provider = _fastsdk.FastTracerProvider(resource=RESOURCE)
     span = provider.get_tracer("t").start_span("s", attributes={"k": "v"})

@@ -86,6 +86,20 @@ static PyObject *s_name, *s_context, *s_parent, *s_kind, *s_start_time, *s_end_t
 /* Result of encoding one item: written, declined (use the Python encoder), or a Python error. */
 enum { OK = 0, DECLINE = 1, FAIL = -1 };
 
+/*
+ * Take an object this module just made for the export queue (an ended-span snapshot, a
+ * queued log record, a span's context) off the garbage collector's lists. Such an object
+ * waits for up to a batch, long enough to be promoted to the oldest generation, and every
+ * few thousand of them there trigger a full collection: about four of those objects' worth
+ * of a full collection per request. None of them can be part of a reference cycle (each
+ * is new, immutable or read only by the exporter, and nothing it refers to can refer back
+ * to it), so reference counting frees it, as it frees the tuples and dicts the
+ * interpreter untracks itself; whatever it refers to stays tracked.
+ */
+static void untrack(PyObject *obj) {
+    if (PyObject_IS_GC(obj) && PyObject_GC_IsTracked(obj)) PyObject_GC_UnTrack(obj);
+}
+
 typedef struct {
     char *data;
     Py_ssize_t len;
@@ -1217,6 +1231,7 @@ static PyObject *start_span(PyObject *self, PyObject *const *args, Py_ssize_t na
     PyObject *items[] = {trace_id, span_id, Py_False, T_flags[random_id], state != Py_None ? state : T_trace_state,
                          (trace_ok && span_ok) ? Py_True : Py_False};
     for (int i = 0; i < 6; i++) PyTuple_SET_ITEM(span_context, i, Py_NewRef(items[i]));
+    untrack(span_context);
     PyObject *metric_args[] = {NULL, parent != NULL ? parent : Py_None, T_record_and_sample};
     PyObject *tracer_metrics = PyObject_GetAttr(tracer, s_t_tracer_metrics);
     if (tracer_metrics == NULL) goto done;
@@ -1463,6 +1478,7 @@ static PyObject *end_span(PyObject *self, PyObject *const *args, Py_ssize_t narg
         Py_DECREF(value);
         if (set < 0) goto done;
     }
+    untrack(readable);
     PyObject *end = PyObject_CallMethodOneArg(processor, s_t_on_end, readable);
     if (end == NULL) goto done;
     Py_DECREF(end);
@@ -1576,6 +1592,7 @@ static PyObject *emit_log(PyObject *self, PyObject *const *args, Py_ssize_t narg
                           attributes,
                           logger};
     for (int i = 0; i < 10; i++) PyTuple_SET_ITEM(item, i, Py_NewRef(fields[i]));
+    untrack(item);
     /* _enqueue(sole._batch_processor, item), inline below the three-quarter mark */
     batch = PyObject_GetAttr(sole, s_l_batch);
     queue = batch == NULL ? NULL : PyObject_GetAttr(batch, s_l_queue);
