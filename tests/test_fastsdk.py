@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import functools
 import gc
 import itertools
 import json
@@ -20,6 +21,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +35,8 @@ from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits, ReadableLog
 from opentelemetry.sdk._logs.export import (
     BatchLogRecordProcessor,
     InMemoryLogRecordExporter,
+    LogRecordExporter,
+    LogRecordExportResult,
     SimpleLogRecordProcessor,
 )
 from opentelemetry.sdk.metrics import (
@@ -475,40 +479,44 @@ def test_a_queued_span_or_log_record_leaves_little_for_the_garbage_collector() -
     assert dict(readable.attributes) == {"k": "v"} and readable.dropped_attributes == 0
 
 
-def test_what_waits_in_the_export_queues_is_freed_by_reference_counting_alone() -> None:
-    """The C paths take each queued snapshot, span context and log record off the garbage collector's lists.
-
-    Left tracked, they reach the oldest generation while they wait for their batch
-    and trigger a full collection every few thousand requests.
-    """
+def _queue_one_span_and_one_log_line(
+    *user_processors: SpanProcessor, body: Any = "line"
+) -> tuple[ReadableSpan, Any, Callable[[], None]]:
+    """A span ended and a log line emitted through the C paths; their queued items, and a shutdown."""
     assert _fastsdk._NATIVE_END is not None and _fastsdk._NATIVE_EMIT is not None, "the C extension is built"
     tracer_provider = _fastsdk.FastTracerProvider(resource=RESOURCE)
     spans = _fastsdk.FastBatchSpanProcessor(InMemorySpanExporter(), schedule_delay_millis=60_000)
+    tracer_provider.add_span_processor(_pipeline.BusinessKeySpanProcessor())
     tracer_provider.add_span_processor(spans)
+    for processor in user_processors:
+        tracer_provider.add_span_processor(processor)
     logger_provider = LoggerProvider(resource=RESOURCE)
     logs = _fastsdk.FastBatchLogRecordProcessor(InMemoryLogRecordExporter(), schedule_delay_millis=60_000)
     logger_provider.add_log_record_processor(logs)
     span = tracer_provider.get_tracer("t").start_span("s", attributes={"k": "v"})
+    ctx = trace.set_span_in_context(span)
     logged = _fastsdk._NATIVE_EMIT(
-        logger_provider.get_logger("l"),
-        5,
-        SeverityNumber.INFO,
-        "INFO",
-        "line",
-        {"k": "v"},
-        trace.set_span_in_context(span),
-        False,
+        logger_provider.get_logger("l"), 5, SeverityNumber.INFO, "INFO", body, {}, ctx, False
     )
     assert logged is True and _fastsdk._NATIVE_END(span, "renamed", {"n": 1}) is True
     (snapshot,) = spans._batch_processor._queue
     (record,) = logs._batch_processor._queue
-    assert (type(snapshot), type(record)) == (ReadableSpan, _fastsdk.QueuedLogRecord)
-    assert (snapshot.name, dict(snapshot.attributes), record.body, record.span_id) == (
-        "renamed",
-        {"k": "v", "n": 1},
-        "line",
-        span.get_span_context().span_id,
-    )
+    assert (snapshot.name, dict(snapshot.attributes), record.body) == ("renamed", {"k": "v", "n": 1}, body)
+
+    def shutdown() -> None:
+        tracer_provider.shutdown()
+        logger_provider.shutdown()
+
+    return snapshot, record, shutdown
+
+
+def test_what_waits_in_the_export_queues_is_freed_by_reference_counting_alone() -> None:
+    """The C paths take the queued snapshot, its span context and log record off the garbage collector's lists.
+
+    Left tracked, they reach the oldest generation while they wait for their batch
+    and trigger a full collection every few thousand requests.
+    """
+    snapshot, record, shutdown = _queue_one_span_and_one_log_line()
     tracked = {
         "snapshot": gc.is_tracked(snapshot),
         "its span context": gc.is_tracked(snapshot.context),
@@ -517,13 +525,78 @@ def test_what_waits_in_the_export_queues_is_freed_by_reference_counting_alone() 
     assert tracked == {"snapshot": False, "its span context": False, "the log record": False}
     # what they refer to stays tracked: the collector still sees through them
     assert gc.is_tracked(snapshot.resource) and gc.is_tracked(record.logger)
-    for provider in (tracer_provider, logger_provider):
-        provider.force_flush()
-    (exported,) = spans.span_exporter.get_finished_spans()
-    (exported_log,) = logs._batch_processor._exporter.inner.get_finished_logs()
-    assert (exported.name, exported_log.log_record.body) == ("renamed", "line")
-    tracer_provider.shutdown()
-    logger_provider.shutdown()
+    shutdown()
+
+
+class _Keeping(SpanProcessor):
+    """A user's processor that hangs a reference cycle on every snapshot it sees."""
+
+    def on_end(self, span: ReadableSpan) -> None:
+        span.kept = [span]  # type: ignore[attr-defined]
+
+
+def test_a_snapshot_a_users_processor_sees_and_a_record_of_another_body_stay_collectable() -> None:
+    """Only what no code but ours can put in a cycle is untracked: a cycle through it would never be freed."""
+    snapshot, record, shutdown = _queue_one_span_and_one_log_line(_Keeping(), body={"k": ["v"]})
+    assert (gc.is_tracked(snapshot), gc.is_tracked(snapshot.context), gc.is_tracked(record)) == (
+        True,
+        False,
+        True,
+    )
+    gone = weakref.ref(snapshot)
+    shutdown()  # exported: only the in-memory exporter (dropped with the providers) and the user's cycle hold it
+    del snapshot, record, shutdown
+    gc.collect()
+    assert gone() is None
+
+
+class _Stuck(LogRecordExporter):
+    """Blocks its first export until it is shut down."""
+
+    takes_queued_log_records = True
+
+    def __init__(self) -> None:
+        self.released = threading.Event()
+        self.exporting = threading.Event()
+
+    def export(self, batch: Any) -> LogRecordExportResult:
+        self.exporting.set()
+        self.released.wait(10)
+        return LogRecordExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self.released.set()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def test_log_records_a_shutdown_leaves_queued_do_not_keep_the_provider_alive() -> None:
+    """A queued record leads back to its queue through its logger: the shutdown lets go of what it could not export."""
+    provider = LoggerProvider(resource=RESOURCE)
+    exporter = _Stuck()
+    processor = _fastsdk.FastBatchLogRecordProcessor(
+        exporter, schedule_delay_millis=60_000, max_export_batch_size=4
+    )
+    batch = processor._batch_processor
+    batch.shutdown = functools.partial(type(batch).shutdown, batch, 200)  # type: ignore[method-assign]
+    provider.add_log_record_processor(processor)
+    logger = provider.get_logger("l")
+    for n in range(10):
+        assert (
+            _fastsdk._NATIVE_EMIT(logger, n, SeverityNumber.INFO, "INFO", "line", {}, Context(), False)
+            is True
+        )
+    assert exporter.exporting.wait(5)  # the export thread holds the first 4, stuck; 6 wait in the queue
+    assert all(not gc.is_tracked(item) for item in batch._queue)
+    provider.shutdown()  # gives up after 200 ms
+    assert len(batch._queue) == 0
+    worker = batch._worker_thread
+    worker.join(5)
+    gone = weakref.ref(provider)
+    del provider, processor, batch, logger
+    gc.collect()
+    assert (worker.is_alive(), gone()) == (False, None)
 
 
 def test_fast_spans_take_the_fast_path() -> None:

@@ -624,6 +624,15 @@ class FastBatchLogRecordProcessor(BatchLogRecordProcessor):
             exporter = _ReadableLogExporter(exporter)
         super().__init__(exporter, *args, **kwargs)
 
+    def shutdown(self) -> None:
+        try:
+            super().shutdown()
+        finally:
+            # What is queued now is never exported: the export thread has stopped, or gave up at
+            # the timeout. A queued record refers to its logger, which leads back to this queue,
+            # and the C hand-off keeps such records from the garbage collector: let them go.
+            self._batch_processor._queue.clear()
+
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
         original = log_record.log_record
         if log_record.resource is None or not hasattr(original, "__dict__"):
@@ -1174,6 +1183,19 @@ def _native_start() -> Any:
 _NATIVE_START: Any = _native_start()
 #: The C ``end_span`` (:meth:`_FastSpan.end_as` for a live span and plain attributes), on with the C start.
 _NATIVE_END: Any = None if _NATIVE_START is None else _native.helper("end_span")
+
+
+def own_span_processors(*processors: type) -> None:
+    """Name the span processors that keep an ended span's snapshot nowhere but in our export queue.
+
+    The C span end takes the snapshot off the garbage collector's lists only when every
+    processor of the provider is :class:`FastBatchSpanProcessor` or one of these: a
+    user's processor might keep it in a reference cycle, which the collector could then
+    not free.
+    """
+    configure = _native.helper("configure_span_owners")
+    if configure is not None:
+        configure(sdk_trace.SynchronousMultiSpanProcessor, (FastBatchSpanProcessor, *processors))
 
 
 def _native_emit() -> Any:

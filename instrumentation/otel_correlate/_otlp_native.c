@@ -91,10 +91,14 @@ enum { OK = 0, DECLINE = 1, FAIL = -1 };
  * queued log record, a span's context) off the garbage collector's lists. Such an object
  * waits for up to a batch, long enough to be promoted to the oldest generation, and every
  * few thousand of them there trigger a full collection: about four of those objects' worth
- * of a full collection per request. None of them can be part of a reference cycle (each
- * is new, immutable or read only by the exporter, and nothing it refers to can refer back
- * to it), so reference counting frees it, as it frees the tuples and dicts the
- * interpreter untracks itself; whatever it refers to stays tracked.
+ * of a full collection per request. Reference counting still frees it, as it frees the
+ * tuples and dicts the interpreter untracks itself, and whatever it refers to stays
+ * tracked. What the collector can no longer do is free a reference cycle through it, so
+ * each caller untracks only what no code but ours can put in a cycle: a span context (a
+ * tuple of numbers, flags and the trace state), a snapshot that only our own span
+ * processors see (a user's processor might keep it, or hang an exception on it), and a
+ * log record with a str body (its logger leads back to the queue that holds it, a cycle
+ * that ends when the record is exported or, if it never is, when its processor shuts down).
  */
 static void untrack(PyObject *obj) {
     if (PyObject_IS_GC(obj) && PyObject_GC_IsTracked(obj)) PyObject_GC_UnTrack(obj);
@@ -1358,7 +1362,47 @@ done:
  * False, having changed nothing, for any other span or input, and end_as decides.
  */
 static PyObject *T_readable_type;
-static PyObject *s_t_on_ending, *s_t_on_end;
+static PyObject *s_t_on_ending, *s_t_on_end, *s_t_span_processors;
+/* configure_span_owners(): the SDK's multi span processor and our own processors, which keep an
+   ended span's snapshot only in our export queue; NULL until configured: no snapshot is untracked. */
+static PyObject *T_multi_type, *T_owned_types;
+
+/* 1 when every processor behind `processor` is one of ours (see untrack()), else 0; never raises. */
+static int only_owned_processors(PyObject *processor) {
+    if (T_multi_type == NULL || (PyObject *)Py_TYPE(processor) != T_multi_type) return 0;
+    PyObject *all = PyObject_GetAttr(processor, s_t_span_processors);
+    if (all == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    int owned = PyTuple_CheckExact(all);
+    for (Py_ssize_t i = 0; owned && i < PyTuple_GET_SIZE(all); i++) {
+        PyObject *type = (PyObject *)Py_TYPE(PyTuple_GET_ITEM(all, i));
+        owned = 0;
+        for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(T_owned_types); j++)
+            if (PyTuple_GET_ITEM(T_owned_types, j) == type) owned = 1;
+    }
+    Py_DECREF(all);
+    return owned;
+}
+
+static PyObject *configure_span_owners(PyObject *self, PyObject *args) {
+    PyObject *multi, *owned;
+    if (!PyArg_ParseTuple(args, "OO!:configure_span_owners", &multi, &PyTuple_Type, &owned)) return NULL;
+    if (!PyType_Check(multi)) {
+        PyErr_SetString(PyExc_TypeError, "configure_span_owners: the multi span processor must be a type");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(owned); i++) {
+        if (!PyType_Check(PyTuple_GET_ITEM(owned, i))) {
+            PyErr_SetString(PyExc_TypeError, "configure_span_owners: the owned processors must be types");
+            return NULL;
+        }
+    }
+    Py_XSETREF(T_multi_type, Py_NewRef(multi));
+    Py_XSETREF(T_owned_types, Py_NewRef(owned));
+    Py_RETURN_NONE;
+}
 
 static PyObject *end_span(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 3) {
@@ -1478,7 +1522,7 @@ static PyObject *end_span(PyObject *self, PyObject *const *args, Py_ssize_t narg
         Py_DECREF(value);
         if (set < 0) goto done;
     }
-    untrack(readable);
+    if (only_owned_processors(processor)) untrack(readable);
     PyObject *end = PyObject_CallMethodOneArg(processor, s_t_on_end, readable);
     if (end == NULL) goto done;
     Py_DECREF(end);
@@ -1592,7 +1636,7 @@ static PyObject *emit_log(PyObject *self, PyObject *const *args, Py_ssize_t narg
                           attributes,
                           logger};
     for (int i = 0; i < 10; i++) PyTuple_SET_ITEM(item, i, Py_NewRef(fields[i]));
-    untrack(item);
+    if (PyUnicode_CheckExact(args[4])) untrack(item); /* a str body: no cycle but the logger's (untrack()) */
     /* _enqueue(sole._batch_processor, item), inline below the three-quarter mark */
     batch = PyObject_GetAttr(sole, s_l_batch);
     queue = batch == NULL ? NULL : PyObject_GetAttr(batch, s_l_queue);
@@ -1881,6 +1925,8 @@ static PyMethodDef methods[] = {
      "Context)"},
     {"record", (PyCFunction)(void (*)(void))record, METH_FASTCALL,
      "record(instrument, amount, magnitude, attributes, context) -> bool: False when _record must decide"},
+    {"configure_span_owners", configure_span_owners, METH_VARARGS,
+     "configure_span_owners(multi_span_processor_type, (our_span_processor_type, ...))"},
     {"configure_spans", configure_spans, METH_VARARGS,
      "configure_spans(tracer, span, attributes, random_ids, default_on, record_and_sample, sampled_flags, "
      "sampled_random_flags, trace_state, unset_status, lock_factory, sdk_namespace, max_trace_id, max_span_id, "
@@ -1989,6 +2035,7 @@ PyMODINIT_FUNC PyInit__otlp_native(void) {
                         {&s_t_time_ns, "time_ns"},
                         {&s_t_on_ending, "_on_ending"},
                         {&s_t_on_end, "on_end"},
+                        {&s_t_span_processors, "_span_processors"},
                         {&s_t_set_items, "_set_items"},
                         {&s_l_multi, "_multi_log_record_processor"},
                         {&s_l_processors, "_log_record_processors"},
