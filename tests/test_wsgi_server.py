@@ -77,6 +77,47 @@ def test_server_span_has_route_name_and_stable_http_attributes(otel_capture: Tel
     }
 
 
+def test_route_keys_reach_the_span_at_its_end_in_its_one_attribute_update(
+    otel_capture: TelemetryCapture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The view sees orderId at once; the span gets it with http.route when it ends, not in a call of its own."""
+    from opentelemetry.sdk.trace import Span
+
+    updates: list[dict[str, Any]] = []
+    set_attributes = Span.set_attributes
+
+    def counted(self: Span, attributes: Any) -> None:
+        updates.append(dict(attributes))
+        set_attributes(self, attributes)
+
+    monkeypatch.setattr(Span, "set_attributes", counted)
+    app = Flask("route-keys")
+    seen: list[str | None] = []
+
+    @app.get("/orders/<order_id>")
+    def get_order(order_id: str) -> str:
+        seen.append(dict(current_business_keys()).get("orderId"))
+        return order_id
+
+    instrument_flask_app(app).test_client().get("/orders/A-9", headers={"X-Request-ID": "r-9"})
+    [span] = otel_capture.spans()
+    assert (updates, seen) == ([], ["A-9"])
+    # the order the span had when the keys were set at routing: start attributes, then the route's
+    assert list((span.attributes or {}).items()) == [
+        ("http.request.method", "GET"),
+        ("url.scheme", "http"),
+        ("network.protocol.version", "1.1"),
+        ("url.path", "/orders/A-9"),
+        ("server.address", "localhost"),
+        ("client.address", "127.0.0.1"),
+        ("user_agent.original", span.attributes["user_agent.original"]),  # type: ignore[index]
+        ("requestId", "r-9"),
+        ("orderId", "A-9"),
+        ("http.route", "/orders/<order_id>"),
+        ("http.response.status_code", 200),
+    ]
+
+
 def test_request_duration_links_to_the_trace(otel_capture: TelemetryCapture) -> None:
     _client().get("/orders/A-2")
     [span] = otel_capture.spans()

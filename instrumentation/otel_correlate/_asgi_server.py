@@ -417,7 +417,8 @@ class _RequestState:
 
         return send_with_telemetry
 
-    def finish(self, route: str | None) -> None:
+    def finish(self, route: str | None, route_keys: Mapping[str, str] | None = None) -> None:
+        """End the span and record the request's metrics; ``route_keys`` go on the span only."""
         attributes = self.attributes
         span = self.span
         ended: dict[str, Any] = {}  # what the span learns now; it has the rest since its start
@@ -449,7 +450,7 @@ class _RequestState:
         if self.response_size is not None and instruments.body_sizes:
             instruments.response_size.record(self.response_size, attributes, context=self.ctx)
         ACTIVE_REQUESTS.ended(self.active_key)
-        end_server_span(span, name, ended)
+        end_server_span(span, name, {**route_keys, **ended} if route_keys else ended)
 
 
 def end_server_span(span: trace.Span, name: str | None, attributes: Mapping[str, Any]) -> None:

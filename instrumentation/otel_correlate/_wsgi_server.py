@@ -33,6 +33,7 @@ _ROUTE = "otel_correlate.route"
 _ERROR = "otel_correlate.error"
 _TOKEN = "otel_correlate.route_token"
 _STREAMED = "otel_correlate.streamed"
+_ROUTE_KEYS = "otel_correlate.route_keys"
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
@@ -154,7 +155,7 @@ def _finish(state: _RequestState, environ: dict[str, Any]) -> None:
     try:
         if state.error is None:
             state.error = environ.get(_ERROR)
-        state.finish(environ.get(_ROUTE))
+        state.finish(environ.get(_ROUTE), environ.get(_ROUTE_KEYS))
     except Exception:  # telemetry must never fail the request
         pass
 
@@ -245,9 +246,10 @@ def _dispatch_with_route(app: Any) -> Callable[[], Any]:
     """``app.full_dispatch_request`` run with the matched rule and route-parameter keys.
 
     Flask has matched the URL when it calls ``full_dispatch_request``, so the
-    wrapper records ``http.route``, puts the route-parameter keys in the context
-    for the user's ``before_request`` hooks, the view and its ``after_request``
-    hooks, and hands an exception no error handler took to the span. When one
+    wrapper records ``http.route`` and the route-parameter keys for the span's end,
+    puts the keys in the context for the user's ``before_request`` hooks, the view
+    and its ``after_request`` hooks, and hands an exception no error handler took
+    to the span. When one
     escapes, the keys stay attached until the request ends, so Flask's error log
     line and the app's 500 handler still carry them. Replacing the method on the
     app instance costs one call per request; a request hook costs Flask's
@@ -266,8 +268,11 @@ def _dispatch_with_route(app: Any) -> Callable[[], Any]:
             rule = request.url_rule
             if rule is not None:
                 environ[_ROUTE] = rule.rule
-            route_ctx = _web.enter_route(request.view_args)
-            if route_ctx is not None:
+            keys = _web.keys_from_route(request.view_args)
+            if keys:
+                # the span gets them when it ends, with http.route, in the one attribute update it has then
+                environ[_ROUTE_KEYS] = keys
+                route_ctx = _context.with_keys(keys)
                 token = _context.attach(route_ctx)
         except Exception:  # telemetry must never fail the request
             pass
