@@ -388,6 +388,45 @@ def test_a_wrapper_closing_the_iterator_it_got_ends_the_request(otel_capture: Te
     assert closed == ["S-5"]
 
 
+def test_a_500_handler_that_streams_keeps_the_failed_requests_trace_and_keys(
+    otel_capture: TelemetryCapture,
+) -> None:
+    """Flask answers an unhandled exception outside the dispatch: its handler's stream still ends the request."""
+    made: list[int] = []
+    app = Flask("wsgi-stream-500")
+
+    @app.get("/orders/<order_id>/report")
+    def report(order_id: str) -> None:
+        raise RuntimeError("report store gone")
+
+    @app.errorhandler(500)
+    def server_error(error: Exception) -> Response:
+        def generate() -> Iterator[str]:
+            for n in range(2):
+                logger.info("apology {}", n)
+                made.append(time.time_ns())
+                yield f"sorry {n}\n"
+
+        return Response(generate(), status=500, mimetype="text/plain")
+
+    instrument_flask_app(app)
+    response = app.test_client().get("/orders/E-1/report", headers={"X-Request-ID": "r-e1"})
+    assert otel_capture.spans() == []  # still sending
+    assert (response.status_code, response.data) == (500, b"sorry 0\nsorry 1\n")
+    [span] = otel_capture.spans()
+    ctx = span.context
+    apologies = [line for line in _log_lines(otel_capture) if str(line[0]).startswith("apology")]
+    assert apologies == [(f"apology {n}", ctx.trace_id, ctx.span_id, "E-1", "r-e1") for n in range(2)]
+    assert span.end_time is not None and span.end_time >= made[-1]
+    assert (span.status.status_code.name, span.attributes["error.type"], span.attributes["orderId"]) == (
+        "ERROR",
+        "RuntimeError",
+        "E-1",
+    )
+    _request_ended_once(otel_capture)
+    assert current_business_keys() == {}
+
+
 def test_an_exception_from_a_streamed_body_marks_the_span(otel_capture: TelemetryCapture) -> None:
     response = _streaming_app([]).test_client().get("/orders/broken/lines")
     with pytest.raises(RuntimeError, match="line store gone"):

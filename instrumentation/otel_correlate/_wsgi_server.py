@@ -298,12 +298,38 @@ def _dispatch_with_route(app: Any) -> Callable[[], Any]:
     return full_dispatch_request
 
 
+def _handle_exception_marking_streams(app: Any) -> Callable[[Exception], Any]:
+    """``app.handle_exception`` that marks a streamed 500 response, as the dispatch wrapper marks others.
+
+    Flask answers an exception no error handler took outside ``full_dispatch_request``:
+    a 500 handler's generator body is streamed under the context still attached then
+    (the route keys stay attached until the request ends, see :func:`_dispatch_with_route`).
+    """
+    current_request = _request_getter()
+    original = app.handle_exception
+
+    def handle_exception(e: Exception) -> Any:
+        response = original(e)
+        try:
+            request = current_request()
+            environ = request.environ if request is not None else None
+            if environ is not None and _STATE in environ and type(response.response) is GeneratorType:
+                environ[_STREAMED] = _context.current_context()
+        except Exception:  # telemetry must never fail the request
+            pass
+        return response
+
+    return handle_exception
+
+
 def install(app: Any) -> None:
     """Trace one Flask app with the lean wrapper (idempotent)."""
     if getattr(app, "_otel_correlate_wsgi", False):
         return
     dispatch = _dispatch_with_route(app)  # before the app changes: nothing half-installed
+    handle_exception = _handle_exception_marking_streams(app)
     app._otel_correlate_wsgi = True
     app._is_instrumented_by_opentelemetry = True
     app.wsgi_app = ServerTelemetryWSGI(app.wsgi_app)
     app.full_dispatch_request = dispatch
+    app.handle_exception = handle_exception
