@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from opentelemetry.metrics import CallbackOptions
 
-from otel_correlate import _asgi_server, _web, instrument_fastapi_app
+from otel_correlate import _asgi_server, _web, current_business_keys, instrument_fastapi_app
 from otel_correlate._asgi_server import _ActiveRequests
 from otel_correlate._capture import TelemetryCapture
 from tests.server_checks import (
@@ -70,6 +70,77 @@ def test_server_span_has_route_name_and_stable_http_attributes(otel_capture: Tel
         "requestId": "r-1",
         "orderId": "A-1",
     }
+
+
+def test_route_keys_reach_our_span_at_its_end_in_its_one_attribute_update(
+    otel_capture: TelemetryCapture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The endpoint sees orderId at once; the span gets it with http.route when it ends, not in a call of its own."""
+    from opentelemetry.sdk.trace import Span
+
+    updates: list[dict[str, Any]] = []
+    set_attributes = Span.set_attributes
+
+    def counted(self: Span, attributes: Any) -> None:
+        updates.append(dict(attributes))
+        set_attributes(self, attributes)
+
+    monkeypatch.setattr(Span, "set_attributes", counted)
+    app = FastAPI()
+    seen: list[str | None] = []
+
+    @app.get("/orders/{order_id}")
+    def get_order(order_id: str) -> str:
+        seen.append(current_business_keys().get("orderId"))
+        return order_id
+
+    TestClient(instrument_fastapi_app(app)).get("/orders/A-9", headers={"X-Request-ID": "r-9"})
+    [span] = otel_capture.spans()
+    assert (updates, seen) == ([], ["A-9"])
+    attributes = list((span.attributes or {}).items())
+    assert attributes == [
+        ("http.request.method", "GET"),
+        ("url.scheme", "http"),
+        ("network.protocol.version", "1.1"),
+        ("url.path", "/orders/A-9"),
+        ("server.address", "testserver"),
+        ("client.address", "testclient"),
+        ("client.port", span.attributes["client.port"]),  # type: ignore[index]
+        ("user_agent.original", span.attributes["user_agent.original"]),  # type: ignore[index]
+        ("requestId", "r-9"),
+        ("orderId", "A-9"),
+        ("http.route", "/orders/{order_id}"),
+        ("http.response.status_code", 200),
+    ]
+
+
+def test_route_keys_reach_a_server_span_we_do_not_end_at_routing(otel_capture: TelemetryCapture) -> None:
+    """Under another server middleware the route wrapper cannot wait for the span's end: it sets the keys at once."""
+    from opentelemetry import trace
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from otel_correlate import _fastapi
+
+    _fastapi.patch_route_params()
+
+    def get_order(request: Any) -> PlainTextResponse:
+        return PlainTextResponse(request.path_params["order_id"])
+
+    app = Starlette(routes=[Route("/orders/{order_id}", get_order)])  # without our middleware
+    tracer = trace.get_tracer("another-server")
+
+    async def other_server(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        with tracer.start_as_current_span("GET", kind=trace.SpanKind.SERVER):
+            await app(scope, receive, send)
+
+    TestClient(other_server).get("/orders/B-2")
+    [span] = otel_capture.spans()
+    assert (span.name, span.attributes["orderId"]) == ("GET", "B-2")  # type: ignore[index]
 
 
 def test_request_duration_links_to_the_trace_and_active_requests_return_to_zero(

@@ -222,6 +222,7 @@ class ServerTelemetryMiddleware:
         except Exception:  # telemetry must never fail the request
             await self.app(scope, receive, send)
             return
+        scope[_web.SCOPE_STATE] = state  # for the route wrapper (_fastapi.patch_route_params)
         token = _context.attach(state.ctx)
         try:
             await self.app(scope, receive, state.send_wrapper(send))
@@ -326,6 +327,7 @@ class _RequestState:
         "method",
         "request_id_header",
         "response_size",
+        "route_keys",
         "span",
         "start",
         "status",
@@ -392,6 +394,8 @@ class _RequestState:
         self.status: int | None = None
         self.response_size: int | None = None
         self.error: BaseException | None = None
+        #: the route-parameter keys, once routing found them: on the span at its end, never on metrics
+        self.route_keys: Mapping[str, str] | None = None
         length = headers.get("content-length") if instruments.body_sizes else None
         if length and length.isdigit():
             instruments.request_size.record(int(length), self.attributes, context=self.ctx)
@@ -417,8 +421,7 @@ class _RequestState:
 
         return send_with_telemetry
 
-    def finish(self, route: str | None, route_keys: Mapping[str, str] | None = None) -> None:
-        """End the span and record the request's metrics; ``route_keys`` go on the span only."""
+    def finish(self, route: str | None) -> None:
         attributes = self.attributes
         span = self.span
         ended: dict[str, Any] = {}  # what the span learns now; it has the rest since its start
@@ -450,6 +453,7 @@ class _RequestState:
         if self.response_size is not None and instruments.body_sizes:
             instruments.response_size.record(self.response_size, attributes, context=self.ctx)
         ACTIVE_REQUESTS.ended(self.active_key)
+        route_keys = self.route_keys
         end_server_span(span, name, {**route_keys, **ended} if route_keys else ended)
 
 

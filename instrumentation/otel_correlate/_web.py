@@ -139,6 +139,10 @@ def server_settings(framework: str, label: str) -> tuple[str, ExcludedURLs | Non
         return None
 
 
+#: The ASGI scope key under which our server middleware leaves the request's state for routing.
+SCOPE_STATE = "otel_correlate.request"
+
+
 def request_id_header() -> str:
     """The header name carrying the requestId (``OTEL_CORRELATE_REQUEST_ID_HEADER``)."""
     return _settings.REQUEST_ID_HEADER.get()

@@ -33,7 +33,6 @@ _ROUTE = "otel_correlate.route"
 _ERROR = "otel_correlate.error"
 _TOKEN = "otel_correlate.route_token"
 _STREAMED = "otel_correlate.streamed"
-_ROUTE_KEYS = "otel_correlate.route_keys"
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
@@ -155,7 +154,7 @@ def _finish(state: _RequestState, environ: dict[str, Any]) -> None:
     try:
         if state.error is None:
             state.error = environ.get(_ERROR)
-        state.finish(environ.get(_ROUTE), environ.get(_ROUTE_KEYS))
+        state.finish(environ.get(_ROUTE))
     except Exception:  # telemetry must never fail the request
         pass
 
@@ -271,7 +270,7 @@ def _dispatch_with_route(app: Any) -> Callable[[], Any]:
             keys = _web.keys_from_route(request.view_args)
             if keys:
                 # the span gets them when it ends, with http.route, in the one attribute update it has then
-                environ[_ROUTE_KEYS] = keys
+                environ[_STATE].route_keys = keys
                 route_ctx = _context.with_keys(keys)
                 token = _context.attach(route_ctx)
         except Exception:  # telemetry must never fail the request
