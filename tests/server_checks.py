@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from opentelemetry.sdk.trace import Span
 
 from otel_correlate._capture import TelemetryCapture
 
@@ -28,3 +31,16 @@ def assert_unrecordable_exception_ended_the_request(otel_capture: TelemetryCaptu
     points = {p.name: p for p in otel_capture.metrics() if p.name.startswith("http.server.")}
     assert points["http.server.request.duration"].attributes["error.type"] == "_Mute"
     assert points["http.server.active_requests"].value == 0
+
+
+def span_attribute_updates(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Every ``set_attributes`` call an SDK span gets from now on (the attributes it was given)."""
+    updates: list[dict[str, Any]] = []
+    set_attributes = Span.set_attributes
+
+    def counted(self: Span, attributes: Any) -> None:
+        updates.append(dict(attributes))
+        set_attributes(self, attributes)
+
+    monkeypatch.setattr(Span, "set_attributes", counted)
+    return updates

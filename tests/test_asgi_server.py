@@ -19,6 +19,7 @@ from otel_correlate._capture import TelemetryCapture
 from tests.server_checks import (
     assert_served_untraced_after_one_warning,
     assert_unrecordable_exception_ended_the_request,
+    span_attribute_updates,
 )
 
 
@@ -76,16 +77,7 @@ def test_route_keys_reach_our_span_at_its_end_in_its_one_attribute_update(
     otel_capture: TelemetryCapture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The endpoint sees orderId at once; the span gets it with http.route when it ends, not in a call of its own."""
-    from opentelemetry.sdk.trace import Span
-
-    updates: list[dict[str, Any]] = []
-    set_attributes = Span.set_attributes
-
-    def counted(self: Span, attributes: Any) -> None:
-        updates.append(dict(attributes))
-        set_attributes(self, attributes)
-
-    monkeypatch.setattr(Span, "set_attributes", counted)
+    updates = span_attribute_updates(monkeypatch)
     app = FastAPI()
     seen: list[str | None] = []
 
