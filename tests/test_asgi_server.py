@@ -9,7 +9,7 @@ import threading
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.testclient import TestClient
 from opentelemetry.metrics import CallbackOptions
 
@@ -104,6 +104,51 @@ def test_route_keys_reach_our_span_at_its_end_in_its_one_attribute_update(
         ("http.route", "/orders/{order_id}"),
         ("http.response.status_code", 200),
     ]
+
+
+def test_routes_of_an_included_router_carry_their_keys_too(
+    otel_capture: TelemetryCapture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FastAPI runs an included router's routes through ``APIRoute.handle`` alone, past Starlette's."""
+    from otel_correlate import _context
+
+    entered: list[dict[str, str]] = []
+    with_keys = _context.with_keys
+    monkeypatch.setattr(
+        _context, "with_keys", lambda keys, *a: entered.append(dict(keys)) or with_keys(keys, *a)
+    )
+    router = APIRouter(prefix="/v1")
+    seen: list[str | None] = []
+    scopes: list[dict[str, Any]] = []
+
+    @router.get("/orders/{order_id}")
+    def get_order(order_id: str, request: Request) -> str:
+        seen.append(current_business_keys().get("orderId"))
+        scopes.append(request.scope)
+        return order_id
+
+    app = FastAPI()
+    app.include_router(router)
+
+    @app.get("/orders/{order_id}")
+    def get_app_order(order_id: str) -> str:
+        seen.append(current_business_keys().get("orderId"))
+        return order_id
+
+    client = TestClient(instrument_fastapi_app(app))
+    assert client.get("/orders/A-1").status_code == 200
+    otel_capture.clear()
+    assert client.get("/v1/orders/R-1").status_code == 200
+    [span] = otel_capture.spans()
+    assert (seen, span.attributes["orderId"], span.attributes["http.route"]) == (  # type: ignore[index]
+        ["A-1", "R-1"],
+        "R-1",
+        "/v1/orders/{order_id}",
+    )
+    # entered once per request, not once per wrapper (an app route runs both handles)
+    assert [k for k in entered if "orderId" in k] == [{"orderId": "A-1"}, {"orderId": "R-1"}]
+    # a scope kept after the request keeps nothing of the request's telemetry
+    assert _web.SCOPE_STATE not in scopes[0]
 
 
 def test_route_keys_reach_a_server_span_we_do_not_end_at_routing(otel_capture: TelemetryCapture) -> None:

@@ -222,7 +222,9 @@ class ServerTelemetryMiddleware:
         except Exception:  # telemetry must never fail the request
             await self.app(scope, receive, send)
             return
-        scope[_web.SCOPE_STATE] = state  # for the route wrapper (_fastapi.patch_route_params)
+        # for the route wrapper (_fastapi.patch_route_params); a mounted app traced by us sets its own
+        outer = scope.get(_web.SCOPE_STATE)
+        scope[_web.SCOPE_STATE] = state
         token = _context.attach(state.ctx)
         try:
             await self.app(scope, receive, state.send_wrapper(send))
@@ -236,6 +238,11 @@ class ServerTelemetryMiddleware:
                 pass
             finally:
                 _context.detach(token)
+                # a scope kept after the request (request.scope in a cache) keeps no span nor error
+                if outer is None:
+                    scope.pop(_web.SCOPE_STATE, None)
+                else:
+                    scope[_web.SCOPE_STATE] = outer
 
     def _start(self, scope: Scope) -> _RequestState:
         headers: dict[str, str] = {}

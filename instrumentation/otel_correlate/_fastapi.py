@@ -84,20 +84,16 @@ class RequestContextMiddleware:
 _ROUTE_PATCHED: dict[str, Any] = {}
 
 
-def patch_route_params() -> None:
-    """Make Starlette routes put configured path parameters (``order_id``) into the context.
+def _with_route_keys(original: Any, skip: type | None = None) -> Any:
+    """A route's ``handle`` that runs ``original`` with the route-parameter keys in the context.
 
-    Path parameters are known only once the router matched, so the keys are
-    attached around the matched route's handler: every span and log line of the
-    endpoint, and every downstream call, carries them.
+    ``skip``: a route class whose own ``handle`` is wrapped too (its keys are in already).
     """
-    if _ROUTE_PATCHED:
-        return
-    from starlette import routing
-
-    original = routing.Route.handle
 
     async def handle(self: Any, scope: Scope, receive: Receive, send: Send) -> None:
+        if skip is not None and isinstance(self, skip):
+            await original(self, scope, receive, send)
+            return
         ctx = None
         try:
             state = scope.get(_web.SCOPE_STATE)
@@ -119,8 +115,36 @@ def patch_route_params() -> None:
         finally:
             _context.detach(token)
 
-    routing.Route.handle = handle  # type: ignore[method-assign]
+    return handle
+
+
+def patch_route_params() -> None:
+    """Make Starlette and FastAPI routes put configured path parameters (``order_id``) into the context.
+
+    Path parameters are known only once the router matched, so the keys are
+    attached around the matched route's handler: every span and log line of the
+    endpoint, and every downstream call, carries them. FastAPI's ``APIRoute`` has a
+    ``handle`` of its own, which routes of an included ``APIRouter`` run without
+    reaching Starlette's, so both are wrapped.
+    """
+    if _ROUTE_PATCHED:
+        return
+    from starlette import routing
+
+    api_route: Any = None
+    try:
+        from fastapi.routing import APIRoute
+    except ImportError:  # Starlette without FastAPI
+        pass
+    else:
+        if "handle" in vars(APIRoute):
+            api_route = APIRoute
+    original = routing.Route.handle
+    routing.Route.handle = _with_route_keys(original, skip=api_route)  # type: ignore[method-assign]
     _ROUTE_PATCHED["original"] = original
+    if api_route is not None:
+        _ROUTE_PATCHED["api_original"] = api_route.handle
+        api_route.handle = _with_route_keys(api_route.handle)
 
 
 def _disable_native_telemetry(app: Any) -> None:
