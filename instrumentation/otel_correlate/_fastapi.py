@@ -96,14 +96,7 @@ def _with_route_keys(original: Any, skip: type | None = None) -> Any:
             return
         ctx = None
         try:
-            state = scope.get(_web.SCOPE_STATE)
-            if state is None:  # a server span we do not end (or none): it gets the keys now
-                ctx = _web.enter_route(scope.get("path_params"))
-            else:
-                keys = _web.keys_from_route(scope.get("path_params"))
-                if keys:
-                    state.route_keys = keys  # on our span when it ends, with http.route
-                    ctx = _context.with_keys(keys)
+            ctx = _web.enter_route(scope.get("path_params"), scope.get(_web.SCOPE_STATE))
         except Exception:  # telemetry must never fail the request
             ctx = None
         if ctx is None:

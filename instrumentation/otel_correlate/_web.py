@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
@@ -212,13 +213,21 @@ def request_keys(header_value: str | None, ctx: Context) -> dict[str, str]:
     return keys
 
 
-def enter_route(path_params: Mapping[str, object] | None) -> Context | None:
-    """The context to attach once routing found path parameters, or ``None`` when none apply."""
+def enter_route(path_params: Mapping[str, object] | None, request: Any = None) -> Context | None:
+    """The context to attach once routing found path parameters, or ``None`` when none apply.
+
+    ``request``: our server wrapper's state for the request (``_RequestState``); its span
+    gets the keys when it ends, in the attribute update it has then. Without it, the
+    current span (another instrumentation's) gets them now.
+    """
     keys = keys_from_route(path_params)
     if not keys:
         return None
     current = _context.current_context()
-    span = current.get(_SPAN_KEY)  # trace.get_current_span(current), read in place
-    if isinstance(span, trace.Span):
-        span.set_attributes(keys)
+    if request is not None:
+        request.route_keys = keys
+    else:
+        span = current.get(_SPAN_KEY)  # trace.get_current_span(current), read in place
+        if isinstance(span, trace.Span):
+            span.set_attributes(keys)
     return _context.with_keys(keys, current)

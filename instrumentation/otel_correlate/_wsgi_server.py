@@ -146,7 +146,7 @@ class ServerTelemetryWSGI:
             _context.detach(token)
         if streamed is None:
             return body
-        return _StreamedBody(body, state, environ, state.ctx if streamed is True else streamed)
+        return _StreamedBody(body, state, environ, streamed)
 
 
 def _finish(state: _RequestState, environ: dict[str, Any]) -> None:
@@ -225,6 +225,19 @@ class _StreamedBody:
             _finish(state, self._environ)
 
 
+def _mark_if_streamed(environ: dict[str, Any], response: Any) -> None:
+    """Mark a generator body: it runs after the app returned, while the server sends it, and the request ends with it.
+
+    It is made under the context current now (the request's, with the route keys once
+    found). Anything else (bytes, a file the server may sendfile) is done already.
+    """
+    try:
+        if type(response.response) is GeneratorType:
+            environ[_STREAMED] = _context.current_context()
+    except Exception:  # telemetry must never fail the request
+        pass
+
+
 def _request_getter() -> Callable[[], Any]:
     """The current Flask request, or None: from Flask's context variable, else its proxy."""
     try:
@@ -262,16 +275,13 @@ def _dispatch_with_route(app: Any) -> Callable[[], Any]:
         environ = request.environ if request is not None else None
         if environ is None or _STATE not in environ:
             return original()
-        token = route_ctx = None
+        token = None
         try:
             rule = request.url_rule
             if rule is not None:
                 environ[_ROUTE] = rule.rule
-            keys = _web.keys_from_route(request.view_args)
-            if keys:
-                # the span gets them when it ends, with http.route, in the one attribute update it has then
-                environ[_STATE].route_keys = keys
-                route_ctx = _context.with_keys(keys)
+            route_ctx = _web.enter_route(request.view_args, environ[_STATE])
+            if route_ctx is not None:
                 token = _context.attach(route_ctx)
         except Exception:  # telemetry must never fail the request
             pass
@@ -283,13 +293,7 @@ def _dispatch_with_route(app: Any) -> Callable[[], Any]:
             if token is not None:
                 environ[_TOKEN] = token  # detached when the request ends, after Flask's handle_exception
             raise
-        try:
-            # A generator body runs after the app returned, while the server sends it: the
-            # request ends with it. Anything else (bytes, a file the server may sendfile) is done.
-            if type(response.response) is GeneratorType:
-                environ[_STREAMED] = route_ctx if route_ctx is not None else True
-        except Exception:  # telemetry must never fail the request
-            pass
+        _mark_if_streamed(environ, response)
         if token is not None:
             _context.detach(token)
         return response
@@ -309,13 +313,10 @@ def _handle_exception_marking_streams(app: Any) -> Callable[[Exception], Any]:
 
     def handle_exception(e: Exception) -> Any:
         response = original(e)
-        try:
-            request = current_request()
-            environ = request.environ if request is not None else None
-            if environ is not None and _STATE in environ and type(response.response) is GeneratorType:
-                environ[_STREAMED] = _context.current_context()
-        except Exception:  # telemetry must never fail the request
-            pass
+        request = current_request()
+        environ = request.environ if request is not None else None
+        if environ is not None and _STATE in environ:
+            _mark_if_streamed(environ, response)
         return response
 
     return handle_exception
