@@ -1,0 +1,240 @@
+"""What each part of otel-correlate costs one request: each part switched off and on in turns, in one process.
+
+The server benchmark (``run.py``) says how much otel-correlate costs a request in
+all; the profiles (``serverprofile.py``) say where samples land, which is not the
+same thing: a part's cost also shows up in the code that runs after it (a span makes
+the log record carry trace ids, and the metrics offer it as an exemplar). Here the
+reference app runs in one process under ``opentelemetry-instrument``, as
+``inprocess.py`` runs it, and one part at a time is turned off for a block of
+requests and back on for the next, in alternating order; a part's cost is the
+median difference of process CPU per request between the pairs of blocks (the
+export threads' work included, as it happens). ``none`` switches nothing and shows
+the noise floor of the run::
+
+    OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 \\
+        .venv/bin/opentelemetry-instrument python benchmarks/ablation.py --framework flask
+
+The parts (see :data:`PARTS`) are switched through private attributes of the
+running pipeline, so this tool follows the package's internals: a part it cannot
+find is an error, never a silent zero. It prints one JSON object on stdout and,
+with ``--markdown``, a table on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import inprocess  # the same reference apps and request loops
+
+Switch = tuple[Callable[[], None], Callable[[], None]]  # (off, on)
+
+
+def _noop(*_args: Any, **_kwargs: Any) -> None:
+    return None
+
+
+def _replace(owner: Any, name: str, replacement: Any) -> Switch:
+    """Off: ``owner.name`` is ``replacement``; on: what it was (an instance attribute stays one)."""
+    if not hasattr(owner, name):
+        raise SystemExit(
+            f"ablation: {owner!r} has no {name!r}; the package changed, update benchmarks/ablation.py"
+        )
+    original = getattr(owner, name)
+    return (lambda: setattr(owner, name, replacement)), (lambda: setattr(owner, name, original))
+
+
+def _server_instruments(framework: str, app: Any) -> Any:
+    """The ``_Instruments`` of the app's server wrapper (loaded: the warm-up ran)."""
+    if framework == "flask":
+        found = getattr(app.wsgi_app, "_instruments", None)
+    else:
+        layer, found = app.middleware_stack, None
+        while layer is not None and found is None:
+            found = getattr(layer, "_instruments", None)
+            layer = getattr(layer, "app", None)
+    if found is None or found.tracer is None:
+        raise SystemExit(
+            "ablation: the app has no loaded otel-correlate server wrapper; run it under opentelemetry-instrument"
+        )
+    return found
+
+
+def _batch_processor(processors: Any) -> Any:
+    for processor in processors:
+        if hasattr(processor, "_batch_processor"):
+            return processor._batch_processor
+    raise SystemExit(f"ablation: no batch processor among {processors!r}; is the signal's exporter on?")
+
+
+def _switches(framework: str, app: Any, business_metric: Any) -> dict[str, tuple[str, Callable[[], Switch]]]:
+    from opentelemetry import _logs, metrics, trace
+    from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter
+
+    from otel_correlate import _logs as our_logs
+    from otel_correlate import _web
+
+    instruments = _server_instruments(framework, app)
+    tracer_provider: Any = trace.get_tracer_provider()
+    spans = tracer_provider._active_span_processor
+    logger_provider: Any = _logs.get_logger_provider()
+    meter_provider: Any = metrics.get_meter_provider()
+
+    def export(processors: Any) -> Switch:
+        exporter = _batch_processor(processors)._exporter
+        return _replace(exporter, "export", lambda batch: _success(exporter))
+
+    return {
+        "none": ("nothing (the run's noise floor)", lambda: (_noop, _noop)),
+        "server span": (
+            "the request's SERVER span, with all that follows from it (exemplars, trace ids on log records)",
+            lambda: _replace(instruments, "tracer", trace.NoOpTracer()),
+        ),
+        "span processors": (
+            "business keys on start, queueing and export at the end",
+            lambda: _replace(spans, "_span_processors", ()),
+        ),
+        "span export": (
+            "the span exporter's work on the export thread (encoding, HTTP)",
+            lambda: export(spans._span_processors),
+        ),
+        "log records": (
+            "loguru records to OpenTelemetry (the console line stays)",
+            lambda: _replace(our_logs, "_loguru_sink", _noop),
+        ),
+        "log export": (
+            "the log exporter's work on the export thread (scrubbing, encoding, HTTP)",
+            lambda: export(logger_provider._multi_log_record_processor._log_record_processors),
+        ),
+        "request duration": (
+            "the http.server.request.duration measurement",
+            lambda: _replace(instruments.duration, "record", _noop),
+        ),
+        "exemplars": (
+            "exemplars on the two measurements (trace_based filter)",
+            lambda: _replace(meter_provider._sdk_config, "exemplar_filter", AlwaysOffExemplarFilter()),
+        ),
+        "business metric": (
+            "the app's own counter (orders.lookups), recorded",
+            lambda: _replace(business_metric, "add", _noop),
+        ),
+        "request keys": (
+            "the requestId and baggage keys at the request's start",
+            lambda: _replace(_web, "request_keys", _noop),
+        ),
+        "route keys": (
+            "the route parameter keys (orderId from /orders/{order_id})",
+            lambda: _replace(_web, "enter_route", _noop),
+        ),
+    }
+
+
+def _success(exporter: Any) -> Any:
+    """The success value of the exporter's signal, without sending anything."""
+    if "log" in type(exporter).__name__.lower():
+        from opentelemetry.sdk._logs.export import LogExportResult
+
+        return LogExportResult.SUCCESS
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    return SpanExportResult.SUCCESS
+
+
+def measure(loop: Callable[[int], None], switch: Switch, pairs: int, block: int) -> list[float]:
+    """Per pair: CPU µs per request with the part on minus with it off; the order alternates."""
+    off, on = switch
+
+    def timed() -> float:
+        started = time.process_time()
+        loop(block)
+        return (time.process_time() - started) / block * 1e6
+
+    differences = []
+    try:
+        for pair in range(pairs):
+            if pair % 2:
+                off()
+                without = timed()
+                on()
+                with_part = timed()
+            else:
+                with_part = timed()
+                off()
+                without = timed()
+                on()
+            differences.append(with_part - without)
+    finally:
+        on()
+    return differences
+
+
+def summary(differences: list[float]) -> dict[str, float]:
+    ordered = sorted(differences)
+    quarter = len(ordered) // 4
+    return {
+        "us_per_request": round(statistics.median(ordered), 2),
+        "q1": round(ordered[quarter], 2),
+        "q3": round(ordered[-quarter - 1], 2),
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = [
+        f"| {result['framework']}: part switched off | what it covers | µs of CPU per request (median) | middle half |",
+        "| --- | --- | ---: | --- |",
+    ]
+    for name, part in result["parts"].items():
+        lines.append(
+            f"| {name} | {part['what']} | {part['us_per_request']:+.1f} | {part['q1']:+.1f} .. {part['q3']:+.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--framework", choices=("fastapi", "flask"), default="flask")
+    parser.add_argument("--parts", default="all", help="comma-separated part names, or all")
+    parser.add_argument("--pairs", type=int, default=40, help="on/off pairs of blocks per part")
+    parser.add_argument("--block", type=int, default=1000, help="requests per block")
+    parser.add_argument("--warmup", type=int, default=3000)
+    parser.add_argument("--cpu", type=int, default=0, help="the CPU every thread runs on (-1: unpinned)")
+    parser.add_argument("--markdown", action="store_true", help="also print a table on stderr")
+    args = parser.parse_args(argv)
+    if "opentelemetry.sdk.trace" not in sys.modules:
+        parser.error(
+            "run it under opentelemetry-instrument: there is nothing to switch off in a plain process"
+        )
+    if args.cpu >= 0:
+        inprocess._pin(args.cpu)
+    loop = inprocess._asgi_loop if args.framework == "fastapi" else inprocess._wsgi_loop
+    loop(args.warmup)
+    if args.framework == "fastapi":
+        import fastapi_app as module
+    else:
+        import flask_app as module  # type: ignore[no-redef]
+    switches = _switches(args.framework, module.app, module._lookups)
+    names = list(switches) if args.parts == "all" else [n.strip() for n in args.parts.split(",")]
+    unknown = [n for n in names if n not in switches]
+    if unknown:
+        parser.error(f"unknown parts {unknown}; the parts are: {', '.join(switches)}")
+    parts = {}
+    for name in names:
+        what, make = switches[name]
+        parts[name] = {"what": what, **summary(measure(loop, make(), args.pairs, args.block))}
+    result = {"framework": args.framework, "pairs": args.pairs, "block": args.block, "parts": parts}
+    print(json.dumps(result))
+    if args.markdown:
+        print(markdown(result), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

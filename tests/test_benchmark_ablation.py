@@ -1,0 +1,142 @@
+"""The ablation benchmark (benchmarks/ablation.py): how a part's cost is measured, and one real run of it."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PARTS = [
+    "none",
+    "server span",
+    "span processors",
+    "span export",
+    "log records",
+    "log export",
+    "request duration",
+    "exemplars",
+    "business metric",
+    "request keys",
+    "route keys",
+]
+
+
+def _ablation() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_ablation", ROOT / "benchmarks" / "ablation.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Part:
+    """A part that costs `work` loop steps per request while it is on."""
+
+    def __init__(self, work: int) -> None:
+        self.work = work
+        self.on = True
+        self.blocks: list[bool] = []  # per block: was the part on
+
+    def switch(self) -> tuple[Any, Any]:
+        return (lambda: setattr(self, "on", False)), (lambda: setattr(self, "on", True))
+
+    def loop(self, requests: int) -> None:
+        self.blocks.append(self.on)
+        for _ in range(requests):
+            if self.on:
+                for _step in range(self.work):
+                    pass
+
+
+def test_a_part_costs_what_its_blocks_with_it_cost_more_and_the_order_alternates() -> None:
+    ablation = _ablation()
+    part = _Part(work=3000)
+    differences = ablation.measure(part.loop, part.switch(), pairs=4, block=20)
+    assert len(differences) == 4
+    assert all(d > 0 for d in differences), differences  # with the part minus without it
+    # on first in even pairs, off first in odd ones; switched back on at the end
+    assert part.blocks == [True, False, False, True, True, False, False, True]
+    assert part.on is True
+
+
+def test_a_part_is_switched_back_on_when_a_block_fails() -> None:
+    ablation = _ablation()
+    part = _Part(work=0)
+
+    def failing(requests: int) -> None:
+        if not part.on:
+            raise RuntimeError("the app failed with the part off")
+
+    with pytest.raises(RuntimeError):
+        ablation.measure(failing, part.switch(), pairs=2, block=1)
+    assert part.on is True
+
+
+def test_replace_switches_an_attribute_off_and_back_and_names_a_missing_one() -> None:
+    ablation = _ablation()
+
+    class Owner:
+        tracer = "real"
+
+    owner = Owner()
+    off, on = ablation._replace(owner, "tracer", "noop")
+    off()
+    assert owner.tracer == "noop"
+    on()
+    assert owner.tracer == "real"
+    with pytest.raises(SystemExit, match=r"has no 'meter'.*update benchmarks/ablation.py"):
+        ablation._replace(owner, "meter", None)
+
+
+def test_summary_is_the_median_and_middle_half() -> None:
+    assert _ablation().summary([5.0, -1.0, 3.0, 9.0, 1.0, 7.0, 2.0, 4.0]) == {
+        "us_per_request": 3.5,
+        "q1": 2.0,
+        "q3": 5.0,
+    }
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("framework", ["fastapi", "flask"])
+def test_every_part_is_found_switched_and_reported_in_a_real_instrumented_process(framework: str) -> None:
+    """Shape only (no timing): each part exists in the running pipeline, or the tool exits with an error."""
+    instrument = str(Path(sys.executable).with_name("opentelemetry-instrument"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    # an endpoint nothing listens on: the batch processors and exporters exist, exports fail fast
+    env.update(OTEL_SERVICE_NAME="ablation", OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9")
+    bench = [str(ROOT / "benchmarks" / "ablation.py"), "--framework", framework]
+    bench += ["--pairs", "2", "--block", "20", "--warmup", "50", "--markdown"]
+    done = subprocess.run(
+        [instrument, sys.executable, *bench], capture_output=True, text=True, timeout=180, env=env
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (result["framework"], result["pairs"], result["block"]) == (framework, 2, 20)
+    assert list(result["parts"]) == PARTS
+    for name, part in result["parts"].items():
+        assert set(part) == {"what", "us_per_request", "q1", "q3"}, name
+        assert part["q1"] <= part["q3"], (name, part)
+    rows = [line for line in done.stderr.splitlines() if line.startswith("| ")]
+    assert len(rows) == 2 + len(PARTS)  # header, rule, one row per part
+    assert rows[2].startswith("| none | nothing")
+
+
+@pytest.mark.e2e
+def test_a_plain_process_is_refused_with_what_to_do() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "ablation.py"), "--pairs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 2
+    assert "run it under opentelemetry-instrument" in done.stderr
