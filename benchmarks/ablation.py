@@ -52,16 +52,16 @@ def _replace(owner: Any, name: str, replacement: Any) -> Switch:
     return (lambda: setattr(owner, name, replacement)), (lambda: setattr(owner, name, original))
 
 
-def _server_instruments(framework: str, app: Any) -> Any:
-    """The ``_Instruments`` of the app's server wrapper (loaded: the warm-up ran)."""
+def _server_wrapper(framework: str, app: Any) -> Any:
+    """The app's otel-correlate server wrapper, its instruments loaded (the warm-up ran)."""
     if framework == "flask":
-        found = getattr(app.wsgi_app, "_instruments", None)
+        found = app.wsgi_app if hasattr(app.wsgi_app, "_instruments") else None
     else:
         layer, found = app.middleware_stack, None
         while layer is not None and found is None:
-            found = getattr(layer, "_instruments", None)
+            found = layer if hasattr(layer, "_instruments") else None
             layer = getattr(layer, "app", None)
-    if found is None or found.tracer is None:
+    if found is None or found._instruments.tracer is None:
         raise SystemExit(
             "ablation: the app has no loaded otel-correlate server wrapper; run it under opentelemetry-instrument"
         )
@@ -82,7 +82,8 @@ def _switches(framework: str, app: Any, business_metric: Any) -> dict[str, tuple
     from otel_correlate import _logs as our_logs
     from otel_correlate import _web
 
-    instruments = _server_instruments(framework, app)
+    wrapper = _server_wrapper(framework, app)
+    instruments = wrapper._instruments
     tracer_provider: Any = trace.get_tracer_provider()
     spans = tracer_provider._active_span_processor
     logger_provider: Any = _logs.get_logger_provider()
@@ -94,6 +95,10 @@ def _switches(framework: str, app: Any, business_metric: Any) -> dict[str, tuple
 
     return {
         "none": ("nothing (the run's noise floor)", lambda: (_noop, _noop)),
+        "server wrapper": (
+            "the whole server wrapper: span, keys, HTTP metrics (the request passes through untraced)",
+            lambda: _replace(wrapper, "_traced", False),
+        ),
         "server span": (
             "the request's SERVER span, with all that follows from it (exemplars, trace ids on log records)",
             lambda: _replace(instruments, "tracer", trace.NoOpTracer()),

@@ -15,6 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = [
     "none",
+    "server wrapper",
     "server span",
     "span processors",
     "span export",
