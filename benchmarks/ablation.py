@@ -52,6 +52,18 @@ def _replace(owner: Any, name: str, replacement: Any) -> Switch:
     return (lambda: setattr(owner, name, replacement)), (lambda: setattr(owner, name, original))
 
 
+def _together(*switches: Switch) -> Switch:
+    def off() -> None:
+        for switch_off, _on in switches:
+            switch_off()
+
+    def on() -> None:
+        for _off, switch_on in reversed(switches):
+            switch_on()
+
+    return off, on
+
+
 def _server_wrapper(framework: str, app: Any) -> Any:
     """The app's otel-correlate server wrapper, its instruments loaded (the warm-up ran)."""
     if framework == "flask":
@@ -96,8 +108,9 @@ def _switches(framework: str, app: Any, business_metric: Any) -> dict[str, tuple
     return {
         "none": ("nothing (the run's noise floor)", lambda: (_noop, _noop)),
         "server wrapper": (
-            "the whole server wrapper: span, keys, HTTP metrics (the request passes through untraced)",
-            lambda: _replace(wrapper, "_traced", False),
+            "the whole server wrapper: span, keys, route keys, HTTP metrics (the request passes through untraced)",
+            # FastAPI's route keys come from its patched route handler, outside the middleware
+            lambda: _together(_replace(wrapper, "_traced", False), _replace(_web, "enter_route", _noop)),
         ),
         "server span": (
             "the request's SERVER span, with all that follows from it (exemplars, trace ids on log records)",
@@ -108,12 +121,12 @@ def _switches(framework: str, app: Any, business_metric: Any) -> dict[str, tuple
             lambda: _replace(spans, "_span_processors", ()),
         ),
         "span export": (
-            "the span exporter's work on the export thread (encoding, HTTP)",
+            "the span exporter's work on the export thread (scrubbing, encoding, HTTP)",
             lambda: export(spans._span_processors),
         ),
         "log records": (
             "loguru records to OpenTelemetry (the console line stays)",
-            lambda: _replace(our_logs, "_loguru_sink", _noop),
+            lambda: _replace(our_logs, "_loguru_sink", _noop) if _console_exports() else _no_console(),
         ),
         "log export": (
             "the log exporter's work on the export thread (scrubbing, encoding, HTTP)",
@@ -142,6 +155,31 @@ def _switches(framework: str, app: Any, business_metric: Any) -> dict[str, tuple
     }
 
 
+def _console_exports() -> bool:
+    """Whether one loguru handler prints and exports: it looks ``_logs._loguru_sink`` up per record."""
+    from otel_correlate import _logs as our_logs
+
+    state = our_logs._LOGURU_STATE
+    return state["otel"] is not None and state["otel"] == state["console"]
+
+
+def _no_console() -> Switch:
+    raise SystemExit(
+        "ablation: the 'log records' part needs the console line on (OTEL_CORRELATE_CONSOLE_LOG unset or true): "
+        "without it loguru holds the export sink itself and switching it off would measure nothing"
+    )
+
+
+def _flush_spans_and_logs() -> None:
+    """Export the queued spans and log records now (metrics keep their own interval)."""
+    from opentelemetry import _logs, trace
+
+    for provider in (trace.get_tracer_provider(), _logs.get_logger_provider()):
+        flush = getattr(provider, "force_flush", None)
+        if flush is not None:
+            flush()
+
+
 def _success(exporter: Any) -> Any:
     """The success value of the exporter's signal, without sending anything."""
     if "log" in type(exporter).__name__.lower():
@@ -153,13 +191,134 @@ def _success(exporter: Any) -> Any:
     return SpanExportResult.SUCCESS
 
 
-def measure(loop: Callable[[int], None], switch: Switch, pairs: int, block: int) -> list[float]:
-    """Per pair: CPU µs per request with the part on minus with it off; the order alternates."""
+#: what switching each part off must change in what one request leaves behind (see :func:`effects`)
+EXPECTED: dict[str, set[str]] = {
+    "none": set(),
+    "server wrapper": {"spans", "span keys", "log keys", "recorded"},
+    "server span": {"spans", "log trace"},
+    "span processors": {"spans"},
+    "span export": {"span exports"},
+    "log records": {"logs"},
+    "log export": {"log exports"},
+    "request duration": {"recorded"},
+    "exemplars": {"exemplars"},
+    "business metric": {"recorded"},
+    "request keys": {"span keys", "log keys"},
+    "route keys": {"span keys", "log keys"},
+}
+
+
+class _Effects:
+    """Reads what one request leaves behind in the running pipeline: queued spans and log
+    records with their keys, measurements recorded, exports made, the exemplar decision."""
+
+    def __init__(self) -> None:
+        from opentelemetry import _logs, metrics, trace
+
+        from otel_correlate import _fastsdk
+
+        self._fastsdk = _fastsdk
+        spans = trace.get_tracer_provider()._active_span_processor._span_processors  # type: ignore[attr-defined]
+        logs = _logs.get_logger_provider()._multi_log_record_processor._log_record_processors  # type: ignore[attr-defined]
+        self._span_batch = _batch_processor(spans)
+        self._log_batch = _batch_processor(logs)
+        self._config = metrics.get_meter_provider()._sdk_config  # type: ignore[attr-defined]
+        self.exports = {"span exports": 0, "log exports": 0}
+        self.recorded: list[str] = []
+        for kind, batch in (("span exports", self._span_batch), ("log exports", self._log_batch)):
+            inner = batch._exporter._inner  # behind the exporter the part replaces: counted only when it ran
+            inner.export = self._counting(kind, inner.export)
+        native = _fastsdk._NATIVE_RECORD
+        if native is None:
+            raise SystemExit(
+                "ablation --check: the C extension's record is not loaded; build it (./run setup)"
+            )
+
+        def record(instrument: Any, *args: Any) -> Any:
+            self.recorded.append(instrument.name)
+            return native(instrument, *args)
+
+        _fastsdk._NATIVE_RECORD = record
+
+    def _counting(self, kind: str, export: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        def counted(batch: Any) -> Any:
+            self.exports[kind] += 1
+            return export(batch)
+
+        return counted
+
+    def __call__(self, loop: Callable[[int], None]) -> dict[str, Any]:
+        from opentelemetry import trace
+        from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+        _flush_spans_and_logs()
+        self.exports.update(dict.fromkeys(self.exports, 0))
+        self.recorded.clear()
+        loop(1)
+        spans, logs = list(self._span_batch._queue), list(self._log_batch._queue)
+        _flush_spans_and_logs()
+        keys = ("requestId", "orderId")
+        sampled = trace.set_span_in_context(NonRecordingSpan(SpanContext(1, 1, False, TraceFlags(1))))
+        return {
+            "spans": len(spans),
+            "logs": len(logs),
+            "span keys": sorted(k for s in spans for k in keys if k in (s.attributes or {})),
+            "log keys": sorted(k for r in logs for k in keys if k in (r.attributes or {})),
+            "log trace": [bool(r.trace_id) for r in logs],
+            "recorded": sorted(self.recorded),
+            **self.exports,
+            "exemplars": bool(self._config.exemplar_filter.should_sample(1.0, 0, {}, sampled)),
+        }
+
+
+def check(
+    loop: Callable[[int], None], switches: dict[str, tuple[str, Callable[[], Switch]]]
+) -> dict[str, Any]:
+    """Per part: what one request leaves behind with the part on, off, and on again.
+
+    A part passes when switching it off changes what :data:`EXPECTED` names (and
+    ``none`` changes nothing), and switching it on again brings back all of it.
+    """
+    effects = _Effects()
+    report = {}
+    for name, (_what, make) in switches.items():
+        off, on = make()
+        before = effects(loop)
+        off()
+        try:
+            without = effects(loop)
+        finally:
+            on()
+        after = effects(loop)
+        changed = sorted(k for k in before if before[k] != without[k])
+        expected = EXPECTED[name]
+        report[name] = {
+            "changed": changed,
+            "ok": (set(changed) >= expected and (expected or not changed)) and after == before,
+            "on": before,
+            "off": without,
+        }
+    return report
+
+
+def measure(
+    loop: Callable[[int], None],
+    switch: Switch,
+    pairs: int,
+    block: int,
+    flush: Callable[[], None] = _noop,
+) -> list[float]:
+    """Per pair: CPU µs per request with the part on minus with it off; the order alternates.
+
+    ``flush`` runs inside each block's clock: the spans and log records a block queued
+    are exported in that block, not in the next one (whose part may be switched off).
+    """
     off, on = switch
 
     def timed() -> float:
         started = time.process_time()
         loop(block)
+        flush()
         return (time.process_time() - started) / block * 1e6
 
     differences = []
@@ -212,6 +371,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3000)
     parser.add_argument("--cpu", type=int, default=0, help="the CPU every thread runs on (-1: unpinned)")
     parser.add_argument("--markdown", action="store_true", help="also print a table on stderr")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="only check that each part switches off what it names, and back on",
+    )
     args = parser.parse_args(argv)
     if "opentelemetry.sdk.trace" not in sys.modules:
         parser.error(
@@ -230,10 +394,21 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in switches]
     if unknown:
         parser.error(f"unknown parts {unknown}; the parts are: {', '.join(switches)}")
+    if args.check:
+        report = check(loop, {name: switches[name] for name in names})
+        print(json.dumps({"framework": args.framework, "check": report}))
+        failed = [name for name, part in report.items() if not part["ok"]]
+        if failed:
+            print(
+                f"ablation --check: these parts do not switch what they name: {', '.join(failed)}",
+                file=sys.stderr,
+            )
+        return 1 if failed else 0
     parts = {}
     for name in names:
         what, make = switches[name]
-        parts[name] = {"what": what, **summary(measure(loop, make(), args.pairs, args.block))}
+        differences = measure(loop, make(), args.pairs, args.block, _flush_spans_and_logs)
+        parts[name] = {"what": what, **summary(differences)}
     result = {"framework": args.framework, "pairs": args.pairs, "block": args.block, "parts": parts}
     print(json.dumps(result))
     if args.markdown:

@@ -7,12 +7,14 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+COLLECTOR = Path.home() / ".cache" / "otel-correlate" / "bin" / "otelcol-correlate"
 PARTS = [
     "none",
     "server wrapper",
@@ -104,29 +106,97 @@ def test_summary_is_the_median_and_middle_half() -> None:
     }
 
 
-@pytest.mark.e2e
-@pytest.mark.parametrize("framework", ["fastapi", "flask"])
-def test_every_part_is_found_switched_and_reported_in_a_real_instrumented_process(framework: str) -> None:
-    """Shape only (no timing): each part exists in the running pipeline, or the tool exits with an error."""
+@pytest.fixture(scope="module")
+def collector() -> Iterator[str]:
+    """The benchmark's collector (our build, discarding what it gets): the OTLP/HTTP endpoint."""
+    if not COLLECTOR.exists():
+        pytest.skip("the collector is not built (./run setup builds it)")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import run
+
+    run.PORTS.update({name: 26100 + offset for name, offset in run.PORT_OFFSETS.items()})
+    with run.collector():
+        yield f"http://127.0.0.1:{run.PORTS['http']}"
+
+
+def _instrumented(framework: str, endpoint: str, *options: str) -> subprocess.CompletedProcess[str]:
     instrument = str(Path(sys.executable).with_name("opentelemetry-instrument"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    # an endpoint nothing listens on: the batch processors and exporters exist, exports fail fast
-    env.update(OTEL_SERVICE_NAME="ablation", OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9")
-    bench = [str(ROOT / "benchmarks" / "ablation.py"), "--framework", framework]
-    bench += ["--pairs", "2", "--block", "20", "--warmup", "50", "--markdown"]
-    done = subprocess.run(
+    env.update(OTEL_SERVICE_NAME="ablation", OTEL_EXPORTER_OTLP_ENDPOINT=endpoint)
+    bench = [str(ROOT / "benchmarks" / "ablation.py"), "--framework", framework, "--warmup", "50", *options]
+    return subprocess.run(
         [instrument, sys.executable, *bench], capture_output=True, text=True, timeout=180, env=env
     )
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("framework", ["fastapi", "flask"])
+def test_every_part_is_found_switched_and_reported_in_a_real_instrumented_process(
+    framework: str, collector: str
+) -> None:
+    """Shape only (no timing): each part exists in the running pipeline, or the tool exits with an error."""
+    done = _instrumented(framework, collector, "--pairs", "2", "--block", "20", "--markdown")
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert (result["framework"], result["pairs"], result["block"]) == (framework, 2, 20)
     assert list(result["parts"]) == PARTS
     for name, part in result["parts"].items():
         assert set(part) == {"what", "us_per_request", "q1", "q3"}, name
-        assert part["q1"] <= part["q3"], (name, part)
     rows = [line for line in done.stderr.splitlines() if line.startswith("| ")]
     assert len(rows) == 2 + len(PARTS)  # header, rule, one row per part
     assert rows[2].startswith("| none | nothing")
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("framework", ["fastapi", "flask"])
+def test_each_part_switches_off_what_it_names_and_back_on(framework: str, collector: str) -> None:
+    """--check: one request with each part on, off and on again, read from the running pipeline."""
+    done = _instrumented(framework, collector, "--check")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])["check"]
+    assert list(report) == PARTS
+    on = report["none"]["on"]
+    # with every part on, one request leaves one span and one log record, both with both keys
+    assert (on["spans"], on["logs"], on["log trace"]) == (1, 1, [True])
+    assert on["span keys"] == on["log keys"] == ["orderId", "requestId"]
+    assert on["recorded"] == ["http.server.request.duration", "orders.lookups"]
+    assert (on["span exports"], on["log exports"], on["exemplars"]) == (1, 1, True)
+    assert report["none"]["changed"] == []
+    off = {name: part["off"] for name, part in report.items()}
+    assert (off["server wrapper"]["spans"], off["server wrapper"]["log keys"]) == (0, [])
+    assert off["server wrapper"]["recorded"] == ["orders.lookups"]
+    assert (off["server span"]["spans"], off["server span"]["log trace"]) == (0, [False])
+    assert off["span processors"]["spans"] == 0
+    assert off["span export"]["span exports"] == 0 and off["span export"]["spans"] == 1
+    assert off["log records"]["logs"] == 0
+    assert off["log export"]["log exports"] == 0 and off["log export"]["logs"] == 1
+    assert off["request duration"]["recorded"] == ["orders.lookups"]
+    assert off["exemplars"]["exemplars"] is False
+    assert off["business metric"]["recorded"] == ["http.server.request.duration"]
+    assert off["request keys"]["span keys"] == off["request keys"]["log keys"] == ["orderId"]
+    assert off["route keys"]["span keys"] == off["route keys"]["log keys"] == ["requestId"]
+    for name, part in report.items():
+        assert part["ok"], (name, part)
+
+
+def test_check_fails_a_part_that_changes_nothing() -> None:
+    ablation = _ablation()
+    requests: list[int] = []
+    part = _Part(work=0)
+
+    class Effects:
+        def __call__(self, loop: Any) -> dict[str, Any]:
+            loop(1)
+            requests.append(1)
+            return {"spans": 1, "logs": 1}
+
+    ablation._Effects = Effects
+    report = ablation.check(
+        part.loop, {"log records": ("what", part.switch), "none": ("nothing", part.switch)}
+    )
+    assert report["log records"]["ok"] is False and report["log records"]["changed"] == []
+    assert report["none"]["ok"] is True  # nothing expected, nothing changed
+    assert len(requests) == 6 and part.on is True
 
 
 @pytest.mark.e2e
