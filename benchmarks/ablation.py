@@ -12,9 +12,9 @@ export threads' work included, as it happens). ``none`` switches nothing and sho
 the noise floor of the run::
 
     OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 \\
-        .venv/bin/opentelemetry-instrument python benchmarks/ablation.py --framework flask
+        .venv/bin/opentelemetry-instrument .venv/bin/python benchmarks/ablation.py --framework flask
 
-The parts (see :data:`PARTS`) are switched through private attributes of the
+The parts (see :func:`_switches`) are switched through private attributes of the
 running pipeline, so this tool follows the package's internals: a part it cannot
 find is an error, never a silent zero. It prints one JSON object on stdout and,
 with ``--markdown``, a table on stderr.
@@ -89,7 +89,9 @@ def _batch_processor(processors: Any) -> Any:
 
 def _switches(framework: str, app: Any, business_metric: Any) -> dict[str, tuple[str, Callable[[], Switch]]]:
     from opentelemetry import _logs, metrics, trace
+    from opentelemetry.sdk._logs.export import LogExportResult
     from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter
+    from opentelemetry.sdk.trace.export import SpanExportResult
 
     from otel_correlate import _logs as our_logs
     from otel_correlate import _web
@@ -101,9 +103,8 @@ def _switches(framework: str, app: Any, business_metric: Any) -> dict[str, tuple
     logger_provider: Any = _logs.get_logger_provider()
     meter_provider: Any = metrics.get_meter_provider()
 
-    def export(processors: Any) -> Switch:
-        exporter = _batch_processor(processors)._exporter
-        return _replace(exporter, "export", lambda batch: _success(exporter))
+    def export(processors: Any, success: Any) -> Switch:
+        return _replace(_batch_processor(processors)._exporter, "export", lambda batch: success)
 
     return {
         "none": ("nothing (the run's noise floor)", lambda: (_noop, _noop)),
@@ -122,7 +123,7 @@ def _switches(framework: str, app: Any, business_metric: Any) -> dict[str, tuple
         ),
         "span export": (
             "the span exporter's work on the export thread (scrubbing, encoding, HTTP)",
-            lambda: export(spans._span_processors),
+            lambda: export(spans._span_processors, SpanExportResult.SUCCESS),
         ),
         "log records": (
             "loguru records to OpenTelemetry (the console line stays)",
@@ -130,7 +131,9 @@ def _switches(framework: str, app: Any, business_metric: Any) -> dict[str, tuple
         ),
         "log export": (
             "the log exporter's work on the export thread (scrubbing, encoding, HTTP)",
-            lambda: export(logger_provider._multi_log_record_processor._log_record_processors),
+            lambda: export(
+                logger_provider._multi_log_record_processor._log_record_processors, LogExportResult.SUCCESS
+            ),
         ),
         "request duration": (
             "the http.server.request.duration measurement",
@@ -172,26 +175,10 @@ def _no_console() -> Switch:
 
 def _flush_spans_and_logs() -> None:
     """Export the queued spans and log records now (metrics keep their own interval)."""
-    from opentelemetry import _logs, trace
-
-    for provider in (trace.get_tracer_provider(), _logs.get_logger_provider()):
-        flush = getattr(provider, "force_flush", None)
-        if flush is not None:
-            flush()
+    inprocess._flush(metrics_too=False)
 
 
-def _success(exporter: Any) -> Any:
-    """The success value of the exporter's signal, without sending anything."""
-    if "log" in type(exporter).__name__.lower():
-        from opentelemetry.sdk._logs.export import LogExportResult
-
-        return LogExportResult.SUCCESS
-    from opentelemetry.sdk.trace.export import SpanExportResult
-
-    return SpanExportResult.SUCCESS
-
-
-#: what switching each part off must change in what one request leaves behind (see :func:`effects`)
+#: what switching each part off must change in what one request leaves behind (see :class:`_Effects`)
 EXPECTED: dict[str, set[str]] = {
     "none": set(),
     "server wrapper": {"spans", "span keys", "log keys", "recorded"},
@@ -217,7 +204,6 @@ class _Effects:
 
         from otel_correlate import _fastsdk
 
-        self._fastsdk = _fastsdk
         spans = trace.get_tracer_provider()._active_span_processor._span_processors  # type: ignore[attr-defined]
         logs = _logs.get_logger_provider()._multi_log_record_processor._log_record_processors  # type: ignore[attr-defined]
         self._span_batch = _batch_processor(spans)

@@ -103,11 +103,17 @@ def _wsgi_loop(requests: int) -> None:
         getattr(body, "close", lambda: None)()
 
 
-def _flush() -> None:
-    """Export what the requests produced, so the export threads' work is inside the measurement."""
+def _flush(*, metrics_too: bool = True) -> None:
+    """Export what the requests produced, so the export threads' work is inside the measurement.
+
+    ``metrics_too=False`` leaves the metrics to their own export interval (only spans and logs).
+    """
     from opentelemetry import _logs, metrics, trace
 
-    for provider in (trace.get_tracer_provider(), _logs.get_logger_provider(), metrics.get_meter_provider()):
+    providers = [trace.get_tracer_provider(), _logs.get_logger_provider()]
+    if metrics_too:
+        providers.append(metrics.get_meter_provider())
+    for provider in providers:
         flush = getattr(provider, "force_flush", None)
         if flush is not None:
             flush()

@@ -261,9 +261,8 @@ def _dispatch_with_route(app: Any) -> Callable[[], Any]:
     wrapper records ``http.route`` and the route-parameter keys for the span's end,
     puts the keys in the context for the user's ``before_request`` hooks, the view
     and its ``after_request`` hooks, and hands an exception no error handler took
-    to the span. When one
-    escapes, the keys stay attached until the request ends, so Flask's error log
-    line and the app's 500 handler still carry them. Replacing the method on the
+    to the span. When one escapes, the keys stay attached until the request ends, so
+    Flask's error log line and the app's 500 handler still carry them. Replacing the method on the
     app instance costs one call per request; a request hook costs Flask's
     coroutine check and two context-local lookups per hook.
     """
