@@ -13,7 +13,13 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.testclient import TestClient
 from opentelemetry.metrics import CallbackOptions
 
-from otel_correlate import _asgi_server, _web, current_business_keys, instrument_fastapi_app
+from otel_correlate import (
+    _asgi_server,
+    _web,
+    business_context,
+    current_business_keys,
+    instrument_fastapi_app,
+)
 from otel_correlate._asgi_server import _ActiveRequests
 from otel_correlate._capture import TelemetryCapture
 from tests.server_checks import (
@@ -113,9 +119,12 @@ def test_routes_of_an_included_router_carry_their_keys_too(
     from otel_correlate import _context
 
     entered: list[dict[str, str]] = []
-    with_keys = _context.with_keys
+    with_keys, in_place = _context.with_keys, _context.add_keys_in_place
     monkeypatch.setattr(
         _context, "with_keys", lambda keys, *a: entered.append(dict(keys)) or with_keys(keys, *a)
+    )
+    monkeypatch.setattr(
+        _context, "add_keys_in_place", lambda ctx, keys: entered.append(dict(keys)) or in_place(ctx, keys)
     )
     router = APIRouter(prefix="/v1")
     seen: list[str | None] = []
@@ -149,6 +158,30 @@ def test_routes_of_an_included_router_carry_their_keys_too(
     assert [k for k in entered if "orderId" in k] == [{"orderId": "A-1"}, {"orderId": "R-1"}]
     # a scope kept after the request keeps nothing of the request's telemetry
     assert _web.SCOPE_STATE not in scopes[0]
+
+
+def test_route_keys_under_a_middleware_that_attached_its_own_context(otel_capture: TelemetryCapture) -> None:
+    """The keys join the request's context in place only while the request runs in it; else they are attached."""
+    seen: list[tuple[str, Any]] = []
+    app = FastAPI()
+
+    @app.middleware("http")
+    async def tenant(request: Request, call_next: Any) -> Any:
+        with business_context(orderId="M-1"):
+            response = await call_next(request)
+            seen.append(("middleware, after", dict(current_business_keys()).get("orderId")))
+        return response
+
+    @app.get("/orders/{order_id}")
+    def get_order(order_id: str) -> str:
+        seen.append(("route", dict(current_business_keys()).get("orderId")))
+        return order_id
+
+    client = TestClient(instrument_fastapi_app(app))
+    assert client.get("/orders/A-5", headers={"X-Request-ID": "r-5"}).status_code == 200
+    assert seen == [("route", "A-5"), ("middleware, after", "M-1")]
+    [span] = otel_capture.spans()
+    assert (span.attributes["orderId"], span.attributes["requestId"]) == ("A-5", "r-5")  # type: ignore[index]
 
 
 def test_route_keys_reach_a_server_span_we_do_not_end_at_routing(otel_capture: TelemetryCapture) -> None:

@@ -155,6 +155,10 @@ def _app_with_hooks(seen: list[tuple[str, Any]]) -> Any:
         seen.append(("after", dict(current_business_keys()).get("orderId")))
         return response
 
+    @app.teardown_request
+    def teardown(exc: BaseException | None) -> None:
+        seen.append(("teardown", dict(current_business_keys()).get("orderId")))
+
     @app.errorhandler(KeyError)
     def missing(exc: KeyError) -> tuple[str, int]:
         return "no such order", 404
@@ -172,10 +176,15 @@ def _app_with_hooks(seen: list[tuple[str, Any]]) -> Any:
 
 def test_route_keys_reach_the_apps_own_request_hooks(otel_capture: TelemetryCapture) -> None:
     seen: list[tuple[str, Any]] = []
-    assert _app_with_hooks(seen).get("/orders/A-7").status_code == 200
-    assert seen == [("before", "A-7"), ("after", "A-7")]
+    client = _app_with_hooks(seen)
+    assert client.get("/orders/A-7").status_code == 200
+    # the teardown hooks run after the dispatch: the keys stay the request's until it ends
+    assert seen == [("before", "A-7"), ("after", "A-7"), ("teardown", "A-7")]
     [span] = otel_capture.spans()
     assert (span.attributes["orderId"], span.attributes["http.route"]) == ("A-7", "/orders/<order_id>")
+    seen.clear()
+    assert client.get("/nowhere").status_code == 404  # the next request starts without them
+    assert (seen, current_business_keys()) == ([("before", None), ("after", None), ("teardown", None)], {})
 
 
 def test_exceptions_the_app_handles_are_not_errors(otel_capture: TelemetryCapture) -> None:

@@ -331,6 +331,7 @@ class _RequestState:
         "ctx",
         "error",
         "instruments",
+        "keys_owned",
         "method",
         "request_id_header",
         "response_size",
@@ -397,6 +398,8 @@ class _RequestState:
                 self.request_id_header = (header_name, keys[_context.REQUEST_ID_KEY].encode("latin-1"))
             except Exception:  # as above
                 ctx = None
+        #: the context's keys were made for this request alone: routing may add to them in place
+        self.keys_owned = ctx is not None
         self.ctx = ctx if ctx is not None else trace.set_span_in_context(self.span, parent)
         self.status: int | None = None
         self.response_size: int | None = None

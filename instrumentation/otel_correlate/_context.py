@@ -190,6 +190,24 @@ def with_keys(
     return Context(values)
 
 
+def add_keys_in_place(ctx: Context, updates: Mapping[str, str]) -> bool:
+    """Add validated keys to a request's own context, in place; ``False`` when it has no keys of its own.
+
+    Only for the context a server wrapper made with :func:`with_keys` for one request
+    (the request's state says so): its two mappings were copied for that request alone
+    and nothing else holds them, so the keys found at routing join the context the
+    request already runs in, without a second context to attach and detach. They stay
+    for the rest of the request, as the route's path stays the request's.
+    """
+    keys: Any = ctx.get(KEYS_CONTEXT)
+    entries: Any = ctx.get(_BAGGAGE_KEY)
+    if type(keys) is not dict or type(entries) is not dict:
+        return False
+    keys.update(updates)
+    entries.update(updates)
+    return True
+
+
 def promote_inbound(ctx: Context | None = None) -> tuple[dict[str, str], list[tuple[str, str]]]:
     """Allowlisted, valid business keys found in the (inbound) baggage of ``ctx``.
 

@@ -214,11 +214,13 @@ def request_keys(header_value: str | None, ctx: Context) -> dict[str, str]:
 
 
 def enter_route(path_params: Mapping[str, object] | None, request: Any = None) -> Context | None:
-    """The context to attach once routing found path parameters, or ``None`` when none apply.
+    """The context to attach once routing found path parameters, or ``None`` when there is none to attach.
 
     ``request``: our server wrapper's state for the request (``_RequestState``); its span
-    gets the keys when it ends, in the attribute update it has then. Without it, the
-    current span (another instrumentation's) gets them now.
+    gets the keys when it ends, in the attribute update it has then. When the request
+    still runs in the context the wrapper made for it, the keys join that context in
+    place (:func:`_context.add_keys_in_place`) and there is nothing to attach. Without
+    ``request``, the current span (another instrumentation's) gets them now.
     """
     keys = keys_from_route(path_params)
     if not keys:
@@ -226,6 +228,8 @@ def enter_route(path_params: Mapping[str, object] | None, request: Any = None) -
     current = _context.current_context()
     if request is not None:
         request.route_keys = keys
+        if request.keys_owned and current is request.ctx and _context.add_keys_in_place(current, keys):
+            return None
     else:
         span = current.get(_SPAN_KEY)  # trace.get_current_span(current), read in place
         if isinstance(span, trace.Span):
