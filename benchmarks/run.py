@@ -54,6 +54,8 @@ PORTS = {name: 24000 + offset for name, offset in PORT_OFFSETS.items()}
 #: The reference endpoint every configuration is loaded on.
 ENDPOINT = "/orders/ORD-1a2b3c4d"
 LOWLOAD_GAP_S = 0.002
+#: The low-load phase in this many slices per pair, the pairs taking turns slice by slice.
+LOWLOAD_SLICES = 5
 
 #: Peer venvs: folder name -> pip requirements (OTel pins match pyproject.toml's).
 PEER_VENVS: dict[str, list[str]] = {
@@ -390,47 +392,73 @@ def lowload(framework: str, opts: Options, log_dir: Path) -> dict[str, dict[str,
     2 ms apart, so both see the same moments of the machine. Pairs, not all of them
     at once: every server taking part in the turns evicts the others' caches, which
     made a request colder than a service idling on its own machine (Flask's added
-    p50 read +151 µs with four servers taking turns, +102 µs with two). A
-    configuration's added p50 and CPU are against uninstrumented in its own pair;
-    uninstrumented's own numbers pool its pairs. CPU per request is each server's
+    p50 read +151 µs with four servers taking turns, +102 µs with two).
+
+    The pairs take turns too, in :data:`LOWLOAD_SLICES` slices each, the order of the
+    pairs rotated every slice: measured one whole pair after another, the pair that
+    went first read 40-150 µs more in five of six runs of two identical builds (the
+    machine still settling after the load phase). A configuration's added p50 is the
+    median over its slices of its p50 minus uninstrumented's in the same slice, with
+    the slices' lowest and highest beside it; its p50, p99 and CPU pool its slices.
+    Uninstrumented's own numbers pool its pairs. CPU per request is each server's
     on-CPU time over its requests.
     """
     base = "uninstrumented" if "uninstrumented" in opts.configs else None
     others = [config for config in opts.configs if config != base]
     pairs = [[base, config] for config in others] if base is not None else [[c] for c in others]
+    slices = max(1, min(LOWLOAD_SLICES, opts.lowload_requests))
+    sizes = [opts.lowload_requests // slices + (n < opts.lowload_requests % slices) for n in range(slices)]
     warm = max(20, opts.lowload_requests // 10)
+    samples: dict[tuple[str, ...], dict[str, list[float]]] = {tuple(p): {c: [] for c in p} for p in pairs}
+    cpu: dict[tuple[str, ...], dict[str, int]] = {tuple(p): dict.fromkeys(p, 0) for p in pairs}
+    added: dict[str, list[float]] = {pair[-1]: [] for pair in pairs}
+    with contextlib.ExitStack() as stack:
+        servers = side_by_side(stack, framework, opts.configs, log_dir, "-lowload")
+        for number, size in enumerate(sizes):
+            shift = number % len(pairs)
+            for pair in pairs[shift:] + pairs[:shift]:
+                # Connections of the pair's slice only: an idle keep-alive connection is closed
+                # by the server after a few seconds (gunicorn: 2 s), longer than the other pairs take.
+                with contextlib.ExitStack() as connections:
+                    taking_turns = {c: connections.enter_context(KeepAlive(servers[c][2])) for c in pair}
+                    interleaved(taking_turns, warm if number == 0 else min(warm, 20))
+                    cpu_before = {c: cpu_ns(servers[c][0].pid) for c in pair}
+                    measured = interleaved(taking_turns, size)
+                    for c in pair:
+                        cpu[tuple(pair)][c] += cpu_ns(servers[c][0].pid) - cpu_before[c]
+                        samples[tuple(pair)][c] += measured[c]
+                if base is not None:
+                    added[pair[-1]].append(
+                        1000 * (statistics.median(measured[pair[-1]]) - statistics.median(measured[base]))
+                    )
     results: dict[str, dict[str, float]] = {}
     base_samples: list[float] = []
     base_cpu = 0
-    with contextlib.ExitStack() as stack:
-        servers = side_by_side(stack, framework, opts.configs, log_dir, "-lowload")
-        for pair in pairs:
-            # Connections of the pair only: an idle keep-alive connection is closed by the
-            # server after a few seconds (gunicorn: 2 s), longer than the other pairs take.
-            with contextlib.ExitStack() as connections:
-                taking_turns = {c: connections.enter_context(KeepAlive(servers[c][2])) for c in pair}
-                interleaved(taking_turns, warm)
-                cpu_before = {c: cpu_ns(servers[c][0].pid) for c in pair}
-                samples = interleaved(taking_turns, opts.lowload_requests)
-                cpu = {c: cpu_ns(servers[c][0].pid) - cpu_before[c] for c in pair}
-            config = pair[-1]
-            results[config] = _lowload_numbers(samples[config], cpu[config])
-            if base is not None:
-                paired = _lowload_numbers(samples[base], cpu[base])
-                results[config]["added_lowload_p50_us"] = 1000 * (
-                    results[config]["lowload_p50_ms"] - paired["lowload_p50_ms"]
-                )
-                results[config]["added_lowload_cpu_us"] = (
-                    results[config]["lowload_cpu_us_per_request"] - paired["lowload_cpu_us_per_request"]
-                )
-                base_samples += samples[base]
-                base_cpu += cpu[base]
+    for pair in pairs:
+        key, config = tuple(pair), pair[-1]
+        results[config] = _lowload_numbers(samples[key][config], cpu[key][config])
+        if base is not None:
+            paired = _lowload_numbers(samples[key][base], cpu[key][base])
+            results[config]["added_lowload_p50_us"] = statistics.median(added[config])
+            results[config]["added_lowload_p50_us_min"] = min(added[config])
+            results[config]["added_lowload_p50_us_max"] = max(added[config])
+            results[config]["added_lowload_cpu_us"] = (
+                results[config]["lowload_cpu_us_per_request"] - paired["lowload_cpu_us_per_request"]
+            )
+            base_samples += samples[key][base]
+            base_cpu += cpu[key][base]
     if base is not None and base_samples:
         results = {base: _lowload_numbers(base_samples, base_cpu), **results}
     print(
         f"low load {framework:8} "
         + " ".join(
-            f"{c} {1000 * r['lowload_p50_ms']:.0f} us ({r['lowload_cpu_us_per_request']:.0f} us CPU)"
+            f"{c} {1000 * r['lowload_p50_ms']:.0f} us ({r['lowload_cpu_us_per_request']:.0f} us CPU"
+            + (
+                f", added {r['added_lowload_p50_us']:+.0f} us"
+                f" [{r['added_lowload_p50_us_min']:+.0f}..{r['added_lowload_p50_us_max']:+.0f}])"
+                if "added_lowload_p50_us" in r
+                else ")"
+            )
             for c, r in results.items()
         ),
         file=sys.stderr,
@@ -616,6 +644,8 @@ ONCE = (
     "lowload_p50_ms",
     "lowload_cpu_us_per_request",
     "added_lowload_p50_us",
+    "added_lowload_p50_us_min",
+    "added_lowload_p50_us_max",
     "added_lowload_cpu_us",
 )
 #: Those compared with uninstrumented's, and the name of the difference (low load comes paired).
@@ -676,6 +706,14 @@ def summarise(
     return summary
 
 
+def _lowload_added(row: dict[str, float]) -> str:
+    """The added p50 at low load, with its slices' range when measured in slices."""
+    added = f"{row.get('added_lowload_p50_us', float('nan')):+.0f} µs"
+    if "added_lowload_p50_us_min" in row:
+        added += f" ({row['added_lowload_p50_us_min']:+.0f}..{row['added_lowload_p50_us_max']:+.0f})"
+    return added
+
+
 def markdown(result: dict[str, object]) -> str:
     nan = float("nan")
     meta = result["meta"]
@@ -688,8 +726,10 @@ def markdown(result: dict[str, object]) -> str:
         "medians, ratios taken turn by turn; PSS growth over all turns. PSS, spans and logs per request: "
         "each server alone, loaded for a few seconds (spans and logs counted by the collector). "
         f"Low load: all configurations serving at once, {meta['lowload_requests']} requests to each, "
-        "one at a time and 2 ms apart, the configurations taking turns request by request, one "
-        "keep-alive connection each; its CPU is each server's on-CPU time over its requests.",
+        "one at a time and 2 ms apart, each configuration taking turns request by request with "
+        f"uninstrumented, in {meta.get('lowload_slices', 1)} slices per pair, the pairs taking turns slice "
+        "by slice; added p50: the median of the slices' differences (in brackets their lowest and "
+        "highest); its CPU is each server's on-CPU time over its requests.",
         "",
     ]
     summary = result["summary"]
@@ -717,7 +757,7 @@ def markdown(result: dict[str, object]) -> str:
                 f"| {config} | {row['rps']:,.0f} | {row.get('throughput_ratio', nan):.2f} "
                 f"| {row['cpu_us_per_request']:.0f} | {row.get('cpu_ratio', nan):.2f} "
                 f"| {row.get('added_p50_ms', nan):+.2f} ms | {row.get('added_p99_ms', nan):+.2f} ms "
-                f"| {row.get('added_lowload_p50_us', nan):+.0f} µs "
+                f"| {_lowload_added(row)} "
                 f"| {row.get('added_lowload_cpu_us', nan):+.0f} µs | {row.get('pss_mb', nan):.0f} "
                 f"| {row.get('added_pss_mb', nan):+.1f} | {row.get('pss_growth_mb', nan):+.1f} "
                 f"| {row.get('spans_per_request', nan):.2f} "
@@ -984,6 +1024,7 @@ def main(argv: list[str] | None = None) -> int:
             "down_seconds": opts.down_seconds,
             "connections": opts.connections,
             "lowload_requests": opts.lowload_requests,
+            "lowload_slices": LOWLOAD_SLICES,
             "logbench_rounds": opts.logbench_rounds,
             "configs": opts.configs,
             "frameworks": opts.frameworks,

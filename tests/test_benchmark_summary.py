@@ -92,6 +92,8 @@ def test_what_is_measured_once_joins_the_rows_with_its_difference_from_uninstrum
                 "lowload_cpu_us_per_request": 893.0,
                 "lowload_requests": 10.0,
                 "added_lowload_p50_us": 90.0,  # against uninstrumented in its own pair, as lowload() gives them
+                "added_lowload_p50_us_min": 60.0,  # its slices' lowest and highest
+                "added_lowload_p50_us_max": 140.0,
                 "added_lowload_cpu_us": 173.0,
             },
         }
@@ -117,6 +119,8 @@ def test_what_is_measured_once_joins_the_rows_with_its_difference_from_uninstrum
         "added_rss_mb": 25.0,
         "added_pss_mb": 12.5,
         "added_lowload_p50_us": 90.0,
+        "added_lowload_p50_us_min": 60.0,
+        "added_lowload_p50_us_max": 140.0,
         "added_lowload_cpu_us": 173.0,
     }
     assert not set(run.ADDED.values()) & set(rows["uninstrumented"])
@@ -130,7 +134,7 @@ def test_what_is_measured_once_joins_the_rows_with_its_difference_from_uninstrum
     }
     table = run.markdown({"meta": meta, "summary": {"fastapi": rows}})
     assert "| (700 µs) | (720 µs) | 40 |" in table
-    assert "| +90 µs | +173 µs | 52 | +12.5 | +0.3 | 1.00 | 1.00 |" in table
+    assert "| +90 µs (+60..+140) | +173 µs | 52 | +12.5 | +0.3 | 1.00 | 1.00 |" in table
 
 
 class _Client:
@@ -203,3 +207,66 @@ def test_low_load_pairs_each_configuration_with_uninstrumented(monkeypatch: Any,
         "b": 300.0,
     }
     assert low["uninstrumented"]["lowload_requests"] == 40  # 20 in each pair, pooled
+
+
+def test_low_load_pairs_take_turns_in_slices_and_report_the_slices_range(
+    monkeypatch: Any, tmp_path: Path
+) -> None:
+    """A slow moment lands in one slice of one pair: it moves that slice, not the pair's median."""
+    import collections
+    import contextlib
+
+    run = _run_module()
+    ports = {run.PORTS["app"] + n: name for n, name in enumerate(("uninstrumented", "a", "b"), start=1)}
+    opened: list[str] = []
+    slice_of: collections.Counter[str] = collections.Counter()
+
+    class Client:
+        def __init__(self, port: int) -> None:
+            self.name = ports[port]
+            opened.append(self.name)
+            slice_of[self.name] += 1
+
+        def get(self) -> float:
+            if self.name == "uninstrumented":
+                return 1.0
+            if self.name == "a":
+                return 1.5 if slice_of["a"] == 1 else 1.1  # a's first slice: the machine still settling
+            return 1.3
+
+        def __enter__(self) -> Any:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    @contextlib.contextmanager
+    def serving(framework: str, config: str, log: Path, env: Any = None, port: int = 0) -> Any:
+        yield type("Proc", (), {"pid": port})(), f"http://127.0.0.1:{port}"
+
+    monkeypatch.setattr(run, "serving", serving)
+    monkeypatch.setattr(run, "KeepAlive", Client)
+    monkeypatch.setattr(run, "cpu_ns", lambda pid: 0)
+    monkeypatch.setattr(run, "LOWLOAD_GAP_S", 0.0)
+    monkeypatch.setattr(run, "LOWLOAD_SLICES", 3)
+    monkeypatch.setattr(run.time, "sleep", lambda _s: None)
+    opts = run.Options(
+        rounds=1,
+        duration=1.0,
+        connections=8,
+        lowload_requests=7,
+        frameworks=["fastapi"],
+        configs=["uninstrumented", "a", "b"],
+        logbench_records=1,
+        collector_seconds=1.0,
+        out=tmp_path,
+    )
+    low = run.lowload("fastapi", opts, tmp_path)
+    # one connection per configuration of a pair, per slice; the pairs' order rotates every slice
+    assert [name for name in opened if name != "uninstrumented"] == ["a", "b", "b", "a", "a", "b"]
+    keys = ("added_lowload_p50_us", "added_lowload_p50_us_min", "added_lowload_p50_us_max")
+    assert {c: tuple(round(low[c][k], 6) for k in keys) for c in ("a", "b")} == {
+        "a": (100.0, 100.0, 500.0),
+        "b": (300.0, 300.0, 300.0),
+    }
+    assert {c: r["lowload_requests"] for c, r in low.items()} == {"uninstrumented": 14, "a": 7, "b": 7}
