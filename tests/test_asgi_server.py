@@ -160,6 +160,34 @@ def test_routes_of_an_included_router_carry_their_keys_too(
     assert _web.SCOPE_STATE not in scopes[0]
 
 
+def test_route_keys_join_the_requests_context_and_its_outgoing_baggage(
+    otel_capture: TelemetryCapture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No second context per request: the route keys are added to the request's own, baggage included."""
+    from opentelemetry import propagate
+
+    from otel_correlate import _context
+
+    attached: list[Any] = []
+    attach = _context.attach
+    monkeypatch.setattr(_context, "attach", lambda ctx: attached.append(ctx) or attach(ctx))
+    carriers: list[dict[str, str]] = []
+    app = FastAPI()
+
+    @app.get("/orders/{order_id}")
+    async def get_order(order_id: str) -> str:
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)  # what a downstream call of the endpoint carries
+        carriers.append(carrier)
+        return order_id
+
+    client = TestClient(instrument_fastapi_app(app))
+    assert client.get("/orders/A-9", headers={"X-Request-ID": "r-9"}).status_code == 200
+    [carrier] = carriers
+    assert sorted(carrier["baggage"].split(",")) == ["orderId=A-9", "requestId=r-9"]
+    assert len(attached) == 1  # the server wrapper's context; nothing attached for the route
+
+
 def test_route_keys_under_a_middleware_that_attached_its_own_context(otel_capture: TelemetryCapture) -> None:
     """The keys join the request's context in place only while the request runs in it; else they are attached."""
     seen: list[tuple[str, Any]] = []

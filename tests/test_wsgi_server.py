@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from flask import Flask, Response, abort, got_request_exception, send_file
 from loguru import logger
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from werkzeug.test import EnvironBuilder
 
 from otel_correlate import current_business_keys, instrument_flask_app
@@ -185,6 +185,63 @@ def test_route_keys_reach_the_apps_own_request_hooks(otel_capture: TelemetryCapt
     seen.clear()
     assert client.get("/nowhere").status_code == 404  # the next request starts without them
     assert (seen, current_business_keys()) == ([("before", None), ("after", None), ("teardown", None)], {})
+
+
+def test_route_keys_join_the_requests_context_and_its_outgoing_baggage(
+    otel_capture: TelemetryCapture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No second context per request: the route keys are added to the request's own, baggage included."""
+    from otel_correlate import _context
+
+    attached: list[Any] = []
+    attach = _context.attach
+    monkeypatch.setattr(_context, "attach", lambda ctx: attached.append(ctx) or attach(ctx))
+    carriers: list[dict[str, str]] = []
+    app = Flask("wsgi-baggage")
+
+    @app.get("/orders/<order_id>")
+    def get_order(order_id: str) -> str:
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)  # what a downstream call of the view carries
+        carriers.append(carrier)
+        return order_id
+
+    client = instrument_flask_app(app).test_client()
+    assert client.get("/orders/A-9", headers={"X-Request-ID": "r-9"}).status_code == 200
+    [carrier] = carriers
+    assert sorted(carrier["baggage"].split(",")) == ["orderId=A-9", "requestId=r-9"]
+    assert len(attached) == 1  # the server wrapper's context; nothing attached for the route
+
+
+def test_concurrent_requests_each_keep_their_own_route_keys(otel_capture: TelemetryCapture) -> None:
+    """Two requests inside their views at once, on two threads: each sees, logs and spans only its own keys."""
+    app = Flask("wsgi-threads")
+    both_inside = threading.Barrier(2, timeout=5)
+    seen: dict[str, Any] = {}
+
+    @app.get("/orders/<order_id>")
+    def get_order(order_id: str) -> str:
+        both_inside.wait()
+        seen[order_id] = dict(current_business_keys()).get("orderId")
+        logger.info("order {} looked up", order_id)
+        return order_id
+
+    instrument_flask_app(app)
+    answers: dict[str, int] = {}
+
+    def fetch(order_id: str) -> None:
+        answers[order_id] = app.test_client().get(f"/orders/{order_id}").status_code
+
+    threads = [threading.Thread(target=fetch, args=(order_id,)) for order_id in ("T-1", "T-2")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert (answers, seen) == ({"T-1": 200, "T-2": 200}, {"T-1": "T-1", "T-2": "T-2"})
+    spans = {s.attributes["url.path"]: s.attributes["orderId"] for s in otel_capture.spans()}  # type: ignore[index]
+    assert spans == {"/orders/T-1": "T-1", "/orders/T-2": "T-2"}
+    logs = {str(r.log_record.body): r.log_record.attributes["orderId"] for r in otel_capture.logs()}  # type: ignore[index]
+    assert logs == {"order T-1 looked up": "T-1", "order T-2 looked up": "T-2"}
 
 
 def test_exceptions_the_app_handles_are_not_errors(otel_capture: TelemetryCapture) -> None:

@@ -194,10 +194,14 @@ def add_keys_in_place(ctx: Context, updates: Mapping[str, str]) -> bool:
     """Add validated keys to a request's own context, in place; ``False`` when it has no keys of its own.
 
     Only for the context a server wrapper made with :func:`with_keys` for one request
-    (the request's state says so): its two mappings were copied for that request alone
-    and nothing else holds them, so the keys found at routing join the context the
+    (the request's state says so): its two mappings were copied for that request and
+    no other request shares them, so the keys found at routing join the context the
     request already runs in, without a second context to attach and detach. They stay
-    for the rest of the request, as the route's path stays the request's.
+    for the rest of the request (a Flask teardown hook, a middleware after its
+    ``call_next``), as the route's path stays the request's. A view of the keys taken
+    earlier in the same request (:func:`current_business_keys`, ``baggage.get_all``)
+    sees them appear; what was already emitted (spans, log records, injected headers)
+    holds copies and does not change.
     """
     keys: Any = ctx.get(KEYS_CONTEXT)
     entries: Any = ctx.get(_BAGGAGE_KEY)

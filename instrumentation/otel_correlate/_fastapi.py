@@ -114,9 +114,12 @@ def _with_route_keys(original: Any, skip: type | None = None) -> Any:
 def patch_route_params() -> None:
     """Make Starlette and FastAPI routes put configured path parameters (``order_id``) into the context.
 
-    Path parameters are known only once the router matched, so the keys are
-    attached around the matched route's handler: every span and log line of the
-    endpoint, and every downstream call, carries them. FastAPI's ``APIRoute`` has a
+    Path parameters are known only once the router matched. When the request runs
+    in the context our server middleware made for it, the keys are added to that
+    context and stay for the rest of the request; otherwise (another middleware
+    attached its own context) a context with them is attached around the matched
+    route's handler. Either way every span and log line of the endpoint, and every
+    downstream call, carries them. FastAPI's ``APIRoute`` has a
     ``handle`` of its own, which routes of an included ``APIRouter`` run without
     reaching Starlette's, so both are wrapped.
     """
