@@ -249,13 +249,18 @@ class _ConsoleKeys:
 _CONSOLE_KEYS = _ConsoleKeys()
 
 
+#: The console line's loguru format: one string object, so loguru's cache of compiled
+#: formats finds it by its stored hash instead of hashing a new string per line.
+_CONSOLE_FORMAT = (
+    "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> | <level>{level: <8}</level> | "
+    "{extra[" + _PREFIX + "]}<level>{message}</level>\n{exception}"
+)
+
+
 def _console_format(record: Any) -> str:
     keys = _context.current_business_keys()
     record["extra"][_PREFIX] = "".join([f"[{key}={keys.get(key, '-')}] " for key in _CONSOLE_KEYS.order()])
-    return (
-        "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> | <level>{level: <8}</level> | "
-        "{extra[" + _PREFIX + "]}<level>{message}</level>\n{exception}"
-    )
+    return _CONSOLE_FORMAT
 
 
 class _ConsoleAndExport:
