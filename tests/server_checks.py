@@ -44,3 +44,32 @@ def span_attribute_updates(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, An
 
     monkeypatch.setattr(Span, "set_attributes", counted)
     return updates
+
+
+class OutgoingBaggage:
+    """What a handler's downstream calls would carry, and every context attached meanwhile.
+
+    The handler calls :meth:`inject`; :meth:`assert_route_keys_joined_the_request`
+    checks the route keys travel in the outgoing baggage while only the server
+    wrapper's context was attached (none for the route).
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from otel_correlate import _context
+
+        self.attached: list[Any] = []
+        self.carriers: list[dict[str, str]] = []
+        attach = _context.attach
+        monkeypatch.setattr(_context, "attach", lambda ctx: self.attached.append(ctx) or attach(ctx))
+
+    def inject(self) -> None:
+        from opentelemetry import propagate
+
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        self.carriers.append(carrier)
+
+    def assert_route_keys_joined_the_request(self, baggage: list[str]) -> None:
+        [carrier] = self.carriers
+        assert sorted(carrier["baggage"].split(",")) == baggage
+        assert len(self.attached) == 1  # the server wrapper's context; nothing attached for the route

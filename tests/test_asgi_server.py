@@ -23,6 +23,7 @@ from otel_correlate import (
 from otel_correlate._asgi_server import _ActiveRequests
 from otel_correlate._capture import TelemetryCapture
 from tests.server_checks import (
+    OutgoingBaggage,
     assert_served_untraced_after_one_warning,
     assert_unrecordable_exception_ended_the_request,
     span_attribute_updates,
@@ -164,28 +165,17 @@ def test_route_keys_join_the_requests_context_and_its_outgoing_baggage(
     otel_capture: TelemetryCapture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No second context per request: the route keys are added to the request's own, baggage included."""
-    from opentelemetry import propagate
-
-    from otel_correlate import _context
-
-    attached: list[Any] = []
-    attach = _context.attach
-    monkeypatch.setattr(_context, "attach", lambda ctx: attached.append(ctx) or attach(ctx))
-    carriers: list[dict[str, str]] = []
+    outgoing = OutgoingBaggage(monkeypatch)
     app = FastAPI()
 
     @app.get("/orders/{order_id}")
     async def get_order(order_id: str) -> str:
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier)  # what a downstream call of the endpoint carries
-        carriers.append(carrier)
+        outgoing.inject()  # what a downstream call of the endpoint carries
         return order_id
 
     client = TestClient(instrument_fastapi_app(app))
     assert client.get("/orders/A-9", headers={"X-Request-ID": "r-9"}).status_code == 200
-    [carrier] = carriers
-    assert sorted(carrier["baggage"].split(",")) == ["orderId=A-9", "requestId=r-9"]
-    assert len(attached) == 1  # the server wrapper's context; nothing attached for the route
+    outgoing.assert_route_keys_joined_the_request(["orderId=A-9", "requestId=r-9"])
 
 
 def test_route_keys_under_a_middleware_that_attached_its_own_context(otel_capture: TelemetryCapture) -> None:

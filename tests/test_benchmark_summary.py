@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -155,24 +156,30 @@ def test_low_load_configurations_take_turns_request_by_request_in_a_rotating_ord
     assert samples == {"a": [1.0, 6.0, 8.0, 10.0], "b": [2.0, 4.0, 9.0, 11.0], "c": [3.0, 5.0, 7.0, 12.0]}
 
 
-def test_low_load_pairs_each_configuration_with_uninstrumented(monkeypatch: Any, tmp_path: Path) -> None:
-    """The machine's pace changes between pairs: each configuration is measured against its own pair's baseline."""
+_LOWLOAD_CONFIGS = ("uninstrumented", "a", "b")
+
+
+def _lowload(
+    monkeypatch: Any,
+    tmp_path: Path,
+    answer: Callable[[str], float],
+    requests: int,
+    opened: list[str],
+    **run_attributes: Any,
+) -> dict[str, dict[str, float]]:
+    """``lowload`` on fake servers: ``answer(name)`` is a request's latency; ``opened`` gets each connection's server."""
     import contextlib
 
     run = _run_module()
-    ports = {run.PORTS["app"] + n: name for n, name in enumerate(("uninstrumented", "a", "b"), start=1)}
-    pace = {"now": "a"}  # uninstrumented answers in 1.0 ms while paired with a, 2.0 ms with b
-    latency = {"a": 1.1, "b": 2.3}
+    ports = {run.PORTS["app"] + n: name for n, name in enumerate(_LOWLOAD_CONFIGS, start=1)}
 
     class Client:
         def __init__(self, port: int) -> None:
             self.name = ports[port]
+            opened.append(self.name)
 
         def get(self) -> float:
-            if self.name == "uninstrumented":
-                return {"a": 1.0, "b": 2.0}[pace["now"]]
-            pace["now"] = self.name
-            return latency[self.name]
+            return answer(self.name)
 
         def __enter__(self) -> Any:
             return self
@@ -189,18 +196,34 @@ def test_low_load_pairs_each_configuration_with_uninstrumented(monkeypatch: Any,
     monkeypatch.setattr(run, "cpu_ns", lambda pid: 0)
     monkeypatch.setattr(run, "LOWLOAD_GAP_S", 0.0)
     monkeypatch.setattr(run.time, "sleep", lambda _s: None)
+    for name, value in run_attributes.items():
+        monkeypatch.setattr(run, name, value)
     opts = run.Options(
         rounds=1,
         duration=1.0,
         connections=8,
-        lowload_requests=20,
+        lowload_requests=requests,
         frameworks=["fastapi"],
-        configs=["uninstrumented", "a", "b"],
+        configs=list(_LOWLOAD_CONFIGS),
         logbench_records=1,
         collector_seconds=1.0,
         out=tmp_path,
     )
-    low = run.lowload("fastapi", opts, tmp_path)
+    return run.lowload("fastapi", opts, tmp_path)
+
+
+def test_low_load_pairs_each_configuration_with_uninstrumented(monkeypatch: Any, tmp_path: Path) -> None:
+    """The machine's pace changes between pairs: each configuration is measured against its own pair's baseline."""
+    pace = {"now": "a"}  # uninstrumented answers in 1.0 ms while paired with a, 2.0 ms with b
+    latency = {"a": 1.1, "b": 2.3}
+
+    def answer(name: str) -> float:
+        if name == "uninstrumented":
+            return {"a": 1.0, "b": 2.0}[pace["now"]]
+        pace["now"] = name
+        return latency[name]
+
+    low = _lowload(monkeypatch, tmp_path, answer, 20, [])
     assert {c: round(r.get("added_lowload_p50_us", 0.0), 6) for c, r in low.items()} == {
         "uninstrumented": 0.0,
         "a": 100.0,
@@ -213,55 +236,16 @@ def test_low_load_pairs_take_turns_in_slices_and_report_the_slices_range(
     monkeypatch: Any, tmp_path: Path
 ) -> None:
     """A slow moment lands in one slice of one pair: it moves that slice, not the pair's median."""
-    import collections
-    import contextlib
-
-    run = _run_module()
-    ports = {run.PORTS["app"] + n: name for n, name in enumerate(("uninstrumented", "a", "b"), start=1)}
     opened: list[str] = []
-    slice_of: collections.Counter[str] = collections.Counter()
 
-    class Client:
-        def __init__(self, port: int) -> None:
-            self.name = ports[port]
-            opened.append(self.name)
-            slice_of[self.name] += 1
+    def answer(name: str) -> float:
+        if name == "uninstrumented":
+            return 1.0
+        if name == "a":
+            return 1.5 if opened.count("a") == 1 else 1.1  # a's first slice: the machine still settling
+        return 1.3
 
-        def get(self) -> float:
-            if self.name == "uninstrumented":
-                return 1.0
-            if self.name == "a":
-                return 1.5 if slice_of["a"] == 1 else 1.1  # a's first slice: the machine still settling
-            return 1.3
-
-        def __enter__(self) -> Any:
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            pass
-
-    @contextlib.contextmanager
-    def serving(framework: str, config: str, log: Path, env: Any = None, port: int = 0) -> Any:
-        yield type("Proc", (), {"pid": port})(), f"http://127.0.0.1:{port}"
-
-    monkeypatch.setattr(run, "serving", serving)
-    monkeypatch.setattr(run, "KeepAlive", Client)
-    monkeypatch.setattr(run, "cpu_ns", lambda pid: 0)
-    monkeypatch.setattr(run, "LOWLOAD_GAP_S", 0.0)
-    monkeypatch.setattr(run, "LOWLOAD_SLICES", 3)
-    monkeypatch.setattr(run.time, "sleep", lambda _s: None)
-    opts = run.Options(
-        rounds=1,
-        duration=1.0,
-        connections=8,
-        lowload_requests=7,
-        frameworks=["fastapi"],
-        configs=["uninstrumented", "a", "b"],
-        logbench_records=1,
-        collector_seconds=1.0,
-        out=tmp_path,
-    )
-    low = run.lowload("fastapi", opts, tmp_path)
+    low = _lowload(monkeypatch, tmp_path, answer, 7, opened, LOWLOAD_SLICES=3)
     # one connection per configuration of a pair, per slice; the pairs' order rotates every slice
     assert [name for name in opened if name != "uninstrumented"] == ["a", "b", "b", "a", "a", "b"]
     keys = ("added_lowload_p50_us", "added_lowload_p50_us_min", "added_lowload_p50_us_max")

@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 from flask import Flask, Response, abort, got_request_exception, send_file
 from loguru import logger
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 from werkzeug.test import EnvironBuilder
 
 from otel_correlate import current_business_keys, instrument_flask_app
 from otel_correlate._capture import TelemetryCapture
 from tests.server_checks import (
+    OutgoingBaggage,
     assert_served_untraced_after_one_warning,
     assert_unrecordable_exception_ended_the_request,
     span_attribute_updates,
@@ -191,26 +192,17 @@ def test_route_keys_join_the_requests_context_and_its_outgoing_baggage(
     otel_capture: TelemetryCapture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No second context per request: the route keys are added to the request's own, baggage included."""
-    from otel_correlate import _context
-
-    attached: list[Any] = []
-    attach = _context.attach
-    monkeypatch.setattr(_context, "attach", lambda ctx: attached.append(ctx) or attach(ctx))
-    carriers: list[dict[str, str]] = []
+    outgoing = OutgoingBaggage(monkeypatch)
     app = Flask("wsgi-baggage")
 
     @app.get("/orders/<order_id>")
     def get_order(order_id: str) -> str:
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier)  # what a downstream call of the view carries
-        carriers.append(carrier)
+        outgoing.inject()  # what a downstream call of the view carries
         return order_id
 
     client = instrument_flask_app(app).test_client()
     assert client.get("/orders/A-9", headers={"X-Request-ID": "r-9"}).status_code == 200
-    [carrier] = carriers
-    assert sorted(carrier["baggage"].split(",")) == ["orderId=A-9", "requestId=r-9"]
-    assert len(attached) == 1  # the server wrapper's context; nothing attached for the route
+    outgoing.assert_route_keys_joined_the_request(["orderId=A-9", "requestId=r-9"])
 
 
 def test_concurrent_requests_each_keep_their_own_route_keys(otel_capture: TelemetryCapture) -> None:
