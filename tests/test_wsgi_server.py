@@ -277,6 +277,46 @@ def test_flasks_error_log_and_500_handler_still_see_the_route_keys(otel_capture:
     assert (span.attributes["error.type"], span.status.status_code.name) == ("RuntimeError", "ERROR")
 
 
+def test_a_failing_request_lookup_never_replaces_the_apps_answer(
+    otel_capture: TelemetryCapture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our dispatch and ``handle_exception`` wrappers look the request up: if that fails, the app runs and answers."""
+    from otel_correlate import _wsgi_server
+
+    def broken_getter() -> Any:
+        def current() -> Any:
+            raise RuntimeError("no request context")
+
+        return current
+
+    monkeypatch.setattr(_wsgi_server, "_request_getter", broken_getter)
+    app = Flask("wsgi-broken-lookup")
+
+    @app.get("/orders/<order_id>")
+    def get_order(order_id: str) -> str:
+        if order_id == "gone":
+            raise RuntimeError("database gone")
+        return order_id
+
+    @app.errorhandler(500)
+    def server_error(exc: Exception) -> tuple[str, int]:
+        return f"sorry: {getattr(exc, 'original_exception', exc)}", 500
+
+    client = instrument_flask_app(app).test_client()
+    answers = [client.get(f"/orders/{order_id}") for order_id in ("A-9", "gone")]
+    assert [(r.status_code, r.get_data(as_text=True)) for r in answers] == [
+        (200, "A-9"),
+        (500, "sorry: database gone"),
+    ]
+    # the server span still ends with each request's status (no route: the lookup that finds it failed)
+    assert [
+        (s.attributes["http.response.status_code"], s.status.status_code.name) for s in otel_capture.spans()
+    ] == [
+        (200, "UNSET"),
+        (500, "ERROR"),
+    ]
+
+
 def test_body_size_metrics_are_opt_in(
     otel_capture: TelemetryCapture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -270,8 +270,11 @@ def _dispatch_with_route(app: Any) -> Callable[[], Any]:
     original = app.full_dispatch_request
 
     def full_dispatch_request() -> Any:
-        request = current_request()
-        environ = request.environ if request is not None else None
+        try:
+            request = current_request()
+            environ = request.environ if request is not None else None
+        except Exception:  # telemetry must never fail the request
+            environ = None
         if environ is None or _STATE not in environ:
             return original()
         token = None
@@ -312,8 +315,11 @@ def _handle_exception_marking_streams(app: Any) -> Callable[[Exception], Any]:
 
     def handle_exception(e: Exception) -> Any:
         response = original(e)
-        request = current_request()
-        environ = request.environ if request is not None else None
+        try:
+            request = current_request()
+            environ = request.environ if request is not None else None
+        except Exception:  # telemetry must never fail the request
+            return response
         if environ is not None and _STATE in environ:
             _mark_if_streamed(environ, response)
         return response
