@@ -405,12 +405,14 @@ def lowload(framework: str, opts: Options, log_dir: Path) -> dict[str, dict[str,
     """
     base = "uninstrumented" if "uninstrumented" in opts.configs else None
     others = [config for config in opts.configs if config != base]
-    pairs = [[base, config] for config in others] if base is not None else [[c] for c in others]
+    pairs = [(base, config) for config in others] if base is not None else [(c,) for c in others]
     slices = max(1, min(LOWLOAD_SLICES, opts.lowload_requests))
     sizes = [opts.lowload_requests // slices + (n < opts.lowload_requests % slices) for n in range(slices)]
-    warm = max(20, opts.lowload_requests // 10)
-    samples: dict[tuple[str, ...], dict[str, list[float]]] = {tuple(p): {c: [] for c in p} for p in pairs}
-    cpu: dict[tuple[str, ...], dict[str, int]] = {tuple(p): dict.fromkeys(p, 0) for p in pairs}
+    warm = max(
+        20, opts.lowload_requests // 10
+    )  # the first slice's; a later slice's fresh connections take 20
+    samples: dict[tuple[str, ...], dict[str, list[float]]] = {p: {c: [] for c in p} for p in pairs}
+    cpu: dict[tuple[str, ...], dict[str, int]] = {p: dict.fromkeys(p, 0) for p in pairs}
     added: dict[str, list[float]] = {pair[-1]: [] for pair in pairs}
     with contextlib.ExitStack() as stack:
         servers = side_by_side(stack, framework, opts.configs, log_dir, "-lowload")
@@ -421,12 +423,12 @@ def lowload(framework: str, opts: Options, log_dir: Path) -> dict[str, dict[str,
                 # by the server after a few seconds (gunicorn: 2 s), longer than the other pairs take.
                 with contextlib.ExitStack() as connections:
                     taking_turns = {c: connections.enter_context(KeepAlive(servers[c][2])) for c in pair}
-                    interleaved(taking_turns, warm if number == 0 else min(warm, 20))
+                    interleaved(taking_turns, warm if number == 0 else 20)
                     cpu_before = {c: cpu_ns(servers[c][0].pid) for c in pair}
                     measured = interleaved(taking_turns, size)
                     for c in pair:
-                        cpu[tuple(pair)][c] += cpu_ns(servers[c][0].pid) - cpu_before[c]
-                        samples[tuple(pair)][c] += measured[c]
+                        cpu[pair][c] += cpu_ns(servers[c][0].pid) - cpu_before[c]
+                        samples[pair][c] += measured[c]
                 if base is not None:
                     added[pair[-1]].append(
                         1000 * (statistics.median(measured[pair[-1]]) - statistics.median(measured[base]))
@@ -435,30 +437,25 @@ def lowload(framework: str, opts: Options, log_dir: Path) -> dict[str, dict[str,
     base_samples: list[float] = []
     base_cpu = 0
     for pair in pairs:
-        key, config = tuple(pair), pair[-1]
-        results[config] = _lowload_numbers(samples[key][config], cpu[key][config])
+        config = pair[-1]
+        results[config] = _lowload_numbers(samples[pair][config], cpu[pair][config])
         if base is not None:
-            paired = _lowload_numbers(samples[key][base], cpu[key][base])
+            paired = _lowload_numbers(samples[pair][base], cpu[pair][base])
             results[config]["added_lowload_p50_us"] = statistics.median(added[config])
             results[config]["added_lowload_p50_us_min"] = min(added[config])
             results[config]["added_lowload_p50_us_max"] = max(added[config])
             results[config]["added_lowload_cpu_us"] = (
                 results[config]["lowload_cpu_us_per_request"] - paired["lowload_cpu_us_per_request"]
             )
-            base_samples += samples[key][base]
-            base_cpu += cpu[key][base]
+            base_samples += samples[pair][base]
+            base_cpu += cpu[pair][base]
     if base is not None and base_samples:
         results = {base: _lowload_numbers(base_samples, base_cpu), **results}
     print(
         f"low load {framework:8} "
         + " ".join(
             f"{c} {1000 * r['lowload_p50_ms']:.0f} us ({r['lowload_cpu_us_per_request']:.0f} us CPU"
-            + (
-                f", added {r['added_lowload_p50_us']:+.0f} us"
-                f" [{r['added_lowload_p50_us_min']:+.0f}..{r['added_lowload_p50_us_max']:+.0f}])"
-                if "added_lowload_p50_us" in r
-                else ")"
-            )
+            + (f", added {_lowload_added(r)})" if "added_lowload_p50_us" in r else ")")
             for c, r in results.items()
         ),
         file=sys.stderr,
