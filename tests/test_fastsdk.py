@@ -924,6 +924,151 @@ def test_on_end_goes_to_the_processor_the_span_has_after_on_ending(span_path: st
     assert calls == [("_on_ending", "original"), ("on_end", "replacement")]
 
 
+def test_only_methods_that_do_nothing_are_skipped_by_the_span_processor_dispatch() -> None:
+    def documented(self: Any, span: Any) -> None:
+        """Only a docstring."""
+
+    def bare(self: Any, span: Any, parent_context: Any = None) -> None:
+        pass
+
+    def returns_none(self: Any) -> None:
+        return None
+
+    def works(self: Any, span: Any) -> None:
+        span.touched = True
+
+    def generator(self: Any) -> Any:
+        yield
+
+    async def coroutine(self: Any) -> None:
+        pass
+
+    checked = [documented, bare, returns_none, works, generator, coroutine, print, lambda: None]
+    assert [_fastsdk.does_nothing(f) for f in checked] == [True, True, True, False, False, False, False, True]
+    registered = _fastsdk._EMPTY_SPAN_METHODS
+    assert SpanProcessor.on_start in registered and _pipeline.BusinessKeySpanProcessor.on_end in registered
+    assert BatchSpanProcessor.on_end not in registered  # it queues: never skipped
+    assert all(_fastsdk.does_nothing(f) for f in registered)
+    _fastsdk.ignore_empty_span_methods(works, bare)
+    assert works not in registered and bare in registered
+    registered.remove(bare)
+    _fastsdk.ignore_empty_span_methods()
+
+
+class _CallRecorder(SpanProcessor):
+    def __init__(self, tag: str, calls: list[tuple[str, ...]]) -> None:
+        self.tag, self.calls = tag, calls
+
+    def on_start(self, span: Any, parent_context: Context | None = None) -> None:
+        self.calls.append((self.tag, "on_start", span.name, parent_context))
+
+    def _on_ending(self, span: Any) -> None:
+        self.calls.append((self.tag, "_on_ending", span.name, span.end_time is not None))
+
+    def on_end(self, span: Any) -> None:
+        self.calls.append((self.tag, "on_end", span.name, type(span).__name__))
+
+
+def test_every_span_processor_is_called_in_order_around_ours_on_both_paths(span_path: str) -> None:
+    made = []
+    parent = _pipeline._context.with_keys({"orderId": "A-1"}, context.Context())
+    for cls in (TracerProvider, _fastsdk.FastTracerProvider):
+        calls: list[tuple[str, ...]] = []
+        exporter = InMemorySpanExporter()
+        provider = cls(resource=RESOURCE)
+        provider.add_span_processor(_CallRecorder("first", calls))
+        provider.add_span_processor(_pipeline.BusinessKeySpanProcessor())
+        provider.add_span_processor(_fastsdk.FastBatchSpanProcessor(exporter))
+        provider.add_span_processor(_CallRecorder("last", calls))
+        end_server_span(provider.get_tracer("t").start_span("s", context=parent), "renamed", {"a": 1})
+        provider.force_flush()
+        made.append((calls, [(s.name, dict(s.attributes)) for s in exporter.get_finished_spans()]))
+        provider.shutdown()
+    assert (
+        made[0]
+        == made[1]
+        == (
+            [
+                ("first", "on_start", "s", parent),
+                ("last", "on_start", "s", parent),
+                ("first", "_on_ending", "renamed", True),
+                ("last", "_on_ending", "renamed", True),
+                ("first", "on_end", "renamed", "ReadableSpan"),
+                ("last", "on_end", "renamed", "ReadableSpan"),
+            ],
+            [("renamed", {"orderId": "A-1", "a": 1})],
+        )
+    )
+
+
+def test_a_span_processor_method_replaced_on_a_class_or_an_instance_is_called(
+    span_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, str]] = []
+
+    class OwnEnd(_fastsdk.FastBatchSpanProcessor):
+        def on_end(self, span: ReadableSpan) -> None:
+            calls.append(("subclass on_end", span.name))
+            super().on_end(span)
+
+    exporter = InMemorySpanExporter()
+    keys, batch = _pipeline.BusinessKeySpanProcessor(), OwnEnd(exporter)
+    provider = _fastsdk.FastTracerProvider(resource=RESOURCE)
+    provider.add_span_processor(keys)
+    provider.add_span_processor(batch)
+    monkeypatch.setattr(
+        BatchSpanProcessor,
+        "on_start",
+        lambda self, span, parent_context=None: calls.append(("class on_start", span.name)),
+    )
+    monkeypatch.setattr(
+        batch, "_on_ending", lambda span: calls.append(("instance _on_ending", span.name)), raising=False
+    )
+    monkeypatch.setattr(
+        keys, "on_end", lambda span: calls.append(("instance on_end", span.name)), raising=False
+    )
+    end_server_span(provider.get_tracer("t").start_span("s"), None, {})
+    provider.force_flush()
+    assert calls == [
+        ("class on_start", "s"),
+        ("instance _on_ending", "s"),
+        ("instance on_end", "s"),
+        ("subclass on_end", "s"),
+    ]
+    assert [s.name for s in exporter.get_finished_spans()] == ["s"]
+    provider.shutdown()
+
+
+def test_the_default_span_processors_cost_no_python_call_but_the_key_lookup() -> None:
+    """The C start and end run the SDK's multi processor, the no-op methods and the batch queueing themselves."""
+    exporter = InMemorySpanExporter()
+    provider = _fastsdk.FastTracerProvider(resource=RESOURCE)
+    provider.add_span_processor(_pipeline.BusinessKeySpanProcessor())
+    provider.add_span_processor(_fastsdk.FastBatchSpanProcessor(exporter))
+    tracer = provider.get_tracer("t")
+    called: list[str] = []
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if event == "call":
+            called.append(frame.f_code.co_qualname)
+
+    sys.setprofile(profile)
+    try:
+        end_server_span(tracer.start_span("s", context=context.Context()), None, {"a": 1})
+    finally:
+        sys.setprofile(None)
+    assert called[:4] == [
+        "_FastTracer.start_span",
+        "BusinessKeySpanProcessor.on_start",
+        "end_server_span",
+        "_FastSpan.end_as",
+    ]
+    assert called[4:] == ["profile"] or called[4:] == []  # setprofile(None) itself, on some versions
+    provider.force_flush()
+    assert [s.name for s in exporter.get_finished_spans()] == ["s"]
+    provider.shutdown()
+
+
 def test_a_failing_read_is_raised_by_the_c_start_as_by_python(span_path: str) -> None:
     tracer = _fastsdk.FastTracerProvider(resource=RESOURCE).get_tracer("t")
     del tracer.instrumentation_info  # type: ignore[attr-defined]

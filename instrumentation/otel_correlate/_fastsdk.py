@@ -34,6 +34,8 @@ Example:
 
 from __future__ import annotations
 
+import dis
+import inspect
 import logging
 import math
 import threading
@@ -44,7 +46,7 @@ from collections.abc import Mapping, Sequence
 from random import getrandbits as _getrandbits
 from random import random as _random
 from time import time_ns
-from types import MethodType
+from types import FunctionType, MethodType
 from typing import Any, NamedTuple
 
 from opentelemetry import trace as trace_api
@@ -81,7 +83,9 @@ from opentelemetry.sdk.metrics._internal.measurement import Measurement
 from opentelemetry.sdk.metrics._internal.measurement_consumer import SynchronousMeasurementConsumer
 from opentelemetry.sdk.metrics._internal.view import _default_reservoir_factory
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, Tracer, TracerProvider, sampling
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, Tracer, TracerProvider, sampling
+from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
+from opentelemetry.sdk.trace._tracer_metrics import noop as _tracer_metrics_noop
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import INVALID_SPAN, NonRecordingSpan, Status, StatusCode
@@ -1183,6 +1187,69 @@ def _native_start() -> Any:
 _NATIVE_START: Any = _native_start()
 #: The C ``end_span`` (:meth:`_FastSpan.end_as` for a live span and plain attributes), on with the C start.
 _NATIVE_END: Any = None if _NATIVE_START is None else _native.helper("end_span")
+
+
+def does_nothing(function: Any) -> bool:
+    """True for a plain function whose body only returns ``None`` (``pass``, a docstring, or both).
+
+    The C span processor dispatch skips the calls of such methods, so only functions
+    this check passes are ever registered (:func:`ignore_empty_span_methods`): a
+    method the SDK fills in later is called again without a change here.
+
+    Example:
+        >>> does_nothing(SpanProcessor.on_start), does_nothing(BatchSpanProcessor.on_end)
+        (True, False)
+    """
+    code = getattr(function, "__code__", None)
+    if not isinstance(function, FunctionType) or code is None or function.__closure__:
+        return False
+    if code.co_flags & (inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR):
+        return False  # calling it makes an object
+    for instruction in dis.get_instructions(code):
+        if instruction.opname in ("RESUME", "NOP", "RETURN_VALUE"):
+            continue
+        if instruction.opname in ("LOAD_CONST", "RETURN_CONST") and instruction.argval is None:
+            continue
+        return False
+    return True
+
+
+_EMPTY_SPAN_METHODS: list[Any] = []
+
+
+def ignore_empty_span_methods(*methods: Any) -> None:
+    """Let the C dispatch skip these span processor methods, those of them that do nothing.
+
+    The span's start and end in C call each processor of the SDK's multi span
+    processor themselves (``dispatch`` in ``_otlp_native.c``), as its Python loop
+    does; a method registered here and found on a processor is not called, which is
+    what calling it would have done. :class:`FastBatchSpanProcessor`'s ``on_end`` is
+    done in C as well. Only methods :func:`does_nothing` passes are registered.
+    """
+    _EMPTY_SPAN_METHODS.extend(m for m in methods if does_nothing(m) and m not in _EMPTY_SPAN_METHODS)
+    configure = _native.helper("configure_span_dispatch")
+    if configure is None or _NATIVE_START is None:
+        return
+    multi = sdk_trace.SynchronousMultiSpanProcessor
+    configure(
+        multi,
+        (multi.on_start, multi._on_ending, multi.on_end),
+        tuple(_EMPTY_SPAN_METHODS),
+        FastBatchSpanProcessor.on_end,
+        Tracer._is_enabled,
+        NoOpTracerMetrics,
+        NoOpTracerMetrics.start_span,
+        _tracer_metrics_noop,
+    )
+
+
+ignore_empty_span_methods(
+    SpanProcessor.on_start,
+    SpanProcessor._on_ending,
+    SpanProcessor.on_end,
+    BatchSpanProcessor.on_start,
+    BatchSpanProcessor._on_ending,
+)
 
 
 def own_span_processors(*processors: type) -> None:

@@ -1086,10 +1086,19 @@ done:
  * parent), and otherwise does the Python method's steps in its order: the ids drawn with
  * _fastsdk's `_getrandbits` (looked up at each use, so a seeded or patched draw reaches both
  * paths alike; a draw of 0 asks the generator), the SpanContext tuple, the tracer's own
- * metrics, the _FastSpan and _FastAttributes fields in their constructors' order, then
- * Span.start (the SDK module's `time_ns`, the span processor's on_start).
- * tests/test_fastsdk.py compares the spans of both paths with the SDK's.
+ * metrics (NoOpTracerMetrics' answer taken without its call), the _FastSpan and
+ * _FastAttributes fields in their constructors' order, then Span.start (the SDK module's
+ * `time_ns`, the span processor's on_start through dispatch()). The tracer's _is_enabled,
+ * while it is the SDK's, is its one read. tests/test_fastsdk.py compares the spans of both
+ * paths with the SDK's.
  */
+/* the log and span processors' names (logs section below), also read by the span end */
+static PyObject *L_processor_type, *L_queued_type;
+static PyObject *s_l_multi, *s_l_processors, *s_l_limits, *s_l_max_attributes, *s_l_max_attribute_length,
+    *s_l_is_enabled, *s_l_metrics, *s_l_emit_log, *s_l_batch, *s_l_queue, *s_l_max_queue, *s_l_shutdown,
+    *s_l_appendleft, *s_l_awaken, *s_l_max_batch, *s_l_flag, *s_l_set, *s_n_enqueue;
+static int enqueue_item(PyObject *owner, PyObject *item);
+
 static PyObject *T_tracer_type, *T_span_type, *T_attributes_type, *T_random_ids_type, *T_default_on,
     *T_record_and_sample, *T_flags[2], *T_trace_state, *T_unset_status, *T_lock_factory, *T_sdk_namespace,
     *T_max_trace_id, *T_max_span_id, *T_empty_args, *T_parent_context_kw;
@@ -1148,6 +1157,13 @@ static int set_fields(PyObject *owner, PyObject **names, PyObject **values, int 
     }
     return status;
 }
+
+/* span processor dispatch (below the span end): which method, and the registered functions */
+enum { ON_START, ON_ENDING, ON_END };
+static int dispatch(PyObject *processor, int which, PyObject *span, PyObject *context);
+static PyObject *D_is_enabled, *D_noop_metrics_type, *D_noop_metrics_start, *D_noop;
+static int sdk_method_is(PyObject *owner, PyObject *name, PyObject *function);
+static PyObject *tracer_config_enabled(PyObject *tracer);
 
 static PyObject *start_span(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 9) {
@@ -1210,7 +1226,9 @@ static PyObject *start_span(PyObject *self, PyObject *const *args, Py_ssize_t na
     } else {
         Py_CLEAR(parent);
     }
-    enabled = PyObject_CallMethodNoArgs(tracer, s_is_enabled);
+    enabled = sdk_method_is(tracer, s_is_enabled, D_is_enabled)
+                  ? tracer_config_enabled(tracer) /* Tracer._is_enabled's one read, without its call */
+                  : PyObject_CallMethodNoArgs(tracer, s_is_enabled);
     if (enabled == NULL) goto done;
     int on = PyObject_IsTrue(enabled);
     if (on < 0) goto done;
@@ -1240,7 +1258,12 @@ static PyObject *start_span(PyObject *self, PyObject *const *args, Py_ssize_t na
     PyObject *tracer_metrics = PyObject_GetAttr(tracer, s_t_tracer_metrics);
     if (tracer_metrics == NULL) goto done;
     metric_args[0] = tracer_metrics;
-    end_metrics = PyObject_VectorcallMethod(s_t_start_span, metric_args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if ((PyObject *)Py_TYPE(tracer_metrics) == D_noop_metrics_type &&
+        sdk_method_is(tracer_metrics, s_t_start_span, D_noop_metrics_start))
+        end_metrics = Py_NewRef(D_noop); /* what NoOpTracerMetrics.start_span returns, without its call */
+    else
+        end_metrics =
+            PyObject_VectorcallMethod(s_t_start_span, metric_args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     Py_DECREF(tracer_metrics);
     if (end_metrics == NULL) goto done;
     processor = PyObject_GetAttr(tracer, s_t_span_processor);
@@ -1315,11 +1338,7 @@ static PyObject *start_span(PyObject *self, PyObject *const *args, Py_ssize_t na
         Py_DECREF(clock);
     }
     if (now == NULL || PyObject_SetAttr(span, s_start_time, now) < 0) goto done;
-    PyObject *on_start[] = {processor, span, context};
-    PyObject *started =
-        PyObject_VectorcallMethod(s_t_on_start, on_start, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, T_parent_context_kw);
-    if (started == NULL) goto done;
-    Py_DECREF(started);
+    if (dispatch(processor, ON_START, span, context) < 0) goto done;
     result = Py_NewRef(span);
     goto done;
 decline:
@@ -1356,10 +1375,11 @@ done:
  * end_span() is _FastSpan.end_as for a live span ending with plain attributes: under the
  * span's lock (and the attribute container's, as _FastAttributes._set_items takes it) the
  * name, the attributes (a re-set key moves to the end, as in the SDK), the end time from
- * _fastsdk's `time_ns` and the frozen container; then the tracer's end metrics, the span
- * processor's _on_ending and on_end with the ended-span snapshot (_FastSpan._readable_span's
- * fields in its order, the attributes a plain dict unless some were dropped). It answers
- * False, having changed nothing, for any other span or input, and end_as decides.
+ * _fastsdk's `time_ns` and the frozen container; then the tracer's end metrics (the SDK's
+ * noop is not called), the span processor's _on_ending and on_end (both through dispatch())
+ * with the ended-span snapshot (_FastSpan._readable_span's fields in its order, the
+ * attributes a plain dict unless some were dropped). It answers False, having changed
+ * nothing, for any other span or input, and end_as decides.
  */
 static PyObject *T_readable_type;
 static PyObject *s_t_on_ending, *s_t_on_end, *s_t_span_processors;
@@ -1401,6 +1421,143 @@ static PyObject *configure_span_owners(PyObject *self, PyObject *args) {
     }
     Py_XSETREF(T_multi_type, Py_NewRef(multi));
     Py_XSETREF(T_owned_types, Py_NewRef(owned));
+    Py_RETURN_NONE;
+}
+
+/*
+ * dispatch() runs processor.on_start(span, parent_context=context), ._on_ending(span) or
+ * .on_end(span) as the SDK's SynchronousMultiSpanProcessor does: each processor's method in
+ * their order, the first exception stopping the rest. When `processor` is that multi
+ * processor with its own method (configure_span_dispatch), the loop runs here: a method that
+ * is a registered function doing nothing is not called (the SDK's base and batch processors'
+ * on_start and _on_ending, our key processor's on_end), and FastBatchSpanProcessor.on_end's
+ * usual case (an exact SpanContext) is done here, queueing as _fastsdk._enqueue does. Every
+ * method is looked up on its processor as Python looks it up, so a method replaced on a class
+ * or an instance is called. Anything else gets the Python call. 0, or -1 with an exception.
+ */
+static PyObject *D_multi_type, *D_multi_methods, *D_noops, *D_batch_on_end, *D_config;
+
+/* 1 when `owner.<name>` is the bound method of `function` (looked up as Python does); never raises. */
+static int sdk_method_is(PyObject *owner, PyObject *name, PyObject *function) {
+    if (function == NULL) return 0;
+    PyObject *bound = PyObject_GetAttr(owner, name);
+    if (bound == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    int same = PyMethod_Check(bound) && PyMethod_GET_SELF(bound) == owner && PyMethod_GET_FUNCTION(bound) == function;
+    Py_DECREF(bound);
+    return same;
+}
+
+/* tracer._tracer_config.is_enabled, a new reference. */
+static PyObject *tracer_config_enabled(PyObject *tracer) {
+    PyObject *config = PyObject_GetAttr(tracer, D_config);
+    if (config == NULL) return NULL;
+    PyObject *enabled = PyObject_GetAttr(config, s_is_enabled_field);
+    Py_DECREF(config);
+    return enabled;
+}
+
+static PyObject *method_name(int which) {
+    return which == ON_START ? s_t_on_start : which == ON_ENDING ? s_t_on_ending : s_t_on_end;
+}
+
+/* bound(span) or, for on_start, bound(span, parent_context=context). */
+static int call_bound(PyObject *bound, int which, PyObject *span, PyObject *context) {
+    PyObject *call[] = {NULL, span, context};
+    PyObject *done = which == ON_START
+                         ? PyObject_Vectorcall(bound, call + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, T_parent_context_kw)
+                         : PyObject_Vectorcall(bound, call + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (done == NULL) return -1;
+    Py_DECREF(done);
+    return 0;
+}
+
+/* FastBatchSpanProcessor.on_end(span) for an exact SpanContext: queued when sampled. 1 done, 0 not
+   this case (the method decides), -1 with an exception. */
+static int batch_on_end(PyObject *processor, PyObject *span) {
+    PyObject *span_context = PyObject_GetAttr(span, s_context);
+    if (span_context == NULL) return -1;
+    int status = 0;
+    if ((PyObject *)Py_TYPE(span_context) == M_span_context_type && PyTuple_GET_SIZE(span_context) == 6) {
+        PyObject *flags = PyTuple_GET_ITEM(span_context, 3);
+        unsigned long bits = PyLong_Check(flags) ? PyLong_AsUnsignedLongMask(flags) : 0;
+        if (bits == (unsigned long)-1 && PyErr_Occurred()) status = -1;
+        else if (PyLong_Check(flags)) status = !(bits & 1) ? 1 : enqueue_item(processor, span) < 0 ? -1 : 1;
+    }
+    Py_DECREF(span_context);
+    return status;
+}
+
+static int dispatch(PyObject *processor, int which, PyObject *span, PyObject *context) {
+    PyObject *name = method_name(which);
+    PyObject *bound = PyObject_GetAttr(processor, name);
+    if (bound == NULL) return -1;
+    if (D_multi_methods == NULL || (PyObject *)Py_TYPE(processor) != D_multi_type || !PyMethod_Check(bound) ||
+        PyMethod_GET_SELF(bound) != processor || PyMethod_GET_FUNCTION(bound) != PyTuple_GET_ITEM(D_multi_methods, which)) {
+        int status = call_bound(bound, which, span, context);
+        Py_DECREF(bound);
+        return status;
+    }
+    PyObject *all = PyObject_GetAttr(processor, s_t_span_processors);
+    if (all == NULL || !PyTuple_CheckExact(all)) { /* not the SDK's tuple: its own method loops */
+        Py_XDECREF(all);
+        if (!PyErr_Occurred() || PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            PyErr_Clear();
+            int status = call_bound(bound, which, span, context);
+            Py_DECREF(bound);
+            return status;
+        }
+        Py_DECREF(bound);
+        return -1;
+    }
+    Py_DECREF(bound);
+    int status = 0;
+    for (Py_ssize_t i = 0; status == 0 && i < PyTuple_GET_SIZE(all); i++) {
+        PyObject *each = PyTuple_GET_ITEM(all, i); /* held by `all` */
+        PyObject *method = PyObject_GetAttr(each, name);
+        if (method == NULL) {
+            status = -1;
+            break;
+        }
+        PyObject *function = PyMethod_Check(method) && PyMethod_GET_SELF(method) == each ? PyMethod_GET_FUNCTION(method) : NULL;
+        int skip = 0;
+        if (function != NULL) {
+            for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(D_noops); j++)
+                if (PyTuple_GET_ITEM(D_noops, j) == function) skip = 1;
+            if (!skip && which == ON_END && function == D_batch_on_end) {
+                skip = batch_on_end(each, span);
+                if (skip < 0) status = -1;
+            }
+        }
+        if (status == 0 && !skip) status = call_bound(method, which, span, context);
+        Py_DECREF(method);
+    }
+    Py_DECREF(all);
+    return status;
+}
+
+/* configure_span_dispatch(): see dispatch(). */
+static PyObject *configure_span_dispatch(PyObject *self, PyObject *args) {
+    PyObject *multi_type, *multi_methods, *noops, *batch_on_end_function, *is_enabled, *noop_metrics_type,
+        *noop_metrics_start, *noop;
+    if (!PyArg_ParseTuple(args, "O!O!O!OOO!OO:configure_span_dispatch", &PyType_Type, &multi_type, &PyTuple_Type,
+                          &multi_methods, &PyTuple_Type, &noops, &batch_on_end_function, &is_enabled, &PyType_Type,
+                          &noop_metrics_type, &noop_metrics_start, &noop))
+        return NULL;
+    if (PyTuple_GET_SIZE(multi_methods) != 3 || T_parent_context_kw == NULL) {
+        PyErr_SetString(PyExc_TypeError,
+                        "configure_span_dispatch: (on_start, _on_ending, on_end) of the multi processor, after "
+                        "configure_spans");
+        return NULL;
+    }
+    if (D_config == NULL && (D_config = PyUnicode_InternFromString("_tracer_config")) == NULL) return NULL;
+    PyObject **slots[] = {&D_multi_type,  &D_multi_methods,     &D_noops,            &D_batch_on_end,
+                          &D_is_enabled,  &D_noop_metrics_type, &D_noop_metrics_start, &D_noop};
+    PyObject *given[] = {multi_type, multi_methods, noops, batch_on_end_function, is_enabled, noop_metrics_type,
+                         noop_metrics_start, noop};
+    for (int i = 0; i < 8; i++) Py_XSETREF(*slots[i], Py_NewRef(given[i]));
     Py_RETURN_NONE;
 }
 
@@ -1488,16 +1645,14 @@ static PyObject *end_span(PyObject *self, PyObject *const *args, Py_ssize_t narg
     /* Span.end's steps after its lock */
     PyObject *end_metrics = PyObject_GetAttr(span, s_t_record_end_metrics);
     if (end_metrics == NULL) goto done;
-    int call_it = PyObject_IsTrue(end_metrics);
+    int call_it = end_metrics == D_noop ? 0 : PyObject_IsTrue(end_metrics); /* the SDK's noop: nothing to call */
     PyObject *done_metrics = call_it <= 0 ? NULL : PyObject_CallNoArgs(end_metrics);
     Py_DECREF(end_metrics);
     if (call_it < 0 || (call_it && done_metrics == NULL)) goto done;
     Py_XDECREF(done_metrics);
     processor = PyObject_GetAttr(span, s_t_span_processor_field);
     if (processor == NULL) goto done;
-    PyObject *ending = PyObject_CallMethodOneArg(processor, s_t_on_ending, span);
-    if (ending == NULL) goto done;
-    Py_DECREF(ending);
+    if (dispatch(processor, ON_ENDING, span, NULL) < 0) goto done;
     Py_SETREF(processor, PyObject_GetAttr(span, s_t_span_processor_field)); /* read again, as end_as does */
     if (processor == NULL) goto done;
 
@@ -1523,9 +1678,7 @@ static PyObject *end_span(PyObject *self, PyObject *const *args, Py_ssize_t narg
         if (set < 0) goto done;
     }
     if (only_owned_processors(processor)) untrack(readable);
-    PyObject *end = PyObject_CallMethodOneArg(processor, s_t_on_end, readable);
-    if (end == NULL) goto done;
-    Py_DECREF(end);
+    if (dispatch(processor, ON_END, readable, NULL) < 0) goto done;
     result = Py_NewRef(Py_True);
     goto done;
 decline:
@@ -1546,6 +1699,65 @@ done:
 
 /* --- logs: a plain record into the export queue ------------------------------------------ */
 
+/* _enqueue(owner._batch_processor, item), inline below the three-quarter mark (appendleft, then the
+   export thread's wake-up once a batch is queued); near or at the mark, shut down or full, _fastsdk's
+   `_enqueue` itself. 0, or -1 with an exception set. */
+static int enqueue_item(PyObject *owner, PyObject *item) {
+    int status = -1;
+    PyObject *batch = NULL, *queue = NULL, *most_queued = NULL, *shutdown = NULL, *awaken = NULL;
+    batch = PyObject_GetAttr(owner, s_l_batch);
+    queue = batch == NULL ? NULL : PyObject_GetAttr(batch, s_l_queue);
+    most_queued = queue == NULL ? NULL : PyObject_GetAttr(batch, s_l_max_queue);
+    shutdown = most_queued == NULL ? NULL : PyObject_GetAttr(batch, s_l_shutdown);
+    if (shutdown == NULL) goto done;
+    Py_ssize_t size = PyObject_Length(queue);
+    if (size < 0) goto done;
+    Py_ssize_t limit = PyLong_Check(most_queued) ? PyLong_AsSsize_t(most_queued) : -1;
+    if (limit == -1 && PyErr_Occurred()) PyErr_Clear();
+    if (shutdown != Py_False || limit < 0 || size >= limit - (limit >> 2)) {
+        PyObject *enqueue = from_namespace(s_n_enqueue);
+        PyObject *call[] = {batch, item};
+        PyObject *queued = enqueue == NULL ? NULL : PyObject_Vectorcall(enqueue, call, 2, NULL);
+        Py_XDECREF(enqueue);
+        if (queued == NULL) goto done;
+        Py_DECREF(queued);
+        status = 0;
+        goto done;
+    }
+    PyObject *appended = PyObject_CallMethodOneArg(queue, s_l_appendleft, item);
+    if (appended == NULL) goto done;
+    Py_DECREF(appended);
+    awaken = PyObject_GetAttr(batch, s_l_awaken);
+    if (awaken == NULL) goto done;
+    PyObject *batch_size = PyObject_GetAttr(batch, s_l_max_batch);
+    if (batch_size == NULL) goto done;
+    size = PyObject_Length(queue);
+    PyObject *queued_now = size < 0 ? NULL : PyLong_FromSsize_t(size);
+    int full = queued_now == NULL ? -1 : PyObject_RichCompareBool(queued_now, batch_size, Py_GE);
+    Py_XDECREF(queued_now);
+    Py_DECREF(batch_size);
+    if (full < 0) goto done;
+    if (full) { /* `not awaken._flag`: Event.is_set() reads the flag */
+        PyObject *flag = PyObject_GetAttr(awaken, s_l_flag);
+        int set = flag == NULL ? -1 : PyObject_IsTrue(flag);
+        Py_XDECREF(flag);
+        if (set < 0) goto done;
+        if (!set) {
+            PyObject *woken = PyObject_CallMethodNoArgs(awaken, s_l_set);
+            if (woken == NULL) goto done;
+            Py_DECREF(woken);
+        }
+    }
+    status = 0;
+done:
+    Py_XDECREF(batch);
+    Py_XDECREF(queue);
+    Py_XDECREF(most_queued);
+    Py_XDECREF(shutdown);
+    Py_XDECREF(awaken);
+    return status;
+}
+
 /*
  * emit_log() is FastBatchLogRecordProcessor.emit_plain, for a logger whose only processor is
  * that one (sole_log_processor), with its _enqueue inline below the queue's three-quarter mark:
@@ -1556,11 +1768,6 @@ done:
  * _fastsdk._enqueue. It answers False, before doing anything, whenever the Python code must
  * decide. tests/test_fastsdk.py compares the records of both paths.
  */
-static PyObject *L_processor_type, *L_queued_type;
-static PyObject *s_l_multi, *s_l_processors, *s_l_limits, *s_l_max_attributes, *s_l_max_attribute_length,
-    *s_l_is_enabled, *s_l_metrics, *s_l_emit_log, *s_l_batch, *s_l_queue, *s_l_max_queue, *s_l_shutdown,
-    *s_l_appendleft, *s_l_awaken, *s_l_max_batch, *s_l_flag, *s_l_set, *s_n_enqueue;
-
 static PyObject *emit_log(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 8) {
         PyErr_SetString(PyExc_TypeError,
@@ -1571,7 +1778,6 @@ static PyObject *emit_log(PyObject *self, PyObject *const *args, Py_ssize_t narg
     if (L_processor_type == NULL || M_namespace == NULL || !PyDict_CheckExact(attributes)) Py_RETURN_FALSE;
     PyObject *result = NULL, *multi = NULL, *processors = NULL, *limits = NULL, *maxlen = NULL, *max_value_len = NULL,
              *enabled = NULL, *span = NULL, *span_context = NULL, *metrics = NULL, *now = NULL, *item = NULL,
-             *batch = NULL, *queue = NULL, *most_queued = NULL, *shutdown = NULL, *awaken = NULL,
              *trace_id = NULL, *span_id = NULL, *trace_flags = NULL;
     /* sole_log_processor(logger) */
     multi = PyObject_GetAttr(logger, s_l_multi);
@@ -1637,50 +1843,7 @@ static PyObject *emit_log(PyObject *self, PyObject *const *args, Py_ssize_t narg
                           logger};
     for (int i = 0; i < 10; i++) PyTuple_SET_ITEM(item, i, Py_NewRef(fields[i]));
     if (PyUnicode_CheckExact(args[4])) untrack(item); /* a str body: no cycle but the logger's (untrack()) */
-    /* _enqueue(sole._batch_processor, item), inline below the three-quarter mark */
-    batch = PyObject_GetAttr(sole, s_l_batch);
-    queue = batch == NULL ? NULL : PyObject_GetAttr(batch, s_l_queue);
-    most_queued = queue == NULL ? NULL : PyObject_GetAttr(batch, s_l_max_queue);
-    shutdown = most_queued == NULL ? NULL : PyObject_GetAttr(batch, s_l_shutdown);
-    if (shutdown == NULL) goto done;
-    Py_ssize_t size = PyObject_Length(queue);
-    if (size < 0) goto done;
-    Py_ssize_t limit = PyLong_Check(most_queued) ? PyLong_AsSsize_t(most_queued) : -1;
-    if (limit == -1 && PyErr_Occurred()) PyErr_Clear();
-    if (shutdown != Py_False || limit < 0 || size >= limit - (limit >> 2)) {
-        PyObject *enqueue = from_namespace(s_n_enqueue);
-        PyObject *call[] = {batch, item};
-        PyObject *queued = enqueue == NULL ? NULL : PyObject_Vectorcall(enqueue, call, 2, NULL);
-        Py_XDECREF(enqueue);
-        if (queued == NULL) goto done;
-        Py_DECREF(queued);
-        result = Py_NewRef(Py_True);
-        goto done;
-    }
-    PyObject *appended = PyObject_CallMethodOneArg(queue, s_l_appendleft, item);
-    if (appended == NULL) goto done;
-    Py_DECREF(appended);
-    awaken = PyObject_GetAttr(batch, s_l_awaken);
-    if (awaken == NULL) goto done;
-    PyObject *batch_size = PyObject_GetAttr(batch, s_l_max_batch);
-    if (batch_size == NULL) goto done;
-    size = PyObject_Length(queue);
-    PyObject *queued_now = size < 0 ? NULL : PyLong_FromSsize_t(size);
-    int full = queued_now == NULL ? -1 : PyObject_RichCompareBool(queued_now, batch_size, Py_GE);
-    Py_XDECREF(queued_now);
-    Py_DECREF(batch_size);
-    if (full < 0) goto done;
-    if (full) { /* `not awaken._flag`: Event.is_set() reads the flag */
-        PyObject *flag = PyObject_GetAttr(awaken, s_l_flag);
-        int set = flag == NULL ? -1 : PyObject_IsTrue(flag);
-        Py_XDECREF(flag);
-        if (set < 0) goto done;
-        if (!set) {
-            PyObject *woken = PyObject_CallMethodNoArgs(awaken, s_l_set);
-            if (woken == NULL) goto done;
-            Py_DECREF(woken);
-        }
-    }
+    if (enqueue_item(sole, item) < 0) goto done;
     result = Py_NewRef(Py_True);
     goto done;
 decline:
@@ -1700,11 +1863,6 @@ done:
     Py_XDECREF(metrics);
     Py_XDECREF(now);
     Py_XDECREF(item);
-    Py_XDECREF(batch);
-    Py_XDECREF(queue);
-    Py_XDECREF(most_queued);
-    Py_XDECREF(shutdown);
-    Py_XDECREF(awaken);
     return result;
 }
 
@@ -1931,6 +2089,9 @@ static PyMethodDef methods[] = {
      "configure_spans(tracer, span, attributes, random_ids, default_on, record_and_sample, sampled_flags, "
      "sampled_random_flags, trace_state, unset_status, lock_factory, sdk_namespace, max_trace_id, max_span_id, "
      "readable_span)"},
+    {"configure_span_dispatch", configure_span_dispatch, METH_VARARGS,
+     "configure_span_dispatch(multi, (multi.on_start, multi._on_ending, multi.on_end), (no-op function, ...), "
+     "FastBatchSpanProcessor.on_end, Tracer._is_enabled, NoOpTracerMetrics, NoOpTracerMetrics.start_span, noop)"},
     {"configure_logs", configure_logs, METH_VARARGS, "configure_logs(FastBatchLogRecordProcessor, QueuedLogRecord)"},
     {"emit_log", (PyCFunction)(void (*)(void))emit_log, METH_FASTCALL,
      "emit_log(logger, timestamp, severity_number, severity_text, body, attributes, context, plain) -> bool: "

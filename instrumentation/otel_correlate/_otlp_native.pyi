@@ -90,6 +90,17 @@ def start_span(
     set_status_on_exception: bool,
     /,
 ) -> Any: ...
+def configure_span_dispatch(
+    multi_type: type,
+    multi_methods: tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]],
+    empty_methods: tuple[Callable[..., Any], ...],
+    batch_on_end: Callable[..., Any],
+    is_enabled: Callable[..., Any],
+    noop_metrics_type: type,
+    noop_metrics_start: Callable[..., Any] | None,
+    noop: Callable[[], None] | None,
+    /,
+) -> None: ...
 def configure_logs(processor_type: type, queued_type: type, /) -> None: ...
 def emit_log(
     logger: Any,

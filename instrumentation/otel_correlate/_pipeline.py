@@ -71,6 +71,7 @@ class BusinessKeySpanProcessor(SpanProcessor):
 
 
 _fastsdk.own_span_processors(BusinessKeySpanProcessor)  # it keeps no span it sees
+_fastsdk.ignore_empty_span_methods(BusinessKeySpanProcessor.on_end)  # its on_end does nothing
 
 
 class _AllKeysExcept(Set[str]):
