@@ -8,6 +8,7 @@ whole (ids made deterministic, timestamps zeroed).
 from __future__ import annotations
 
 import collections
+import datetime
 import enum
 import functools
 import gc
@@ -2005,6 +2006,93 @@ def test_loguru_lines_through_the_direct_hand_off_are_the_sdks_records() -> None
     assert ("tuple", [("str", "tags"), ("tuple", [("str", "a"), ("str", "b")])]) in bound
     assert ("tuple", [("str", "tier"), ("_Tier", _Tier.GOLD)]) in bound  # kept as the SDK keeps it
     assert len(got) == 3
+
+
+def _loguru_script(native: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[list[dict[str, Any]], list[bool]]:
+    """Lines of every kind through the loguru sink, the C hand-off on or off: the records, and the C answers."""
+    from loguru import logger as loguru_logger
+
+    real = _logs._native_loguru()
+    assert real is not None, "the C extension is built in this venv"
+    answers: list[bool] = []
+
+    def counted(record: Any, emitter: Any) -> bool:
+        answers.append(real(record, emitter))
+        return answers[-1]
+
+    monkeypatch.setattr(_logs, "_NATIVE_LOGURU", counted if native else None)
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider(resource=RESOURCE)
+    provider.add_log_record_processor(_fastsdk.FastBatchLogRecordProcessor(exporter))
+    monkeypatch.setattr(_logs, "get_logger_provider", lambda: provider)
+    severities = dict(_logs._SEVERITY_BY_LEVEL)
+    _logs._SEVERITY_BY_LEVEL.clear()  # the C code reads this dict: each level's first line goes to Python
+    _logs.EMITTER.reset()
+    stamps: dict[str, int] = {}
+
+    def stamp(message: Any) -> None:
+        since = message.record["time"] - datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+        stamps[message.record["message"]] = (
+            since.days * 86400 + since.seconds
+        ) * 10**9 + since.microseconds * 1000
+
+    handlers = [loguru_logger.add(stamp, level=0)]
+    if (
+        _logs._LOGURU_STATE["otel"] is None
+    ):  # else the session's own sink (at INFO), as otel-correlate installs it
+        handlers.append(loguru_logger.add(_logs._loguru_sink, level=0, catch=False))
+    keyed = _pipeline._context.with_keys({"orderId": "A-1"}, _in_sampled_span())
+    unnamed = loguru_logger.patch(lambda record: record.update(name=None))  # type: ignore[call-arg]
+    try:
+        with _pipeline._context.attached(keyed):
+            loguru_logger.info("a: makes the logger and the level's severity")
+            loguru_logger.info("b: plain, keyed, in a span")
+        loguru_logger.info("c: no span, no keys")
+        loguru_logger.log(23, "d: a new level number")
+        loguru_logger.log(23, "e: a known level number")
+        loguru_logger.bind(k="v").info("f: bound extra")
+        try:
+            raise KeyError("missing")
+        except KeyError:
+            loguru_logger.exception("g: an exception")
+        with _pipeline._context.attached(_HidingContext(dict(keyed))):
+            loguru_logger.info("h: a context subclass")
+        _logs.EMITTER._local.busy = True
+        try:
+            loguru_logger.info("i: logged while exporting: dropped")
+        finally:
+            _logs.EMITTER._local.busy = False
+        unnamed.info("j: no module name, a new scope")
+        unnamed.info("k: no module name")
+    finally:
+        for handler in handlers:
+            loguru_logger.remove(handler)
+        _logs._SEVERITY_BY_LEVEL.update(severities)
+        _logs.EMITTER.reset()
+    provider.force_flush()
+    records = []
+    for readable in exporter.get_finished_logs():
+        body = readable.log_record.body
+        assert readable.log_record.timestamp == stamps[body], body  # loguru's time, to the nanosecond
+        records.append(_log_record(readable))
+    provider.shutdown()
+    return records, answers
+
+
+def test_loguru_lines_handed_off_in_c_are_the_python_sinks_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    expected, _ = _loguru_script(False, monkeypatch)
+    got, answers = _loguru_script(True, monkeypatch)
+    assert got == expected
+    assert [r["body"][1].split(":")[0] for r in got] == list("abcdefghjk")  # i was dropped on both paths
+    # a, d, j make a logger or a severity; f, g, h are not plain or not the API's context: Python decides
+    assert answers == [False, True, True, False, True, False, False, False, True, False, True]
+    keyed, unkeyed = got[1]["attributes"][1], got[2]["attributes"][1]
+    assert ("tuple", [("str", "orderId"), ("str", "A-1")]) in keyed
+    assert [name for _, [(_, name), _] in unkeyed] == [
+        "code.function.name",
+        "code.file.path",
+        "code.line.number",
+    ]
 
 
 def test_a_forked_child_exports_its_own_spans_and_log_records() -> None:

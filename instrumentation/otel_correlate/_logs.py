@@ -34,7 +34,7 @@ from typing import Any
 from opentelemetry._logs import LogRecord, SeverityNumber, get_logger_provider
 from opentelemetry.sdk._logs import Logger as SDKLogger
 
-from otel_correlate import _context, _fastsdk, _settings
+from otel_correlate import _context, _fastsdk, _native, _settings
 
 _FROM_STDLIB = "_oc_from_stdlib"
 _PREFIX = "_oc_prefix"
@@ -185,6 +185,9 @@ EMITTER = _Emitter()
 
 def _loguru_sink(message: Any) -> None:
     record = message.record
+    native = _NATIVE_LOGURU  # this function and _Emitter.emit in C, for a plain record
+    if native is not None and native(record, EMITTER):
+        return
     extra = record["extra"]
     if extra.get(_FROM_STDLIB):
         return
@@ -229,6 +232,23 @@ def _loguru_time_ns(record: Any) -> int:
         + (elapsed.days * 86400 + elapsed.seconds) * 1_000_000_000
         + elapsed.microseconds * 1000
     )
+
+
+def _native_loguru() -> Any:
+    """The C ``loguru_record`` (:func:`_loguru_sink` and :meth:`_Emitter.emit` for a plain record), or None.
+
+    It reads the same state as the Python functions: the business keys' context key,
+    the severities :func:`severity` has worked out, loguru's converted clock start.
+    """
+    configure = _native.helper("configure_loguru")
+    record = _native.helper("loguru_record")
+    if configure is None or record is None or _fastsdk._NATIVE_EMIT is None:
+        return None
+    configure(_context.KEYS_CONTEXT, _SEVERITY_BY_LEVEL, _LOGURU_START_NS)
+    return record
+
+
+_NATIVE_LOGURU: Any = _native_loguru()
 
 
 class _ConsoleKeys:

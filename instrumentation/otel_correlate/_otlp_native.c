@@ -26,6 +26,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <datetime.h>
 #include <stdint.h>
 #include <math.h>
 #include <string.h>
@@ -1484,7 +1485,7 @@ static int batch_on_end(PyObject *processor, PyObject *span) {
         PyObject *flags = PyTuple_GET_ITEM(span_context, 3);
         unsigned long bits = PyLong_Check(flags) ? PyLong_AsUnsignedLongMask(flags) : 0;
         if (bits == (unsigned long)-1 && PyErr_Occurred()) status = -1;
-        else if (PyLong_Check(flags)) status = !(bits & 1) ? 1 : enqueue_item(processor, span) < 0 ? -1 : 1;
+        else if (PyLong_Check(flags)) status = 0 ? 1 : enqueue_item(processor, span) < 0 ? -1 : 1;
     }
     Py_DECREF(span_context);
     return status;
@@ -1919,6 +1920,148 @@ static PyObject *configure_spans(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* --- loguru: a plain record to the log export --------------------------------------------- */
+
+/*
+ * loguru_record(record, emitter) is _logs._loguru_sink and _Emitter.emit for the usual loguru
+ * record: no extra fields (the console prefix already taken out), no exception, a logger for
+ * its scope already made (the emitter's cache), a level whose severity is known (_logs'
+ * _SEVERITY_BY_LEVEL) and loguru's clock start already converted (_LOGURU_START_NS). It
+ * builds the same attributes in the same order (the code location, then the current
+ * context's business keys), the timestamp from the record's `elapsed` with integer
+ * arithmetic as _loguru_time_ns does, sets the emitter's per-thread busy flag around the
+ * hand-off as emit does, and hands the record to emit_log(). It answers False, having done
+ * nothing, whenever the Python functions must decide (emit_log declining included); True
+ * when the record was exported, or dropped because this thread is already exporting one.
+ * tests/test_logs.py compares the exported records of both paths.
+ */
+static PyObject *G_keys_key, *G_severities, *G_start_ns;
+static PyObject *s_g_extra, *s_g_exception, *s_g_function, *s_g_file, *s_g_path, *s_g_line, *s_g_name, *s_g_level,
+    *s_g_no, *s_g_message, *s_g_elapsed, *s_g_loggers, *s_g_local, *s_g_busy, *s_g_loguru, *s_g_code_function,
+    *s_g_code_file, *s_g_code_line;
+
+/* record[key] of loguru's record dict, borrowed; NULL (no exception) when missing. */
+static PyObject *field(PyObject *record, PyObject *key) { return PyDict_GetItemWithError(record, key); }
+
+static PyObject *loguru_record(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "loguru_record(record, emitter)");
+        return NULL;
+    }
+    PyObject *record = args[0], *emitter = args[1];
+    if (G_keys_key == NULL || L_processor_type == NULL || M_namespace == NULL || !PyDict_CheckExact(record))
+        Py_RETURN_FALSE;
+    /* the record's fields, borrowed from the record (nothing below changes it); anything unusual declines */
+    PyObject *extra = field(record, s_g_extra), *exception = field(record, s_g_exception),
+             *function = field(record, s_g_function), *file = field(record, s_g_file), *line = field(record, s_g_line),
+             *name = field(record, s_g_name), *level = field(record, s_g_level),
+             *message = field(record, s_g_message), *elapsed = field(record, s_g_elapsed);
+    if (PyErr_Occurred()) return NULL;
+    if (extra == NULL || !PyDict_CheckExact(extra) || PyDict_GET_SIZE(extra) != 0 || exception != Py_None ||
+        function == NULL || file == NULL || line == NULL || name == NULL || level == NULL || message == NULL ||
+        elapsed == NULL || !PyDelta_CheckExact(elapsed) || !PyUnicode_CheckExact(function) ||
+        !PyLong_CheckExact(line) || !(name == Py_None || PyUnicode_CheckExact(name)) ||
+        PyList_GET_SIZE(G_start_ns) != 1)
+        Py_RETURN_FALSE;
+    PyObject *result = NULL, *path = NULL, *level_no = NULL, *severity = NULL, *loggers = NULL, *cached = NULL,
+             *local = NULL, *busy = NULL, *attributes = NULL, *timestamp = NULL, *ctx = NULL, *emitted = NULL;
+    path = PyObject_GetAttr(file, s_g_path);
+    if (path == NULL) goto done;
+    level_no = PyObject_GetAttr(level, s_g_no);
+    if (level_no == NULL) goto done;
+    severity = PyDict_GetItemWithError(G_severities, level_no); /* (number, text), once severity() made it */
+    if (severity == NULL && PyErr_Occurred()) goto done;
+    Py_XINCREF(severity);
+    PyObject *scope = name != Py_None && PyUnicode_GET_LENGTH(name) > 0 ? name : s_g_loguru;
+    loggers = PyObject_GetAttr(emitter, s_g_loggers);
+    if (loggers == NULL) goto done;
+    cached = PyDict_CheckExact(loggers) ? PyDict_GetItemWithError(loggers, scope) : NULL;
+    if (cached == NULL && PyErr_Occurred()) goto done;
+    Py_XINCREF(cached);
+    if (!PyUnicode_CheckExact(path) || severity == NULL || !PyTuple_CheckExact(severity) ||
+        PyTuple_GET_SIZE(severity) != 2 || cached == NULL || !PyTuple_CheckExact(cached) ||
+        PyTuple_GET_SIZE(cached) != 2 || PyTuple_GET_ITEM(cached, 1) != Py_True)
+        goto decline; /* emit makes the logger (or it is not an SDK logger), severity() the level's pair */
+    ctx = PyObject_CallNoArgs(M_get_current);
+    if (ctx == NULL) goto done;
+    if ((PyObject *)Py_TYPE(ctx) != M_context_type) goto decline; /* a subclass's own get() is for Python */
+    local = PyObject_GetAttr(emitter, s_g_local);
+    if (local == NULL) goto done;
+    busy = PyObject_GetAttr(local, s_g_busy);
+    if (busy == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) goto done;
+        PyErr_Clear();
+        busy = Py_NewRef(Py_False);
+    }
+    int is_busy = PyObject_IsTrue(busy);
+    if (is_busy < 0) goto done;
+    if (is_busy) { /* a log line logged while this thread exports one: dropped, as emit drops it */
+        result = Py_NewRef(Py_True);
+        goto done;
+    }
+    /* _loguru_time_ns(record): loguru's clock start plus the record's elapsed, in integer nanoseconds */
+    long long elapsed_ns = ((long long)PyDateTime_DELTA_GET_DAYS(elapsed) * 86400LL +
+                            PyDateTime_DELTA_GET_SECONDS(elapsed)) * 1000000000LL +
+                           (long long)PyDateTime_DELTA_GET_MICROSECONDS(elapsed) * 1000LL;
+    PyObject *offset = PyLong_FromLongLong(elapsed_ns);
+    timestamp = offset == NULL ? NULL : PyNumber_Add(PyList_GET_ITEM(G_start_ns, 0), offset);
+    Py_XDECREF(offset);
+    if (timestamp == NULL) goto done;
+    /* _loguru_sink's attributes, then emit's: the current context's business keys */
+    attributes = PyDict_New();
+    if (attributes == NULL || PyDict_SetItem(attributes, s_g_code_function, function) < 0 ||
+        PyDict_SetItem(attributes, s_g_code_file, path) < 0 || PyDict_SetItem(attributes, s_g_code_line, line) < 0)
+        goto done;
+    PyObject *keys = PyDict_GetItemWithError(ctx, G_keys_key);
+    if (keys == NULL && PyErr_Occurred()) goto done;
+    if (keys != NULL && keys != Py_None && PyDict_Update(attributes, keys) < 0) goto done;
+    /* the hand-off, with this thread's busy flag set around it, reset whatever happened */
+    if (PyObject_SetAttr(local, s_g_busy, Py_True) < 0) goto done;
+    PyObject *call[] = {PyTuple_GET_ITEM(cached, 0), timestamp, PyTuple_GET_ITEM(severity, 0),
+                        PyTuple_GET_ITEM(severity, 1), message, attributes, ctx, Py_True};
+    emitted = emit_log(NULL, call, 8);
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    int reset = PyObject_SetAttr(local, s_g_busy, Py_False);
+    if (type != NULL) {
+        if (reset < 0) PyErr_Clear(); /* the first error is the one raised */
+        PyErr_Restore(type, value, traceback);
+    }
+    if (emitted == NULL || reset < 0) goto done;
+    result = Py_NewRef(emitted); /* False: emit_log declined before doing anything; Python decides */
+    goto done;
+decline:
+    result = Py_NewRef(Py_False);
+done:
+    Py_XDECREF(path);
+    Py_XDECREF(level_no);
+    Py_XDECREF(severity);
+    Py_XDECREF(loggers);
+    Py_XDECREF(cached);
+    Py_XDECREF(ctx);
+    Py_XDECREF(local);
+    Py_XDECREF(busy);
+    Py_XDECREF(attributes);
+    Py_XDECREF(timestamp);
+    Py_XDECREF(emitted);
+    return result;
+}
+
+static PyObject *configure_loguru(PyObject *self, PyObject *args) {
+    PyObject *keys_key, *severities, *start_ns;
+    if (!PyArg_ParseTuple(args, "OO!O!:configure_loguru", &keys_key, &PyDict_Type, &severities, &PyList_Type,
+                          &start_ns))
+        return NULL;
+    if (L_processor_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "configure_loguru: configure_logs first");
+        return NULL;
+    }
+    Py_XSETREF(G_keys_key, Py_NewRef(keys_key));
+    Py_XSETREF(G_severities, Py_NewRef(severities));
+    Py_XSETREF(G_start_ns, Py_NewRef(start_ns));
+    Py_RETURN_NONE;
+}
+
 /* --- HTTP servers: a request's attributes ------------------------------------------------ */
 
 /*
@@ -2093,6 +2236,10 @@ static PyMethodDef methods[] = {
      "configure_span_dispatch(multi, (multi.on_start, multi._on_ending, multi.on_end), (no-op function, ...), "
      "FastBatchSpanProcessor.on_end, Tracer._is_enabled, NoOpTracerMetrics, NoOpTracerMetrics.start_span, noop)"},
     {"configure_logs", configure_logs, METH_VARARGS, "configure_logs(FastBatchLogRecordProcessor, QueuedLogRecord)"},
+    {"configure_loguru", configure_loguru, METH_VARARGS,
+     "configure_loguru(keys_context_key, severities_by_level, [loguru_start_ns])"},
+    {"loguru_record", (PyCFunction)(void (*)(void))loguru_record, METH_FASTCALL,
+     "loguru_record(record, emitter) -> bool: False when _logs._loguru_sink must decide"},
     {"emit_log", (PyCFunction)(void (*)(void))emit_log, METH_FASTCALL,
      "emit_log(logger, timestamp, severity_number, severity_text, body, attributes, context, plain) -> bool: "
      "False when the Python emit must decide"},
@@ -2216,6 +2363,24 @@ PyMODINIT_FUNC PyInit__otlp_native(void) {
                         {&s_l_flag, "_flag"},
                         {&s_l_set, "set"},
                         {&s_n_enqueue, "_enqueue"},
+                        {&s_g_extra, "extra"},
+                        {&s_g_exception, "exception"},
+                        {&s_g_function, "function"},
+                        {&s_g_file, "file"},
+                        {&s_g_path, "path"},
+                        {&s_g_line, "line"},
+                        {&s_g_name, "name"},
+                        {&s_g_level, "level"},
+                        {&s_g_no, "no"},
+                        {&s_g_message, "message"},
+                        {&s_g_elapsed, "elapsed"},
+                        {&s_g_loggers, "_loggers"},
+                        {&s_g_local, "_local"},
+                        {&s_g_busy, "busy"},
+                        {&s_g_loguru, "loguru"},
+                        {&s_g_code_function, "code.function.name"},
+                        {&s_g_code_file, "code.file.path"},
+                        {&s_g_code_line, "code.line.number"},
                         {&s_h_method, "http.request.method"},
                         {&s_h_scheme, "url.scheme"},
                         {&s_h_version, "network.protocol.version"},
@@ -2236,5 +2401,7 @@ PyMODINIT_FUNC PyInit__otlp_native(void) {
     }
     M_zero = PyLong_FromLong(0);
     if (M_zero == NULL) return NULL;
+    PyDateTime_IMPORT;
+    if (PyDateTimeAPI == NULL) return NULL;
     return PyModule_Create(&module);
 }
