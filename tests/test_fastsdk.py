@@ -947,13 +947,34 @@ def test_only_methods_that_do_nothing_are_skipped_by_the_span_processor_dispatch
     checked = [documented, bare, returns_none, works, generator, coroutine, print, lambda: None]
     assert [_fastsdk.does_nothing(f) for f in checked] == [True, True, True, False, False, False, False, True]
     registered = _fastsdk._EMPTY_SPAN_METHODS
-    assert SpanProcessor.on_start in registered and _pipeline.BusinessKeySpanProcessor.on_end in registered
-    assert BatchSpanProcessor.on_end not in registered  # it queues: never skipped
-    assert all(_fastsdk.does_nothing(f) for f in registered)
-    _fastsdk.ignore_empty_span_methods(works, bare)
-    assert works not in registered and bare in registered
-    registered.remove(bare)
-    _fastsdk.ignore_empty_span_methods()
+    assert (SpanProcessor.on_start, SpanProcessor.on_start.__code__) in registered["on_start"]
+    assert [f for f, _ in registered["on_end"]] == [
+        SpanProcessor.on_end,
+        _pipeline.BusinessKeySpanProcessor.on_end,
+    ]
+    assert all(
+        _fastsdk.does_nothing(f) and code is f.__code__ for pairs in registered.values() for f, code in pairs
+    )
+
+    # registered under its own name, only when empty and when the SDK's call binds to it
+    def on_start(self: Any, span: Any, parent_context: Any = None) -> None:
+        pass
+
+    def on_end(self: Any) -> None:  # the SDK's call passes the span: it would raise
+        pass
+
+    works.__name__ = "_on_ending"
+    before = {name: list(pairs) for name, pairs in registered.items()}
+    try:
+        _fastsdk.ignore_empty_span_methods(on_start, on_end, works, bare)
+        assert {name: len(pairs) - len(before[name]) for name, pairs in registered.items()} == {
+            "on_start": 1,
+            "_on_ending": 0,
+            "on_end": 0,
+        }
+    finally:
+        registered.update(before)
+        _fastsdk.ignore_empty_span_methods()
 
 
 class _CallRecorder(SpanProcessor):
@@ -1038,6 +1059,105 @@ def test_a_span_processor_method_replaced_on_a_class_or_an_instance_is_called(
     ]
     assert [s.name for s in exporter.get_finished_spans()] == ["s"]
     provider.shutdown()
+
+
+def test_an_empty_method_the_sdks_call_does_not_fit_still_raises_on_both_paths(span_path: str) -> None:
+    class Misfit(SpanProcessor):
+        on_start = _pipeline.BusinessKeySpanProcessor.on_end  # empty, but takes no parent_context
+
+    for cls in (TracerProvider, _fastsdk.FastTracerProvider):
+        provider = cls(resource=RESOURCE)
+        provider.add_span_processor(Misfit())
+        with pytest.raises(TypeError, match="parent_context"):
+            provider.get_tracer("t").start_span("s")
+
+
+def test_an_empty_method_given_other_code_is_called_on_both_paths(
+    span_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def on_start(self: Any, span: Any, parent_context: Any = None) -> None:
+        span.set_attribute("seen", True)
+
+    monkeypatch.setattr(BatchSpanProcessor.on_start, "__code__", on_start.__code__)
+    provider = _fastsdk.FastTracerProvider(resource=RESOURCE)
+    provider.add_span_processor(_fastsdk.FastBatchSpanProcessor(InMemorySpanExporter()))
+    assert provider.get_tracer("t").start_span("s").attributes == {"seen": True}
+    provider.shutdown()
+
+
+@pytest.mark.parametrize("method", ["on_start", "_on_ending", "on_end"])
+def test_a_raising_span_processor_stops_the_later_ones_on_both_paths(
+    method: str, span_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = []
+    for cls in (TracerProvider, _fastsdk.FastTracerProvider):
+        calls: list[tuple[str, ...]] = []
+        first, last = _CallRecorder("first", calls), _CallRecorder("last", calls)
+
+        def fail(*args: Any, **kwargs: Any) -> None:
+            raise RuntimeError(f"{method} failed")
+
+        monkeypatch.setattr(first, method, fail)
+        provider = cls(resource=RESOURCE)
+        provider.add_span_processor(first)
+        provider.add_span_processor(_fastsdk.FastBatchSpanProcessor(InMemorySpanExporter()))
+        provider.add_span_processor(last)
+        with pytest.raises(RuntimeError, match=f"{method} failed"):
+            end_server_span(provider.get_tracer("t").start_span("s"), None, {"a": 1})
+        made.append([call[:2] for call in calls])
+    assert made[0] == made[1]
+    assert ("last", method) not in made[1]
+
+
+def test_unsampled_spans_ended_by_a_server_are_not_queued_on_both_paths(span_path: str) -> None:
+    exported = []
+    for cls in (TracerProvider, _fastsdk.FastTracerProvider):
+        exporter = InMemorySpanExporter()
+        provider = cls(resource=RESOURCE, sampler=_RecordOnly())
+        provider.add_span_processor(_fastsdk.FastBatchSpanProcessor(exporter))
+        span = provider.get_tracer("t").start_span("s")
+        assert span.is_recording()
+        end_server_span(span, "renamed", {"a": 1})
+        provider.force_flush()
+        exported.append(exporter.get_finished_spans())
+        provider.shutdown()
+    assert exported == [(), ()]
+
+
+def test_a_tracers_own_enabled_check_is_asked_on_both_paths(span_path: str) -> None:
+    tracer = _fastsdk.FastTracerProvider(resource=RESOURCE).get_tracer("t")
+    tracer._is_enabled = lambda: False  # type: ignore[method-assign]
+    assert not tracer.start_span("s").is_recording()
+    del tracer._is_enabled
+    assert tracer.start_span("s").is_recording()
+
+
+def test_the_sdks_own_span_metrics_are_recorded_on_both_paths(
+    span_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
+    made = []
+    for cls in (TracerProvider, _fastsdk.FastTracerProvider):
+        reader = InMemoryMetricReader()
+        provider = cls(resource=RESOURCE, meter_provider=MeterProvider(metric_readers=[reader]))
+        tracer = provider.get_tracer("t")
+        ended = tracer.start_span("ended")
+        end_server_span(ended, None, {"a": 1})
+        tracer.start_span("live")
+        made.append(
+            sorted(
+                (metric.name, dict(point.attributes), point.value)
+                for resource_metrics in reader.get_metrics_data().resource_metrics
+                for scope_metrics in resource_metrics.scope_metrics
+                for metric in scope_metrics.metrics
+                for point in metric.data.data_points
+            )
+        )
+    assert made[0] == made[1]
+    assert [(name, value) for name, _, value in made[1]] == [
+        ("otel.sdk.span.live", 1),
+        ("otel.sdk.span.started", 2),
+    ]
 
 
 def test_the_default_span_processors_cost_no_python_call_but_the_key_lookup() -> None:

@@ -1214,7 +1214,19 @@ def does_nothing(function: Any) -> bool:
     return True
 
 
-_EMPTY_SPAN_METHODS: list[Any] = []
+#: The span processor methods the C dispatch may skip, by name: (function, its code) pairs.
+_EMPTY_SPAN_METHODS: dict[str, list[tuple[Any, Any]]] = {"on_start": [], "_on_ending": [], "on_end": []}
+
+
+def _binds(function: Any, name: str) -> bool:
+    """Whether the SDK's call of span processor method ``name`` binds to ``function``'s parameters."""
+    try:
+        signature = inspect.signature(function)
+        extra = {"parent_context": None} if name == "on_start" else {}
+        signature.bind(None, None, **extra)  # (self, span[, parent_context=...])
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def ignore_empty_span_methods(*methods: Any) -> None:
@@ -1222,11 +1234,19 @@ def ignore_empty_span_methods(*methods: Any) -> None:
 
     The span's start and end in C call each processor of the SDK's multi span
     processor themselves (``dispatch`` in ``_otlp_native.c``), as its Python loop
-    does; a method registered here and found on a processor is not called, which is
-    what calling it would have done. :class:`FastBatchSpanProcessor`'s ``on_end`` is
-    done in C as well. Only methods :func:`does_nothing` passes are registered.
+    does; a method registered here and found on a processor under its own name, with
+    the code it has now, is not called, which is what calling it would have done.
+    :class:`FastBatchSpanProcessor`'s ``on_end`` is done in C as well. Registered are
+    only methods that :func:`does_nothing` passes and whose parameters take the SDK's
+    call, so a call that would raise is still made.
     """
-    _EMPTY_SPAN_METHODS.extend(m for m in methods if does_nothing(m) and m not in _EMPTY_SPAN_METHODS)
+    for method in methods:
+        name = getattr(method, "__name__", None)
+        known = _EMPTY_SPAN_METHODS.get(name) if isinstance(name, str) else None
+        if known is None or not does_nothing(method) or not _binds(method, name):  # type: ignore[arg-type]
+            continue
+        if (method, method.__code__) not in known:
+            known.append((method, method.__code__))
     configure = _native.helper("configure_span_dispatch")
     if configure is None or _NATIVE_START is None:
         return
@@ -1234,7 +1254,7 @@ def ignore_empty_span_methods(*methods: Any) -> None:
     configure(
         multi,
         (multi.on_start, multi._on_ending, multi.on_end),
-        tuple(_EMPTY_SPAN_METHODS),
+        tuple(tuple(_EMPTY_SPAN_METHODS[name]) for name in ("on_start", "_on_ending", "on_end")),
         FastBatchSpanProcessor.on_end,
         Tracer._is_enabled,
         NoOpTracerMetrics,

@@ -1227,9 +1227,10 @@ static PyObject *start_span(PyObject *self, PyObject *const *args, Py_ssize_t na
     } else {
         Py_CLEAR(parent);
     }
-    enabled = sdk_method_is(tracer, s_is_enabled, D_is_enabled)
-                  ? tracer_config_enabled(tracer) /* Tracer._is_enabled's one read, without its call */
-                  : PyObject_CallMethodNoArgs(tracer, s_is_enabled);
+    int own_check = sdk_method_is(tracer, s_is_enabled, D_is_enabled);
+    if (own_check < 0) goto done;
+    enabled = own_check ? tracer_config_enabled(tracer) /* Tracer._is_enabled's one read, without its call */
+                        : PyObject_CallMethodNoArgs(tracer, s_is_enabled);
     if (enabled == NULL) goto done;
     int on = PyObject_IsTrue(enabled);
     if (on < 0) goto done;
@@ -1259,10 +1260,12 @@ static PyObject *start_span(PyObject *self, PyObject *const *args, Py_ssize_t na
     PyObject *tracer_metrics = PyObject_GetAttr(tracer, s_t_tracer_metrics);
     if (tracer_metrics == NULL) goto done;
     metric_args[0] = tracer_metrics;
-    if ((PyObject *)Py_TYPE(tracer_metrics) == D_noop_metrics_type &&
-        sdk_method_is(tracer_metrics, s_t_start_span, D_noop_metrics_start))
+    int no_metrics = (PyObject *)Py_TYPE(tracer_metrics) != D_noop_metrics_type
+                         ? 0
+                         : sdk_method_is(tracer_metrics, s_t_start_span, D_noop_metrics_start);
+    if (no_metrics > 0)
         end_metrics = Py_NewRef(D_noop); /* what NoOpTracerMetrics.start_span returns, without its call */
-    else
+    else if (no_metrics == 0)
         end_metrics =
             PyObject_VectorcallMethod(s_t_start_span, metric_args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     Py_DECREF(tracer_metrics);
@@ -1430,19 +1433,22 @@ static PyObject *configure_span_owners(PyObject *self, PyObject *args) {
  * .on_end(span) as the SDK's SynchronousMultiSpanProcessor does: each processor's method in
  * their order, the first exception stopping the rest. When `processor` is that multi
  * processor with its own method (configure_span_dispatch), the loop runs here: a method that
- * is a registered function doing nothing is not called (the SDK's base and batch processors'
- * on_start and _on_ending, our key processor's on_end), and FastBatchSpanProcessor.on_end's
+ * is a function registered for that name as doing nothing, with the code it had then, is not
+ * called (the SDK's base and batch processors' on_start and _on_ending, our key processor's
+ * on_end), and FastBatchSpanProcessor.on_end's
  * usual case (an exact SpanContext) is done here, queueing as _fastsdk._enqueue does. Every
  * method is looked up on its processor as Python looks it up, so a method replaced on a class
  * or an instance is called. Anything else gets the Python call. 0, or -1 with an exception.
  */
 static PyObject *D_multi_type, *D_multi_methods, *D_noops, *D_batch_on_end, *D_config;
 
-/* 1 when `owner.<name>` is the bound method of `function` (looked up as Python does); never raises. */
+/* 1 when `owner.<name>` is the bound method of `function` (looked up as Python does), 0 when it is
+   anything else or missing (the Python call says so), -1 with the exception of a failing lookup. */
 static int sdk_method_is(PyObject *owner, PyObject *name, PyObject *function) {
     if (function == NULL) return 0;
     PyObject *bound = PyObject_GetAttr(owner, name);
     if (bound == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return -1;
         PyErr_Clear();
         return 0;
     }
@@ -1485,7 +1491,7 @@ static int batch_on_end(PyObject *processor, PyObject *span) {
         PyObject *flags = PyTuple_GET_ITEM(span_context, 3);
         unsigned long bits = PyLong_Check(flags) ? PyLong_AsUnsignedLongMask(flags) : 0;
         if (bits == (unsigned long)-1 && PyErr_Occurred()) status = -1;
-        else if (PyLong_Check(flags)) status = 0 ? 1 : enqueue_item(processor, span) < 0 ? -1 : 1;
+        else if (PyLong_Check(flags)) status = !(bits & 1) ? 1 : enqueue_item(processor, span) < 0 ? -1 : 1;
     }
     Py_DECREF(span_context);
     return status;
@@ -1524,9 +1530,14 @@ static int dispatch(PyObject *processor, int which, PyObject *span, PyObject *co
         }
         PyObject *function = PyMethod_Check(method) && PyMethod_GET_SELF(method) == each ? PyMethod_GET_FUNCTION(method) : NULL;
         int skip = 0;
-        if (function != NULL) {
-            for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(D_noops); j++)
-                if (PyTuple_GET_ITEM(D_noops, j) == function) skip = 1;
+        if (function != NULL && PyFunction_Check(function)) {
+            PyObject *empty = PyTuple_GET_ITEM(D_noops, which); /* ((function, its code), ...) for this name */
+            for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(empty); j++) {
+                PyObject *pair = PyTuple_GET_ITEM(empty, j);
+                /* the code checked at registration still its code: a reassigned __code__ is called */
+                if (PyTuple_GET_ITEM(pair, 0) == function && PyTuple_GET_ITEM(pair, 1) == PyFunction_GET_CODE(function))
+                    skip = 1;
+            }
             if (!skip && which == ON_END && function == D_batch_on_end) {
                 skip = batch_on_end(each, span);
                 if (skip < 0) status = -1;
@@ -1547,10 +1558,19 @@ static PyObject *configure_span_dispatch(PyObject *self, PyObject *args) {
                           &multi_methods, &PyTuple_Type, &noops, &batch_on_end_function, &is_enabled, &PyType_Type,
                           &noop_metrics_type, &noop_metrics_start, &noop))
         return NULL;
-    if (PyTuple_GET_SIZE(multi_methods) != 3 || T_parent_context_kw == NULL) {
+    int shaped = PyTuple_GET_SIZE(multi_methods) == 3 && PyTuple_GET_SIZE(noops) == 3;
+    for (Py_ssize_t i = 0; shaped && i < 3; i++) {
+        PyObject *pairs = PyTuple_GET_ITEM(noops, i);
+        shaped = PyTuple_CheckExact(pairs);
+        for (Py_ssize_t j = 0; shaped && j < PyTuple_GET_SIZE(pairs); j++) {
+            PyObject *pair = PyTuple_GET_ITEM(pairs, j);
+            shaped = PyTuple_CheckExact(pair) && PyTuple_GET_SIZE(pair) == 2;
+        }
+    }
+    if (!shaped || T_parent_context_kw == NULL) {
         PyErr_SetString(PyExc_TypeError,
-                        "configure_span_dispatch: (on_start, _on_ending, on_end) of the multi processor, after "
-                        "configure_spans");
+                        "configure_span_dispatch: (on_start, _on_ending, on_end) of the multi processor and, for "
+                        "each of the three, ((function, code), ...) of the empty methods; after configure_spans");
         return NULL;
     }
     if (D_config == NULL && (D_config = PyUnicode_InternFromString("_tracer_config")) == NULL) return NULL;
