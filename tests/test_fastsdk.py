@@ -2215,6 +2215,57 @@ def test_loguru_lines_handed_off_in_c_are_the_python_sinks_records(monkeypatch: 
     ]
 
 
+def test_loguru_lines_from_many_threads_each_carry_their_own_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four threads log at once through the C hand-off: every line exported once, with its own thread's key."""
+    from loguru import logger as loguru_logger
+
+    real = _logs._native_loguru()
+    assert real is not None, "the C extension is built in this venv"
+    taken = collections.Counter()
+
+    def counted(record: Any, emitter: Any) -> bool:
+        answer = real(record, emitter)
+        taken[answer] += 1
+        return answer
+
+    monkeypatch.setattr(_logs, "_NATIVE_LOGURU", counted)
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider(resource=RESOURCE)
+    provider.add_log_record_processor(_fastsdk.FastBatchLogRecordProcessor(exporter, max_queue_size=8192))
+    monkeypatch.setattr(_logs, "get_logger_provider", lambda: provider)
+    _logs.EMITTER.reset()
+    handler = None
+    if _logs._LOGURU_STATE["otel"] is None:
+        handler = loguru_logger.add(_logs._loguru_sink, level="INFO", catch=False)
+    start = threading.Barrier(4)
+
+    def lines(n: int) -> None:
+        with _pipeline._context.attached(
+            _pipeline._context.with_keys({"orderId": f"T-{n}"}, context.Context())
+        ):
+            start.wait()
+            for i in range(500):
+                loguru_logger.info("thread {} line {}", n, i)
+
+    try:
+        loguru_logger.info("makes the logger")
+        threads = [threading.Thread(target=lines, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        if handler is not None:
+            loguru_logger.remove(handler)
+        _logs.EMITTER.reset()
+    provider.force_flush()
+    exported = [r.log_record for r in exporter.get_finished_logs()][1:]
+    provider.shutdown()
+    assert len(exported) == 2000 and taken[True] == 2000
+    assert all(str(r.body).startswith(f"thread {r.attributes['orderId'][2:]} ") for r in exported)
+    assert collections.Counter(r.attributes["orderId"] for r in exported) == {f"T-{n}": 500 for n in range(4)}
+
+
 def test_a_forked_child_exports_its_own_spans_and_log_records() -> None:
     """The direct queue hand-off skips the SDK's per-item getpid check: the at-fork reset must do it."""
     spans = InMemorySpanExporter()
