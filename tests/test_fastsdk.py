@@ -1178,13 +1178,9 @@ def test_the_default_span_processors_cost_no_python_call_but_the_key_lookup() ->
         end_server_span(tracer.start_span("s", context=context.Context()), None, {"a": 1})
     finally:
         sys.setprofile(None)
-    assert called[:4] == [
-        "_FastTracer.start_span",
-        "BusinessKeySpanProcessor.on_start",
-        "end_server_span",
-        "_FastSpan.end_as",
-    ]
-    assert called[4:] == ["profile"] or called[4:] == []  # setprofile(None) itself, on some versions
+    # end_server_span calls the C end itself, without end_as's frame
+    assert called[:3] == ["_FastTracer.start_span", "BusinessKeySpanProcessor.on_start", "end_server_span"]
+    assert called[3:] in (["profile"], [])  # setprofile(None) itself, on some versions
     provider.force_flush()
     assert [s.name for s in exporter.get_finished_spans()] == ["s"]
     provider.shutdown()

@@ -29,7 +29,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from otel_correlate import _context, _native, _settings, _web
+from otel_correlate import _context, _fastsdk, _native, _settings, _web
 from otel_correlate._fastapi import RequestContextMiddleware
 
 Scope = MutableMapping[str, Any]
@@ -383,12 +383,19 @@ class _RequestState:
             keys = None
         if keys:
             span_attributes.update(keys)  # on the span from its start: one attribute update less
-        assert instruments.tracer is not None
-        self.span = instruments.tracer.start_span(
-            "HTTP" if method == "_OTHER" else method,
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes=span_attributes,
+        tracer = instruments.tracer
+        assert tracer is not None
+        name = "HTTP" if method == "_OTHER" else method
+        start = _fastsdk._NATIVE_START  # the tracer's start_span in C, without the method's own frame
+        span = (
+            None
+            if start is None
+            else start(tracer, name, parent, SpanKind.SERVER, span_attributes, (), None, True, True)
+        )
+        self.span = (
+            span
+            if span is not None
+            else tracer.start_span(name, context=parent, kind=SpanKind.SERVER, attributes=span_attributes)
         )
         self.request_id_header: tuple[bytes, bytes] | None = None
         ctx = None
@@ -473,6 +480,9 @@ def end_server_span(span: trace.Span, name: str | None, attributes: Mapping[str,
     otel-correlate's SDK span does the three in one (``end_as``, under one lock pair);
     any other span gets the three API calls.
     """
+    end = _fastsdk._NATIVE_END  # end_as in C, without the method's own frame; it declines any other span
+    if end is not None and end(span, name, attributes):
+        return
     end_as = getattr(span, "end_as", None)
     if end_as is not None:
         end_as(name, attributes)
