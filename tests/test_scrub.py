@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -501,3 +502,101 @@ def test_metric_points_and_exemplars_are_masked_and_exemplars_keep_the_business_
 def test_metrics_without_sensitive_data_come_back_as_the_same_object() -> None:
     clean = MetricsData(resource_metrics=[])
     assert _scrub.metrics_data(Scrubber(), clean) is clean
+
+
+# --- the batch check in C ------------------------------------------------------------------
+
+
+def _queued(body: Any, attributes: dict[str, Any]) -> Any:
+    from otel_correlate import _fastsdk
+
+    otel_logger = LoggerProvider(resource=Resource.create({"service.name": "unit"})).get_logger("unit")
+    return _fastsdk.QueuedLogRecord(5, 6, 0xFEED, 0xBEEF, 1, "INFO", None, body, attributes, otel_logger)
+
+
+def _random_batch(draw: random.Random) -> tuple[list[Any], list[Any]]:
+    """Ended spans (as our pipeline queues them) and queued log records, now and then with something to mask."""
+    from otel_correlate import _fastsdk
+
+    texts = ["GET /orders/{order_id}", "order created", "", "id 1234", EMAIL, f"card {CARD}", JWT]
+    values = ["O-1", "wrk", 7, 1.5, True, "", PHONE, EMAIL, ["a", EMAIL], ("x",)]
+    exporter = InMemorySpanExporter()
+    provider = _fastsdk.FastTracerProvider(resource=Resource.create({"service.name": "unit"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    unit_tracer = provider.get_tracer("unit")
+    logs = []
+    for _ in range(draw.randint(1, 12)):
+        clean = draw.random() < 0.7
+        attributes = {
+            f"k{i}": draw.choice(values[:6] if clean else values) for i in range(draw.randint(0, 4))
+        }
+        if draw.random() < 0.3:
+            attributes[draw.choice(["password", "orderId", "requestId"])] = draw.choice(values[:2])
+        span = unit_tracer.start_span(draw.choice(texts[:4] if clean else texts), attributes=attributes)
+        if draw.random() < 0.2:
+            span.set_status(Status(StatusCode.ERROR, draw.choice(texts)))
+        if draw.random() < 0.1:
+            span.add_event("sent", {"to": draw.choice(values)})
+        span.end()
+        logs.append(_queued(draw.choice(texts[:4] if clean else texts), dict(attributes)))
+    return list(exporter.get_finished_spans()), logs
+
+
+def _exported(items: Sequence[Any]) -> list[Any]:
+    return [
+        (
+            item.name,
+            dict(item.attributes),
+            item.status.description,
+            [dict(e.attributes or {}) for e in item.events],
+        )
+        if hasattr(item, "name")
+        else (item.body, item.attributes)
+        for item in items
+    ]
+
+
+def test_the_batch_check_in_c_masks_what_the_item_by_item_code_masks(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _sensitive._BATCH_SETTLED is not None, "the C extension is built in this venv"
+    draw = random.Random(11)
+    unchanged = 0
+    for _ in range(300):
+        spans, logs = _random_batch(draw)
+        for scrub in (_scrub.spans, _scrub.log_records):
+            batch = spans if scrub is _scrub.spans else logs
+            _scrub.configure(Scrubber())
+            with monkeypatch.context() as python_only:
+                python_only.setattr(_sensitive, "_BATCH_SETTLED", None)
+                expected = scrub(batch)
+            _scrub.configure(Scrubber())  # fresh caches: the C check fills them as the Python code does
+            got = scrub(batch)
+            assert _exported(got) == _exported(expected)
+            assert (got is batch) == (expected is batch)
+            unchanged += got is batch
+    assert 50 < unchanged < 550  # both outcomes, many times
+
+
+def test_a_clean_batch_is_checked_in_c_without_going_item_by_item(monkeypatch: pytest.MonkeyPatch) -> None:
+    from otel_correlate import _fastsdk
+
+    exporter = InMemorySpanExporter()
+    provider = _fastsdk.FastTracerProvider(resource=Resource.create({"service.name": "unit"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider.get_tracer("unit").start_span("GET /orders", attributes={"orderId": "O-1", "n": 1}).end()
+    spans = list(exporter.get_finished_spans())
+    logs = [_queued("order created", {"orderId": "O-1"}), _queued("id 7", {})]
+
+    walked: list[int] = []
+    each = _scrub._each
+
+    def item_by_item(items: Any, scrub: Any) -> Any:
+        walked.append(len(items))
+        return each(items, scrub)
+
+    _scrub.configure(Scrubber())
+    monkeypatch.setattr(_scrub, "_each", item_by_item)
+    assert _scrub.spans(spans) is spans and _scrub.log_records(logs) is logs
+    assert walked == []
+    # one sensitive item sends the batch to the Python code, which masks that item
+    masked = _scrub.log_records([*logs, _queued(EMAIL, {})])
+    assert (walked, [r.body for r in masked]) == ([3], ["order created", "id 7", "[REDACTED:email]"])

@@ -540,17 +540,15 @@ static PyObject *plain(PyObject *self, PyObject *attributes) {
  * are. False as soon as an entry would change or is not a plain str key with a plain
  * value: the caller's Python code then builds the masked copy.
  */
-static PyObject *settled(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 6 || !PyDict_Check(args[0]) || !PyDict_Check(args[1]) || !PyDict_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "settled(items, keys, texts, keep, key_verdict, scan): three dicts first");
-        return NULL;
-    }
-    PyObject *items = args[0], *keys = args[1], *texts = args[2], *keep = args[3], *key_verdict = args[4],
-             *scan = args[5];
+static int text_settled(PyObject *value, PyObject *texts, PyObject *scan);
+
+/* settled()'s walk over one dict: 1 unchanged, 0 some entry changes (or is not plain), -1 error. */
+static int settled_items(PyObject *items, PyObject *keys, PyObject *texts, PyObject *keep, PyObject *key_verdict,
+                         PyObject *scan) {
     Py_ssize_t size = PyDict_GET_SIZE(items), pos = 0;
     PyObject *key, *value;
     while (PyDict_Next(items, &pos, &key, &value)) {
-        if (!PyUnicode_CheckExact(key) || !plain_value(value)) Py_RETURN_FALSE;
+        if (!PyUnicode_CheckExact(key) || !plain_value(value)) return 0;
         /* The callbacks run Python code: the entry is held, and a changed dict is refused. */
         Py_INCREF(key);
         Py_INCREF(value);
@@ -567,29 +565,129 @@ static PyObject *settled(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             if (verdict == keep) outcome = 1;
             else if (!PyUnicode_Check(verdict) || PyUnicode_GET_LENGTH(verdict) != 0) outcome = 0; /* masked whole */
             else if (!PyUnicode_CheckExact(value)) outcome = 1; /* a number or a boolean */
-            else {
-                PyObject *hit = PyDict_GetItemWithError(texts, value);
-                if (hit != NULL) outcome = hit == Py_None;
-                else if (!PyErr_Occurred()) {
-                    hit = PyObject_CallOneArg(scan, value);
-                    if (hit != NULL) {
-                        outcome = hit == Py_None;
-                        Py_DECREF(hit);
-                    }
-                }
-            }
+            else outcome = text_settled(value, texts, scan);
             Py_DECREF(verdict);
         }
         Py_DECREF(key);
         Py_DECREF(value);
-        if (outcome < 0) return NULL;
-        if (outcome == 0) Py_RETURN_FALSE;
+        if (outcome <= 0) return outcome;
         if (PyDict_GET_SIZE(items) != size) {
             PyErr_SetString(PyExc_RuntimeError, "settled: the attributes changed while they were checked");
-            return NULL;
+            return -1;
         }
     }
-    Py_RETURN_TRUE;
+    return 1;
+}
+
+static PyObject *settled(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 6 || !PyDict_Check(args[0]) || !PyDict_Check(args[1]) || !PyDict_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "settled(items, keys, texts, keep, key_verdict, scan): three dicts first");
+        return NULL;
+    }
+    int outcome = settled_items(args[0], args[1], args[2], args[3], args[4], args[5]);
+    if (outcome < 0) return NULL;
+    return PyBool_FromLong(outcome);
+}
+
+/*
+ * batch_settled(batch, keys, texts, keep, key_verdict, scan, span_type, queued_type) -> bool:
+ * True when _scrub.span or _scrub.log_record would return every item of the export batch
+ * itself, checked as they check: an ended span's (exact ReadableSpan) name as Scrubber.text
+ * reads it, no events, no links, no status description, its attributes dict as settled();
+ * a queued log record's (exact QueuedLogRecord) str body as Scrubber.text and its attributes
+ * dict as settled(). False as soon as an item would change or is of another shape: the
+ * Python functions then go through the batch item by item.
+ */
+/* Scrubber.text(value) is value itself: its cached result, else scan(value), is None. 1, 0, -1. */
+static int text_settled(PyObject *value, PyObject *texts, PyObject *scan) {
+    PyObject *hit = PyDict_GetItemWithError(texts, value);
+    if (hit != NULL) return hit == Py_None;
+    if (PyErr_Occurred()) return -1;
+    Py_INCREF(value); /* held while scan runs Python code */
+    hit = PyObject_CallOneArg(scan, value);
+    Py_DECREF(value);
+    if (hit == NULL) return -1;
+    int unchanged = hit == Py_None;
+    Py_DECREF(hit);
+    return unchanged;
+}
+
+/* An empty tuple or list (the fields a span without events or links has): 1, else 0. */
+static int empty_sequence(PyObject *value) {
+    return (PyTuple_CheckExact(value) && PyTuple_GET_SIZE(value) == 0) ||
+           (PyList_CheckExact(value) && PyList_GET_SIZE(value) == 0);
+}
+
+static int span_settled(PyObject *span, PyObject **scrub) {
+    PyObject *fields[4] = {NULL}; /* name, events, links, status */
+    PyObject *names[4] = {s_name, s_events, s_links, s_status};
+    int outcome = 0;
+    for (int i = 0; i < 4; i++) {
+        int r = get(span, names[i], &fields[i]);
+        if (r != OK) {
+            outcome = r == FAIL ? -1 : 0;
+            goto done;
+        }
+    }
+    if (!empty_sequence(fields[1]) || !empty_sequence(fields[2])) goto done;
+    if (fields[3] != Py_None) { /* a status: only one without a description is settled here */
+        if ((PyObject *)Py_TYPE(fields[3]) != StatusType) goto done;
+        PyObject *description = NULL;
+        int r = get(fields[3], s_description, &description);
+        if (r != OK) {
+            outcome = r == FAIL ? -1 : 0;
+            goto done;
+        }
+        int empty = description == Py_None || (PyUnicode_CheckExact(description) && PyUnicode_GET_LENGTH(description) == 0);
+        Py_DECREF(description);
+        if (!empty) goto done;
+    }
+    if (!PyUnicode_CheckExact(fields[0])) goto done;
+    if (PyUnicode_GET_LENGTH(fields[0]) > 0 && (outcome = text_settled(fields[0], scrub[1], scrub[4])) <= 0) goto done;
+    PyObject *attributes = NULL;
+    int r = get(span, s_attributes, &attributes);
+    if (r != OK) {
+        outcome = r == FAIL ? -1 : 0;
+        goto done;
+    }
+    outcome = !PyDict_CheckExact(attributes) ? 0 : settled_items(attributes, scrub[0], scrub[1], scrub[2], scrub[3], scrub[4]);
+    Py_DECREF(attributes);
+done:
+    for (int i = 0; i < 4; i++) Py_XDECREF(fields[i]);
+    return outcome;
+}
+
+static int log_settled(PyObject *item, PyObject **scrub) {
+    if (PyTuple_GET_SIZE(item) != 10) return 0;
+    PyObject *body = PyTuple_GET_ITEM(item, 7), *attributes = PyTuple_GET_ITEM(item, 8);
+    if (!PyUnicode_CheckExact(body) || !PyDict_CheckExact(attributes)) return 0;
+    int outcome = text_settled(body, scrub[1], scrub[4]);
+    if (outcome <= 0) return outcome;
+    return PyDict_GET_SIZE(attributes) == 0 ? 1 : settled_items(attributes, scrub[0], scrub[1], scrub[2], scrub[3], scrub[4]);
+}
+
+static PyObject *batch_settled(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 8 || !PyDict_Check(args[1]) || !PyDict_Check(args[2]) || !PyType_Check(args[6]) ||
+        !PyType_Check(args[7])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "batch_settled(batch, keys, texts, keep, key_verdict, scan, span_type, queued_type)");
+        return NULL;
+    }
+    /* keys, texts, keep, key_verdict, scan */
+    PyObject *scrub[5] = {args[1], args[2], args[3], args[4], args[5]};
+    PyObject *span_type = args[6], *queued_type = args[7];
+    /* An owned snapshot: the scan callback runs Python code, which could change a list the caller passed. */
+    PyObject *items = PySequence_Tuple(args[0]);
+    if (items == NULL) return NULL;
+    int outcome = 1;
+    for (Py_ssize_t i = 0; outcome > 0 && i < PyTuple_GET_SIZE(items); i++) {
+        PyObject *item = PyTuple_GET_ITEM(items, i);
+        PyObject *type = (PyObject *)Py_TYPE(item);
+        outcome = type == span_type ? span_settled(item, scrub) : type == queued_type ? log_settled(item, scrub) : 0;
+    }
+    Py_DECREF(items);
+    if (outcome < 0) return NULL;
+    return PyBool_FromLong(outcome);
 }
 
 /* --- metrics: a measurement of a series the instrument has seen before ------------------ */
@@ -2268,6 +2366,9 @@ static PyMethodDef methods[] = {
     {"start_span", (PyCFunction)(void (*)(void))start_span, METH_FASTCALL,
      "start_span(tracer, name, context, kind, attributes, links, start_time, record_exception, "
      "set_status_on_exception) -> span or None: None when _FastTracer.start_span must decide"},
+    {"batch_settled", (PyCFunction)(void (*)(void))batch_settled, METH_FASTCALL,
+     "batch_settled(batch, keys, texts, keep, key_verdict, scan, span_type, queued_type) -> bool: True when "
+     "the scrubber leaves every span or queued log record of the batch as it is"},
     {"request_attributes", (PyCFunction)(void (*)(void))request_attributes, METH_FASTCALL,
      "request_attributes(raw_method, scheme, path, query, version, headers, client, server, known) -> "
      "(method, attributes, span_attributes), or None when _asgi_server.request_attributes must decide"},

@@ -262,7 +262,9 @@ def spans(batch: Sequence[ReadableSpan]) -> Sequence[ReadableSpan]:
     """
     try:
         scrubber = active()
-        return batch if scrubber is None else _each(batch, lambda item: span(scrubber, item))
+        if scrubber is None or scrubber.leaves_batch(batch, ReadableSpan, _fastsdk.QueuedLogRecord):
+            return batch
+        return _each(batch, lambda item: span(scrubber, item))
     except Exception as exc:
         _dropped("traces", exc)
         return ()
@@ -272,7 +274,9 @@ def log_records(batch: Sequence[ReadableLogRecord]) -> Sequence[ReadableLogRecor
     """The log records of one export with sensitive data masked (see :func:`spans`)."""
     try:
         scrubber = active()
-        return batch if scrubber is None else _each(batch, lambda item: log_record(scrubber, item))
+        if scrubber is None or scrubber.leaves_batch(batch, ReadableSpan, _fastsdk.QueuedLogRecord):
+            return batch
+        return _each(batch, lambda item: log_record(scrubber, item))
     except Exception as exc:
         _dropped("logs", exc)
         return ()

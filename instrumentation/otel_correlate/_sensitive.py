@@ -124,6 +124,7 @@ _KEEP = "\x00keep"  # key verdict: never rewrite
 _SCAN = ""  # key verdict: search the value for sensitive text
 _MISS = object()
 _SETTLED = _native.helper("settled")
+_BATCH_SETTLED = _native.helper("batch_settled")
 
 
 def marker(kind: str) -> str:
@@ -423,6 +424,22 @@ class Scrubber:
             bounded.dropped = dropped
             return bounded
         return changed
+
+    def leaves_batch(self, batch: Sequence[Any], span_type: type, queued_type: type) -> bool:
+        """True when every item of an export batch would come back as it is: nothing to mask.
+
+        The check in C (``batch_settled``) of what ``_scrub.span`` and ``_scrub.log_record``
+        check for an ended span of ``span_type`` and a queued log record of ``queued_type``,
+        with the same caches; ``False`` when the extension is not built, for any other item,
+        and as soon as one item would change: the caller then goes through the items.
+        """
+        if _BATCH_SETTLED is None:
+            return False
+        return bool(
+            _BATCH_SETTLED(
+                batch, self._keys, self._texts, _KEEP, self._key_verdict, self._scan, span_type, queued_type
+            )
+        )
 
     def body(self, body: Any) -> Any:
         """A log body (a string, a mapping or a sequence of them) with sensitive data masked."""
