@@ -72,6 +72,23 @@ def test_spans_decode_to_what_the_sdk_encoder_builds() -> None:
     )
 
 
+def test_spans_of_interleaved_resources_and_scopes_are_grouped_as_the_sdk_groups_them() -> None:
+    exporter = InMemorySpanExporter()
+    providers = [
+        TracerProvider(resource=RESOURCE),
+        TracerProvider(resource=Resource.create({"service.name": "b"})),
+    ]
+    for provider in providers:
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracers = [provider.get_tracer(name, "1") for provider in providers for name in ("a", "b")]
+    for n, index in enumerate([0, 1, 0, 2, 3, 2, 1, 0, 0, 3]):  # each scope's spans apart from each other
+        tracers[index].start_span(f"s{n}").end()
+    spans = list(exporter.get_finished_spans())
+    ours = ExportTraceServiceRequest.FromString(_otlp_encode.encode_spans(spans).SerializeToString())
+    assert ours == sdk_encode_spans(spans)
+    assert [[len(scoped.spans) for scoped in r.scope_spans] for r in ours.resource_spans] == [[4, 2], [2, 2]]
+
+
 def test_log_records_decode_to_what_the_sdk_encoder_builds() -> None:
     exporter = InMemoryLogRecordExporter()
     provider = LoggerProvider(resource=RESOURCE)

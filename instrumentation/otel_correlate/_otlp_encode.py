@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
 from otel_correlate import _fastsdk, _settings
@@ -206,18 +207,34 @@ class Encoded:
         return self._data
 
 
+#: No resource or scope yet (``None`` is a scope).
+_NOTHING = object()
+
+
 def _group(items: Sequence[Any]) -> dict[int, tuple[Any, dict[int, tuple[Any, list[Any]]]]]:
     groups: dict[int, tuple[Any, dict[int, tuple[Any, list[Any]]]]] = {}
     queued = _fastsdk.QueuedLogRecord
     last_owner: Any = None
+    last_resource: Any = _NOTHING
+    last_scope: Any = _NOTHING
     members: list[Any] = []
     for item in items:
-        owner = item[-1] if type(item) is queued else item  # a queued record's logger has them
+        kind = type(item)
+        owner = item[-1] if kind is queued else item  # a queued record's logger has them
         if owner is last_owner:  # a batch of queued records mostly shares one logger
             members.append(item)
             continue
-        resource = owner.resource
-        scope = owner.instrumentation_scope or None
+        if kind is ReadableSpan:  # the properties' fields, read directly
+            resource = item._resource
+            scope = item._instrumentation_scope or None
+        else:
+            resource = owner.resource
+            scope = owner.instrumentation_scope or None
+        last_owner = owner
+        if resource is last_resource and scope is last_scope:  # a batch of spans mostly shares both
+            members.append(item)
+            continue
+        last_resource, last_scope = resource, scope
         by_scope = groups.get(id(resource))
         if by_scope is None:
             by_scope = groups[id(resource)] = (resource, {})
@@ -226,7 +243,6 @@ def _group(items: Sequence[Any]) -> dict[int, tuple[Any, dict[int, tuple[Any, li
             entry = by_scope[1][id(scope)] = (scope, [])
         members = entry[1]
         members.append(item)
-        last_owner = owner
     return groups
 
 
