@@ -8,6 +8,7 @@ whole (ids made deterministic, timestamps zeroed).
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime
 import enum
 import functools
@@ -2209,6 +2210,114 @@ def test_loguru_lines_handed_off_in_c_are_the_python_sinks_records(monkeypatch: 
         "code.file.path",
         "code.line.number",
     ]
+
+
+@contextlib.contextmanager
+def _loguru_export(native: bool, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """loguru lines through our sink into a fresh provider, the C hand-off on or off: yields what it exported."""
+    from loguru import logger as loguru_logger
+
+    if not native:
+        monkeypatch.setattr(_logs, "_NATIVE_LOGURU", None)
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider(resource=RESOURCE)
+    provider.add_log_record_processor(_fastsdk.FastBatchLogRecordProcessor(exporter))
+    monkeypatch.setattr(_logs, "get_logger_provider", lambda: provider)
+    _logs.EMITTER.reset()
+    handler = None
+    if _logs._LOGURU_STATE["otel"] is None:
+        handler = loguru_logger.add(_logs._loguru_sink, level="INFO", catch=False)
+
+    def exported() -> list[Any]:
+        provider.force_flush()
+        return [r.log_record for r in exporter.get_finished_logs()]
+
+    try:
+        loguru_logger.info("makes the logger")
+        yield exported
+    finally:
+        if handler is not None:
+            loguru_logger.remove(handler)
+        _logs.EMITTER.reset()
+        provider.force_flush()
+        provider.shutdown()
+
+
+class _LoggingMetrics:
+    """A logger's own metrics that log through stdlib logging, or raise, when a record is emitted."""
+
+    def __init__(self, action: str) -> None:
+        self.action = action
+
+    def emit_log(self) -> None:
+        if self.action == "log":
+            logging.getLogger("tests.inner").warning("logged while exporting")
+        elif self.action == "raise":
+            self.action = "done"
+            raise RuntimeError("metrics failed")
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["c-loguru", "python-loguru"])
+def test_a_line_logged_while_a_loguru_line_is_exported_is_dropped_on_both_paths(
+    native: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loguru import logger as loguru_logger
+
+    inner = logging.getLogger("tests.inner")
+    stdlib_handler = _logs.OTelLoggingHandler()
+    inner.addHandler(stdlib_handler)
+    try:
+        with _loguru_export(native, monkeypatch) as exported:
+            logger_ = next(iter(_logs.EMITTER._loggers.values()))[0]
+            monkeypatch.setattr(logger_, "_logger_metrics", _LoggingMetrics("log"))
+            loguru_logger.info("outer line")
+            logger_._logger_metrics = _LoggingMetrics("none")
+            inner.warning("logged on its own")  # the stdlib bridge works when nothing is being exported
+            bodies = [r.body for r in exported()]
+    finally:
+        inner.removeHandler(stdlib_handler)
+    assert bodies == ["makes the logger", "outer line", "logged on its own"]
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["c-loguru", "python-loguru"])
+def test_a_failing_hand_off_leaves_the_next_line_exported_on_both_paths(
+    native: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loguru import logger as loguru_logger
+
+    with _loguru_export(native, monkeypatch) as exported:
+        logger_ = next(iter(_logs.EMITTER._loggers.values()))[0]
+        monkeypatch.setattr(logger_, "_logger_metrics", _LoggingMetrics("raise"))
+        with contextlib.suppress(RuntimeError):  # a session sink catches it; ours here raises it
+            loguru_logger.info("lost with the failure")
+        loguru_logger.info("exported after it")
+        bodies = [r.body for r in exported()]
+    assert bodies == ["makes the logger", "exported after it"]
+
+
+def test_the_c_hand_off_reads_days_of_elapsed_time_and_declines_without_a_clock_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from loguru import logger as loguru_logger
+
+    records: list[dict[str, Any]] = []
+    with _loguru_export(True, monkeypatch) as exported:
+        handler = loguru_logger.add(lambda message: records.append(message.record), level="INFO")
+        try:
+            loguru_logger.info("a record to copy")
+        finally:
+            loguru_logger.remove(handler)
+        native = _logs._NATIVE_LOGURU
+        late = dict(records[0], extra={}, elapsed=datetime.timedelta(days=3, seconds=5, microseconds=7))
+        assert native(late, _logs.EMITTER) is True
+        started = list(_logs._LOGURU_START_NS)
+        _logs._LOGURU_START_NS.clear()  # the Python code converts loguru's clock start first
+        try:
+            assert native(late, _logs.EMITTER) is False
+        finally:
+            _logs._LOGURU_START_NS[:] = started
+        stamps = [r.timestamp for r in exported()]
+    assert stamps[-1] == _logs._loguru_time_ns(late) == started[0] + (3 * 86400 + 5) * 10**9 + 7000
 
 
 def test_loguru_lines_from_many_threads_each_carry_their_own_keys(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -87,6 +87,12 @@ def test_spans_of_interleaved_resources_and_scopes_are_grouped_as_the_sdk_groups
     ours = ExportTraceServiceRequest.FromString(_otlp_encode.encode_spans(spans).SerializeToString())
     assert ours == sdk_encode_spans(spans)
     assert [[len(scoped.spans) for scoped in r.scope_spans] for r in ours.resource_spans] == [[4, 2], [2, 2]]
+    # one scope object under both resources: the resource alone tells the groups apart
+    for span in spans:
+        span._instrumentation_scope = spans[0].instrumentation_scope
+    ours = ExportTraceServiceRequest.FromString(_otlp_encode.encode_spans(spans).SerializeToString())
+    assert ours == sdk_encode_spans(spans)
+    assert [[len(scoped.spans) for scoped in r.scope_spans] for r in ours.resource_spans] == [[6], [4]]
 
 
 def test_log_records_decode_to_what_the_sdk_encoder_builds() -> None:

@@ -537,6 +537,8 @@ def _random_batch(draw: random.Random) -> tuple[list[Any], list[Any]]:
             span.set_status(Status(StatusCode.ERROR, draw.choice(texts)))
         if draw.random() < 0.1:
             span.add_event("sent", {"to": draw.choice(values)})
+        if draw.random() < 0.1:
+            span.add_link(trace.SpanContext(0x1, 0x2, is_remote=True), {"from": draw.choice(values)})
         span.end()
         logs.append(_queued(draw.choice(texts[:4] if clean else texts), dict(attributes)))
     return list(exporter.get_finished_spans()), logs
@@ -549,6 +551,7 @@ def _exported(items: Sequence[Any]) -> list[Any]:
             dict(item.attributes),
             item.status.description,
             [dict(e.attributes or {}) for e in item.events],
+            [dict(link.attributes or {}) for link in item.links],
         )
         if hasattr(item, "name")
         else (item.body, item.attributes)

@@ -186,7 +186,7 @@ EMITTER = _Emitter()
 def _loguru_sink(message: Any) -> None:
     record = message.record
     native = _NATIVE_LOGURU  # this function and _Emitter.emit in C, for a plain record
-    if native is not None and native(record, EMITTER):
+    if native is not None and _fastsdk._NATIVE_EMIT is not None and native(record, EMITTER):
         return
     extra = record["extra"]
     if extra.get(_FROM_STDLIB):
@@ -224,9 +224,10 @@ def _loguru_time_ns(record: Any) -> int:
     elapsed: timedelta = record["elapsed"]
     if not _LOGURU_START_NS:
         start = record["time"] - elapsed - _EPOCH
-        _LOGURU_START_NS.append(
+        # set, not appended: two threads' first lines may both get here (the same instant)
+        _LOGURU_START_NS[:] = [
             (start.days * 86400 + start.seconds) * 1_000_000_000 + start.microseconds * 1000
-        )
+        ]
     return (
         _LOGURU_START_NS[0]
         + (elapsed.days * 86400 + elapsed.seconds) * 1_000_000_000

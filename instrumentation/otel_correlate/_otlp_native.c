@@ -590,7 +590,7 @@ static PyObject *settled(PyObject *self, PyObject *const *args, Py_ssize_t nargs
 }
 
 /*
- * batch_settled(batch, keys, texts, keep, key_verdict, scan, span_type, queued_type) -> bool:
+ * batch_settled(batch, keys, texts, keep, key_verdict, scan, span_type, queued_type, status_type) -> bool:
  * True when _scrub.span or _scrub.log_record would return every item of the export batch
  * itself, checked as they check: an ended span's (exact ReadableSpan) name as Scrubber.text
  * reads it, no events, no links, no status description, its attributes dict as settled();
@@ -631,7 +631,7 @@ static int span_settled(PyObject *span, PyObject **scrub) {
     }
     if (!empty_sequence(fields[1]) || !empty_sequence(fields[2])) goto done;
     if (fields[3] != Py_None) { /* a status: only one without a description is settled here */
-        if ((PyObject *)Py_TYPE(fields[3]) != StatusType) goto done;
+        if ((PyObject *)Py_TYPE(fields[3]) != scrub[5]) goto done;
         PyObject *description = NULL;
         int r = get(fields[3], s_description, &description);
         if (r != OK) {
@@ -667,14 +667,15 @@ static int log_settled(PyObject *item, PyObject **scrub) {
 }
 
 static PyObject *batch_settled(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 8 || !PyDict_Check(args[1]) || !PyDict_Check(args[2]) || !PyType_Check(args[6]) ||
-        !PyType_Check(args[7])) {
+    if (nargs != 9 || !PyDict_Check(args[1]) || !PyDict_Check(args[2]) || !PyType_Check(args[6]) ||
+        !PyType_Check(args[7]) || !PyType_Check(args[8])) {
         PyErr_SetString(PyExc_TypeError,
-                        "batch_settled(batch, keys, texts, keep, key_verdict, scan, span_type, queued_type)");
+                        "batch_settled(batch, keys, texts, keep, key_verdict, scan, span_type, queued_type, "
+                        "status_type)");
         return NULL;
     }
-    /* keys, texts, keep, key_verdict, scan */
-    PyObject *scrub[5] = {args[1], args[2], args[3], args[4], args[5]};
+    /* keys, texts, keep, key_verdict, scan, the status type */
+    PyObject *scrub[6] = {args[1], args[2], args[3], args[4], args[5], args[8]};
     PyObject *span_type = args[6], *queued_type = args[7];
     /* An owned snapshot: the scan callback runs Python code, which could change a list the caller passed. */
     PyObject *items = PySequence_Tuple(args[0]);
@@ -2058,9 +2059,6 @@ static PyObject *s_g_extra, *s_g_exception, *s_g_function, *s_g_file, *s_g_path,
     *s_g_no, *s_g_message, *s_g_elapsed, *s_g_loggers, *s_g_local, *s_g_busy, *s_g_loguru, *s_g_code_function,
     *s_g_code_file, *s_g_code_line;
 
-/* record[key] of loguru's record dict, borrowed; NULL (no exception) when missing. */
-static PyObject *field(PyObject *record, PyObject *key) { return PyDict_GetItemWithError(record, key); }
-
 static PyObject *loguru_record(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "loguru_record(record, emitter)");
@@ -2069,20 +2067,29 @@ static PyObject *loguru_record(PyObject *self, PyObject *const *args, Py_ssize_t
     PyObject *record = args[0], *emitter = args[1];
     if (G_keys_key == NULL || L_processor_type == NULL || M_namespace == NULL || !PyDict_CheckExact(record))
         Py_RETURN_FALSE;
-    /* the record's fields, borrowed from the record (nothing below changes it); anything unusual declines */
-    PyObject *extra = field(record, s_g_extra), *exception = field(record, s_g_exception),
-             *function = field(record, s_g_function), *file = field(record, s_g_file), *line = field(record, s_g_line),
-             *name = field(record, s_g_name), *level = field(record, s_g_level),
-             *message = field(record, s_g_message), *elapsed = field(record, s_g_elapsed);
-    if (PyErr_Occurred()) return NULL;
-    if (extra == NULL || !PyDict_CheckExact(extra) || PyDict_GET_SIZE(extra) != 0 || exception != Py_None ||
-        function == NULL || file == NULL || line == NULL || name == NULL || level == NULL || message == NULL ||
-        elapsed == NULL || !PyDelta_CheckExact(elapsed) || !PyUnicode_CheckExact(function) ||
-        !PyLong_CheckExact(line) || !(name == Py_None || PyUnicode_CheckExact(name)) ||
-        PyList_GET_SIZE(G_start_ns) != 1)
-        Py_RETURN_FALSE;
+    /* the record's fields, held (Python code runs below: a property, a method, the hand-off) */
+    PyObject *keys_of_record[] = {s_g_extra, s_g_exception, s_g_function, s_g_file, s_g_line,
+                                  s_g_name,  s_g_level,     s_g_message,  s_g_elapsed};
+    PyObject *got[9] = {NULL};
+    for (int i = 0; i < 9; i++) {
+        got[i] = PyDict_GetItemWithError(record, keys_of_record[i]);
+        if (got[i] == NULL) {
+            for (int j = 0; j < i; j++) Py_DECREF(got[j]);
+            if (PyErr_Occurred()) return NULL;
+            Py_RETURN_FALSE; /* a record without the field: Python decides */
+        }
+        Py_INCREF(got[i]);
+    }
+    PyObject *extra = got[0], *exception = got[1], *function = got[2], *file = got[3], *line = got[4],
+             *name = got[5], *level = got[6], *message = got[7], *elapsed = got[8];
     PyObject *result = NULL, *path = NULL, *level_no = NULL, *severity = NULL, *loggers = NULL, *cached = NULL,
              *local = NULL, *busy = NULL, *attributes = NULL, *timestamp = NULL, *ctx = NULL, *emitted = NULL;
+    /* anything unusual declines; so does an elapsed time the nanosecond arithmetic below cannot hold */
+    if (!PyDict_CheckExact(extra) || PyDict_GET_SIZE(extra) != 0 || exception != Py_None ||
+        !PyDelta_CheckExact(elapsed) || PyDateTime_DELTA_GET_DAYS(elapsed) > 100000 ||
+        PyDateTime_DELTA_GET_DAYS(elapsed) < -100000 || !PyUnicode_CheckExact(function) || !PyLong_CheckExact(line) ||
+        !(name == Py_None || PyUnicode_CheckExact(name)) || PyList_GET_SIZE(G_start_ns) < 1)
+        goto decline;
     path = PyObject_GetAttr(file, s_g_path);
     if (path == NULL) goto done;
     level_no = PyObject_GetAttr(level, s_g_no);
@@ -2162,6 +2169,7 @@ done:
     Py_XDECREF(attributes);
     Py_XDECREF(timestamp);
     Py_XDECREF(emitted);
+    for (int i = 0; i < 9; i++) Py_DECREF(got[i]);
     return result;
 }
 
@@ -2367,7 +2375,8 @@ static PyMethodDef methods[] = {
      "start_span(tracer, name, context, kind, attributes, links, start_time, record_exception, "
      "set_status_on_exception) -> span or None: None when _FastTracer.start_span must decide"},
     {"batch_settled", (PyCFunction)(void (*)(void))batch_settled, METH_FASTCALL,
-     "batch_settled(batch, keys, texts, keep, key_verdict, scan, span_type, queued_type) -> bool: True when "
+     "batch_settled(batch, keys, texts, keep, key_verdict, scan, span_type, queued_type, status_type) -> bool: "
+     "True when "
      "the scrubber leaves every span or queued log record of the batch as it is"},
     {"request_attributes", (PyCFunction)(void (*)(void))request_attributes, METH_FASTCALL,
      "request_attributes(raw_method, scheme, path, query, version, headers, client, server, known) -> "

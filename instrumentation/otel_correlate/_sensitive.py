@@ -45,6 +45,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.trace import Status
 
 from otel_correlate import _native, _settings
 
@@ -437,7 +438,15 @@ class Scrubber:
             return False
         return bool(
             _BATCH_SETTLED(
-                batch, self._keys, self._texts, _KEEP, self._key_verdict, self._scan, span_type, queued_type
+                batch,
+                self._keys,
+                self._texts,
+                _KEEP,
+                self._key_verdict,
+                self._scan,
+                span_type,
+                queued_type,
+                Status,
             )
         )
 
