@@ -2266,6 +2266,7 @@ def test_a_line_logged_while_a_loguru_line_is_exported_is_dropped_on_both_paths(
     inner = logging.getLogger("tests.inner")
     stdlib_handler = _logs.OTelLoggingHandler()
     inner.addHandler(stdlib_handler)
+    monkeypatch.setattr(inner, "propagate", False)  # the session's root handler would export it a second time
     try:
         with _loguru_export(native, monkeypatch) as exported:
             logger_ = next(iter(_logs.EMITTER._loggers.values()))[0]
