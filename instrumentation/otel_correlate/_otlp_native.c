@@ -2112,12 +2112,9 @@ static PyObject *loguru_record(PyObject *self, PyObject *const *args, Py_ssize_t
     if ((PyObject *)Py_TYPE(ctx) != M_context_type) goto decline; /* a subclass's own get() is for Python */
     local = PyObject_GetAttr(emitter, s_g_local);
     if (local == NULL) goto done;
-    busy = PyObject_GetAttr(local, s_g_busy);
-    if (busy == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) goto done;
-        PyErr_Clear();
-        busy = Py_NewRef(Py_False);
-    }
+    int found = get(local, s_g_busy, &busy); /* not set yet on this thread: not busy */
+    if (found == FAIL) goto done;
+    if (found == DECLINE) busy = Py_NewRef(Py_False);
     int is_busy = PyObject_IsTrue(busy);
     if (is_busy < 0) goto done;
     if (is_busy) { /* a log line logged while this thread exports one: dropped, as emit drops it */
