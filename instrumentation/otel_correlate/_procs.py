@@ -20,11 +20,24 @@ ROOT = Path(__file__).resolve().parents[2]  # the repository, for examples/ and 
 BIN = Path(sys.executable).parent
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port free on 127.0.0.1 right now, and not handed out before by this process.
+
+    The kernel may give the same ephemeral port to two binds in a row once the
+    first socket is closed, so callers asking for a server's several ports at
+    once (Tempo's HTTP, gRPC and OTLP ports) could get one port twice.
+    """
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError("no loopback port free that was not handed out already; free some ports and retry")
 
 
 def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.1, what: str) -> None:
