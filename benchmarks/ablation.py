@@ -287,18 +287,43 @@ def check(
     return report
 
 
+class Evictor:
+    """Pushes the process's code and data out of the CPU caches, as idle time between requests does.
+
+    At low load a request finds its interpreter state, code and objects evicted by
+    whatever ran since the last one (other processes, the kernel), and pays a cache
+    miss for each line it touches again. Copying a buffer larger than the last-level
+    cache between requests reproduces that in one process.
+    """
+
+    def __init__(self, megabytes: int) -> None:
+        if megabytes < 1:
+            raise ValueError(
+                f"--cold needs at least 1 MB to copy, got {megabytes}; use more than the L3 cache"
+            )
+        self._source = bytearray(os.urandom(megabytes << 20))
+        self._target = bytearray(len(self._source))
+
+    def __call__(self) -> None:
+        self._target[:] = self._source
+
+
 def measure(
     loop: Callable[[int], None],
     switch: Switch,
     pairs: int,
     block: int,
     flush: Callable[[], None] = _noop,
+    evict: Callable[[], None] | None = None,
 ) -> list[float]:
     """Per pair: CPU µs per request with the part on minus with it off; the order alternates.
 
     ``flush`` runs inside each block's clock: the spans and log records a block queued
     are exported in that block, not in the next one (whose part may be switched off).
+    With ``evict`` see :func:`_measure_cold`.
     """
+    if evict is not None:
+        return _measure_cold(loop, switch, pairs, block, flush, evict)
     off, on = switch
 
     def timed() -> float:
@@ -326,6 +351,43 @@ def measure(
     return differences
 
 
+def _measure_cold(
+    loop: Callable[[int], None],
+    switch: Switch,
+    pairs: int,
+    block: int,
+    flush: Callable[[], None],
+    evict: Callable[[], None],
+) -> list[float]:
+    """Per pair: the median cold request with the part on minus the median one with it off.
+
+    The caches are evicted before every request, so no request warms the next, and the
+    part is switched request by request within a pair's ``block`` requests (the first
+    one's state alternating between pairs): requests with and without the part see the
+    same moments of a machine whose memory speed drifts. Only the request's own thread
+    CPU is counted (neither the eviction nor the export threads); medians, because a
+    request interrupted by a tick is not the part's.
+    """
+    off, on = switch
+    differences = []
+    try:
+        for pair in range(pairs):
+            spent: dict[bool, list[int]] = {True: [], False: []}
+            for request in range(block):
+                part_on = (request + pair) % 2 == 0
+                (on if part_on else off)()
+                evict()
+                started = time.thread_time_ns()
+                loop(1)
+                spent[part_on].append(time.thread_time_ns() - started)
+            on()
+            flush()
+            differences.append((statistics.median(spent[True]) - statistics.median(spent[False])) / 1000)
+    finally:
+        on()
+    return differences
+
+
 def summary(differences: list[float]) -> dict[str, float]:
     ordered = sorted(differences)
     quarter = len(ordered) // 4
@@ -337,8 +399,13 @@ def summary(differences: list[float]) -> dict[str, float]:
 
 
 def markdown(result: dict[str, Any]) -> str:
+    measured = (
+        f"µs of the request thread's CPU, caches evicted ({result['cold_mb']} MB) before each request"
+        if result.get("cold_mb")
+        else "µs of CPU per request"
+    )
     lines = [
-        f"| {result['framework']}: part switched off | what it covers | µs of CPU per request (median) | middle half |",
+        f"| {result['framework']}: part switched off | what it covers | {measured} (median) | middle half |",
         "| --- | --- | ---: | --- |",
     ]
     for name, part in result["parts"].items():
@@ -357,6 +424,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3000)
     parser.add_argument("--cpu", type=int, default=0, help="the CPU every thread runs on (-1: unpinned)")
     parser.add_argument("--markdown", action="store_true", help="also print a table on stderr")
+    parser.add_argument(
+        "--cold",
+        type=int,
+        default=0,
+        metavar="MB",
+        help="evict the caches before each request by copying MB megabytes (more than the L3 cache), "
+        "as at low load; counts the request thread's CPU only",
+    )
     parser.add_argument(
         "--check",
         action="store_true",
@@ -390,12 +465,22 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
         return 1 if failed else 0
+    try:
+        evict = Evictor(args.cold) if args.cold else None
+    except ValueError as exc:
+        parser.error(str(exc))
     parts = {}
     for name in names:
         what, make = switches[name]
-        differences = measure(loop, make(), args.pairs, args.block, _flush_spans_and_logs)
+        differences = measure(loop, make(), args.pairs, args.block, _flush_spans_and_logs, evict)
         parts[name] = {"what": what, **summary(differences)}
-    result = {"framework": args.framework, "pairs": args.pairs, "block": args.block, "parts": parts}
+    result = {
+        "framework": args.framework,
+        "pairs": args.pairs,
+        "block": args.block,
+        "cold_mb": args.cold,
+        "parts": parts,
+    }
     print(json.dumps(result))
     if args.markdown:
         print(markdown(result), file=sys.stderr)

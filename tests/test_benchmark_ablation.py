@@ -82,6 +82,53 @@ def test_a_part_is_switched_back_on_when_a_block_fails() -> None:
     assert part.on is True
 
 
+def test_cold_pairs_switch_the_part_request_by_request_and_evict_before_each() -> None:
+    ablation = _ablation()
+    part = _Part(work=0)
+    events: list[str] = []
+
+    def loop(requests: int) -> None:
+        events.append(f"request x{requests} {'on' if part.on else 'off'}")
+        part.loop(requests)
+
+    ablation.measure(
+        loop,
+        part.switch(),
+        pairs=2,
+        block=4,
+        flush=lambda: events.append("flush"),
+        evict=lambda: events.append("evict"),
+    )
+    first = ["evict", "request x1 on", "evict", "request x1 off"] * 2 + ["flush"]
+    second = ["evict", "request x1 off", "evict", "request x1 on"] * 2 + ["flush"]
+    assert events == first + second
+    assert part.on is True
+
+
+def test_cold_counts_the_request_and_not_the_eviction() -> None:
+    ablation = _ablation()
+    part = _Part(work=20_000)
+
+    def evict() -> None:  # far dearer than the part: counted, it would swamp the difference
+        for _step in range(400_000):
+            pass
+
+    differences = ablation.measure(part.loop, part.switch(), pairs=2, block=2, evict=evict)
+    plain = ablation.measure(part.loop, part.switch(), pairs=2, block=2)
+    assert all(d > 0 for d in differences), differences
+    # the eviction is twenty times the part: counted, both blocks of a pair would be about equal
+    assert min(differences) > 0.3 * max(plain), (differences, plain)
+
+
+def test_the_evictor_copies_a_buffer_and_refuses_nothing_to_copy() -> None:
+    ablation = _ablation()
+    evict = ablation.Evictor(1)
+    evict()
+    assert evict._target == evict._source and len(evict._target) == 1 << 20
+    with pytest.raises(ValueError, match=r"--cold needs at least 1 MB.*got 0"):
+        ablation.Evictor(0)
+
+
 def test_replace_switches_an_attribute_off_and_back_and_names_a_missing_one() -> None:
     ablation = _ablation()
 
@@ -145,6 +192,30 @@ def test_every_part_is_found_switched_and_reported_in_a_real_instrumented_proces
     rows = [line for line in done.stderr.splitlines() if line.startswith("| ")]
     assert len(rows) == 2 + len(PARTS)  # header, rule, one row per part
     assert rows[2].startswith("| none | nothing")
+
+
+@pytest.mark.e2e
+def test_a_cold_run_says_so_in_its_record_and_table(collector: str) -> None:
+    done = _instrumented(
+        "flask",
+        collector,
+        "--parts",
+        "none,server span",
+        "--pairs",
+        "1",
+        "--block",
+        "3",
+        "--cold",
+        "2",
+        "--markdown",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (result["cold_mb"], list(result["parts"])) == (2, ["none", "server span"])
+    rows = [line for line in done.stderr.splitlines() if line.startswith("| ")]
+    assert "caches evicted (2 MB) before each request" in rows[0]
+    refused = _instrumented("flask", collector, "--cold", "-1")
+    assert refused.returncode == 2 and "--cold needs at least 1 MB" in refused.stderr
 
 
 @pytest.mark.e2e
