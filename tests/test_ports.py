@@ -2,52 +2,51 @@
 
 from __future__ import annotations
 
+import os
 import socket
+from collections.abc import Iterator
 
 import pytest
 
 from otel_correlate import _procs
 
 
-class _Socket:
-    """A socket whose binds get the ports of ``ports`` in turn, as the kernel may give one port twice."""
-
-    def __init__(self, ports: list[int]) -> None:
-        self._ports = ports
-        self._port = 0
-
-    def __call__(self) -> _Socket:
-        return self
-
-    def __enter__(self) -> _Socket:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def bind(self, address: tuple[str, int]) -> None:
-        assert address == ("127.0.0.1", 0)
-        self._port = self._ports.pop(0)
-
-    def getsockname(self) -> tuple[str, int]:
-        return ("127.0.0.1", self._port)
-
-
-def test_a_port_the_kernel_gives_twice_is_handed_out_once(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def pool(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[int]]:
+    """A pool of five ports whose busy ones are in the yielded set; the cursor starts at its first port."""
+    busy: set[int] = set()
     monkeypatch.setattr(_procs, "_HANDED_OUT", set())
-    monkeypatch.setattr(_procs.socket, "socket", _Socket([40457, 40457, 40457, 40458]))
-    assert [_procs.free_port(), _procs.free_port()] == [40457, 40458]
+    monkeypatch.setattr(_procs, "_CURSOR", {"pid": os.getpid(), "next": 0})
+    monkeypatch.setattr(_procs, "_pool", lambda: range(40000, 40005))
+    monkeypatch.setattr(_procs, "_bindable", lambda port: port not in busy)
+    yield busy
 
 
-def test_no_fresh_port_left_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_procs, "_HANDED_OUT", {40457})
-    monkeypatch.setattr(_procs.socket, "socket", _Socket([40457] * 100))
-    with pytest.raises(RuntimeError, match="no loopback port free"):
+def test_ports_are_handed_out_once_skipping_busy_ones(pool: set[int]) -> None:
+    pool.add(40001)
+    assert [_procs.free_port() for _ in range(4)] == [40000, 40002, 40003, 40004]
+    with pytest.raises(RuntimeError, match=r"no port of 127.0.0.1:40000-40004 is free and not handed out"):
         _procs.free_port()
 
 
-def test_real_ports_are_distinct_and_bindable() -> None:
-    ports = [_procs.free_port() for _ in range(50)]
-    assert len(set(ports)) == 50
+def test_the_pool_wraps_around_to_ports_freed_since(pool: set[int]) -> None:
+    pool.update({40000, 40001})
+    assert [_procs.free_port() for _ in range(3)] == [40002, 40003, 40004]
+    pool.clear()
+    assert _procs.free_port() == 40000
+
+
+def test_a_forked_process_starts_at_its_own_place(monkeypatch: pytest.MonkeyPatch, pool: set[int]) -> None:
+    monkeypatch.setattr(_procs, "_CURSOR", {"pid": -1, "next": 0})
+    start = os.getpid() * 7919 % 5
+    assert _procs.free_port() == 40000 + start
+
+
+def test_real_ports_lie_below_the_ephemeral_range_and_are_bindable() -> None:
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+        low = int(ports.read().split()[0])
+    handed = [_procs.free_port() for _ in range(50)]
+    assert len(set(handed)) == 50
+    assert all(low - _procs._POOL_SIZE <= port < low for port in handed), handed
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", ports[-1]))
+        sock.bind(("127.0.0.1", handed[-1]))

@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -20,24 +21,56 @@ ROOT = Path(__file__).resolve().parents[2]  # the repository, for examples/ and 
 BIN = Path(sys.executable).parent
 
 
+#: How many ports below the kernel's ephemeral range :func:`free_port` hands out from.
+_POOL_SIZE = 4000
 _HANDED_OUT: set[int] = set()
+_LOCK = threading.Lock()
+_CURSOR: dict[str, int] = {}  # the process it belongs to, and the next offset in the pool
+
+
+def _pool() -> range:
+    """The ports just below the kernel's ephemeral range (``ip_local_port_range``; 32768 if unreadable)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+            low = int(ports.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return range(max(1024, low - _POOL_SIZE), low)
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now, and not handed out before by this process.
+    """A TCP port free on 127.0.0.1 now, never handed out before by this process.
 
-    The kernel may give the same ephemeral port to two binds in a row once the
-    first socket is closed, so callers asking for a server's several ports at
-    once (Tempo's HTTP, gRPC and OTLP ports) could get one port twice.
+    The ports come from just below the kernel's ephemeral range, not from a bind to
+    port 0: the kernel may give one ephemeral port to two binds in a row (Tempo's
+    test once got one port for two of its listeners), and any bind to port 0 in
+    between (a test's OTLP receiver, a server's own listener) could take the port
+    before the server it was meant for has bound it. Each process starts at its own
+    place in the pool, so two processes handing out ports at once rarely meet.
     """
-    for _ in range(100):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
-    raise RuntimeError("no loopback port free that was not handed out already; free some ports and retry")
+    with _LOCK:
+        pool = _pool()
+        if _CURSOR.get("pid") != os.getpid():  # a new process, or a fork of one
+            _CURSOR.update(pid=os.getpid(), next=os.getpid() * 7919 % len(pool))
+        for _ in range(len(pool)):
+            port = pool[_CURSOR["next"] % len(pool)]
+            _CURSOR["next"] += 1
+            if port not in _HANDED_OUT and _bindable(port):
+                _HANDED_OUT.add(port)
+                return port
+    raise RuntimeError(
+        f"no port of 127.0.0.1:{pool.start}-{pool.stop - 1} is free and not handed out already; "
+        "stop the servers left running and retry"
+    )
 
 
 def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.1, what: str) -> None:
