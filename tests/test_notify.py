@@ -188,7 +188,7 @@ def test_timeouts_are_retried_and_bounded(stub: TelegramStub, tmp_path: Path) ->
     notifier = make(stub.url, tmp_path, slept, timeout=0.2, retry=RetryPolicy(max_retries=1, jitter=False))
     started = time.monotonic()
     result = notifier.send("order A-4 paid")
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 2.5  # unbounded, one attempt alone would wait the stub's 3 s
     assert (result.outcome, result.attempts, result.error) == ("failed", 2, "ReadTimeout: timed out")
     assert slept == [1.0]
     assert [letter.payload["text"] for letter in notifier.dead_letters.letters()] == ["order A-4 paid"]
@@ -307,12 +307,12 @@ def test_bad_request_is_not_retried_and_does_not_trip_the_breaker(stub: Telegram
 def test_submit_returns_at_once_and_the_worker_keeps_business_keys(
     stub: TelegramStub, tmp_path: Path, otel_capture: TelemetryCapture
 ) -> None:
-    control(stub, "mode", {"mode": "slow", "delay": 0.3})
+    control(stub, "mode", {"mode": "slow", "delay": 2})
     notifier = make(stub.url, tmp_path, [])
     started = time.monotonic()
     with business_context(orderId="F-1", requestId="req-f"):
         assert notifier.submit("fire and forget") is True
-    assert time.monotonic() - started < 0.1
+    assert time.monotonic() - started < 1.0  # the send itself takes the stub's 2 s
     assert notifier.flush(timeout=5) is True
     assert received(stub)["messages"] == [{"chat_id": "42", "text": "fire and forget", "message_id": 1}]
     [span] = send_spans(otel_capture)
