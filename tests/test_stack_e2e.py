@@ -40,8 +40,11 @@ def _background_traffic(orders_url: str, stop: threading.Event) -> None:
         index = 0
         while not stop.wait(0.2):
             headers = {"X-Simulate-Failure": "1"} if index % 10 == 9 else {}
-            client.post("/orders", json={"customer": f"bg-{index}", "amount": 5}, headers=headers)
-            client.get("/orders/ORD-missing")
+            try:  # one slow answer on a loaded machine must not end the traffic the rate tests wait for
+                client.post("/orders", json={"customer": f"bg-{index}", "amount": 5}, headers=headers)
+                client.get("/orders/ORD-missing")
+            except httpx.HTTPError:
+                pass
             index += 1
 
 
