@@ -51,7 +51,11 @@ def _background_traffic(orders_url: str, stop: threading.Event) -> None:
 @pytest.fixture(scope="module")
 def running(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     engines = stack
-    with demo_services(engines["otlp"], tmp_path_factory.mktemp("services")) as urls:
+    # The exporters retry a batch for OTEL_EXPORTER_OTLP_TIMEOUT seconds (10 by default: the last try
+    # about 7 s after the first failure). The collector restart below must not outlast that on a
+    # loaded machine; 30 s keeps trying for about 15-23 s.
+    exporters = {"OTEL_EXPORTER_OTLP_TIMEOUT": "30"}
+    with demo_services(engines["otlp"], tmp_path_factory.mktemp("services"), exporters) as urls:
         client = httpx.Client(base_url=urls.orders, timeout=15)
         created = client.post(
             "/orders", json={"customer": "e2e", "amount": 42}, headers={"X-Request-ID": "e2e-req-1"}

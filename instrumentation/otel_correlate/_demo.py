@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,8 +135,13 @@ BREAKER_FAILURE_THRESHOLD = 5
 
 
 @contextmanager
-def demo_services(sink_endpoint: str, log_dir: Path) -> Iterator[DemoURLs]:
-    """Run the Telegram stub, notifications (gunicorn) and orders (uvicorn), all exporting to ``sink_endpoint``."""
+def demo_services(
+    sink_endpoint: str, log_dir: Path, env: Mapping[str, str] | None = None
+) -> Iterator[DemoURLs]:
+    """Run the Telegram stub, notifications (gunicorn) and orders (uvicorn), all exporting to ``sink_endpoint``.
+
+    ``env``: more variables for both services (they override the demo's own).
+    """
     ports = {name: free_port() for name in ("orders", "notifications", "telegram")}
     common = {
         "NOTIFICATIONS_URL": f"http://127.0.0.1:{ports['notifications']}",
@@ -150,6 +155,7 @@ def demo_services(sink_endpoint: str, log_dir: Path) -> Iterator[DemoURLs]:
         "OTEL_CORRELATE_RETRY_BASE_DELAY": "0.2",
         "OTEL_CORRELATE_BREAKER_FAILURE_THRESHOLD": str(BREAKER_FAILURE_THRESHOLD),
         "OTEL_CORRELATE_BREAKER_RECOVERY_TIMEOUT": "15",
+        **(env or {}),
     }
     log_dir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
