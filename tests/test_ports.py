@@ -17,6 +17,7 @@ def pool(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[int]]:
     busy: set[int] = set()
     monkeypatch.setattr(_procs, "_HANDED_OUT", set())
     monkeypatch.setattr(_procs, "_CURSOR", {"pid": os.getpid(), "next": 0})
+    monkeypatch.setattr(_procs, "_POOL_SIZE", 5)
     monkeypatch.setattr(_procs, "_pool", lambda: range(40000, 40005))
     monkeypatch.setattr(_procs, "_bindable", lambda port: port not in busy)
     yield busy
@@ -50,3 +51,10 @@ def test_real_ports_lie_below_the_ephemeral_range_and_are_bindable() -> None:
     assert all(low - _procs._POOL_SIZE <= port < low for port in handed), handed
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", handed[-1]))
+
+
+def test_without_room_below_the_ephemeral_range_the_kernel_picks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_procs, "_HANDED_OUT", set())
+    monkeypatch.setattr(_procs, "_pool", lambda: range(1024, 1030))  # ip_local_port_range from 1030
+    handed = [_procs.free_port() for _ in range(20)]
+    assert len(set(handed)) == 20 and all(port >= 1030 for port in handed)

@@ -38,6 +38,20 @@ def _pool() -> range:
     return range(max(1024, low - _POOL_SIZE), low)
 
 
+def _kernel_port() -> int:
+    """A port the kernel gives a bind to port 0, not handed out before (it may give one twice in a row)."""
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError(
+        "the kernel gave only ports handed out already; stop the servers left running and retry"
+    )
+
+
 def _bindable(port: int) -> bool:
     with socket.socket() as sock:
         try:
@@ -59,6 +73,8 @@ def free_port() -> int:
     """
     with _LOCK:
         pool = _pool()
+        if len(pool) < _POOL_SIZE // 4:  # a kernel handing out nearly every port: ask it for one
+            return _kernel_port()
         if _CURSOR.get("pid") != os.getpid():  # a new process, or a fork of one
             _CURSOR.update(pid=os.getpid(), next=os.getpid() * 7919 % len(pool))
         for _ in range(len(pool)):
