@@ -19,7 +19,11 @@ def stack() -> Iterator[dict[str, str]]:
     """
     already_running = all(line.endswith(", ready") for line in _stack.status().values())
     if not already_running:
-        _stack.up()
+        try:
+            _stack.up()
+        except BaseException:  # the engines that did start must not outlive the session
+            _stack.down()
+            raise
     try:
         yield _stack.endpoints()
     finally:

@@ -74,7 +74,11 @@ def offset_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         env.setenv("OTEL_CORRELATE_BACKUP_DIR", str(tmp_path_factory.mktemp("backups")))
         env.delenv("OTEL_CORRELATE_BACKUP_S3_BUCKET", raising=False)
         env.delenv("OTEL_CORRELATE_BACKUP_METRICS_ENDPOINT", raising=False)
-        _stack.up()
+        try:
+            _stack.up()
+        except BaseException:  # the engines that did start must not outlive the module
+            _stack.down()
+            raise
         try:
             yield state
         finally:

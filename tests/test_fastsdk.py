@@ -77,6 +77,7 @@ from opentelemetry.trace.propagation import _SPAN_KEY
 
 from otel_correlate import _fastsdk, _logs, _pipeline
 from otel_correlate._asgi_server import end_server_span
+from tests.forks import exit_code_of
 
 RESOURCE = Resource.create({"service.name": "fastsdk-test"})
 
@@ -2401,8 +2402,8 @@ def test_a_forked_child_exports_its_own_spans_and_log_records() -> None:
             code = 0 if (names, bodies) == (["child"], ["b"]) else 2
         finally:
             os._exit(code)
-    _, status = os.waitpid(pid, 0)
+    code = exit_code_of(pid)
     tracer_provider.shutdown()
     logger_provider.shutdown()
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert code == 0
     assert [span.name for span in spans.get_finished_spans()] == ["parent-before-fork"]

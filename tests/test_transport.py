@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_correlate._transport import HTTPClientTransport, exporter_kwargs
+from tests.forks import exit_code_of
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):
@@ -193,8 +194,7 @@ def test_a_forked_child_gets_a_fresh_lock_and_no_connection(server: http.server.
         if pid == 0:  # the child: must be able to export on its own connection
             ok = transport._lock.acquire(blocking=False) and transport._connection is None
             os._exit(0 if ok else 1)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert exit_code_of(pid) == 0
     assert transport._connection is not None  # the parent keeps its own
 
 
