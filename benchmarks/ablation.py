@@ -445,6 +445,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.cpu >= 0:
         inprocess._pin(args.cpu)
     loop = inprocess._asgi_loop if args.framework == "fastapi" else inprocess._wsgi_loop
+    try:
+        evict = Evictor(args.cold) if args.cold else None
+    except ValueError as exc:
+        parser.error(str(exc))
+    if evict is not None and (args.block < 2 or args.check):
+        parser.error("--cold needs --block of 2 or more (requests with and without the part), and no --check")
     loop(args.warmup)
     if args.framework == "fastapi":
         import fastapi_app as module
@@ -465,10 +471,6 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
         return 1 if failed else 0
-    try:
-        evict = Evictor(args.cold) if args.cold else None
-    except ValueError as exc:
-        parser.error(str(exc))
     parts = {}
     for name in names:
         what, make = switches[name]

@@ -19,10 +19,11 @@ def stack() -> Iterator[dict[str, str]]:
     """
     already_running = all(line.endswith(", ready") for line in _stack.status().values())
     if not already_running:
+        stopped = [name for name, line in _stack.status().items() if line == "stopped"]
         try:
             _stack.up()
-        except BaseException:  # the engines that did start must not outlive the session
-            _stack.down()
+        except BaseException:  # the engines it did start must not outlive the session; a developer's stay
+            _stack.down(names=stopped)
             raise
     try:
         yield _stack.endpoints()

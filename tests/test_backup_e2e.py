@@ -76,7 +76,7 @@ def offset_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         env.delenv("OTEL_CORRELATE_BACKUP_METRICS_ENDPOINT", raising=False)
         try:
             _stack.up()
-        except BaseException:  # the engines that did start must not outlive the module
+        except BaseException:  # the engines that did start must not outlive the module (its own state dir)
             _stack.down()
             raise
         try:

@@ -105,19 +105,26 @@ def test_cold_pairs_switch_the_part_request_by_request_and_evict_before_each() -
     assert part.on is True
 
 
-def test_cold_counts_the_request_and_not_the_eviction() -> None:
+def test_cold_counts_the_request_and_not_the_eviction(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a clock only the test moves: a request costs 10 µs with the part and 1 µs without,
+    and the eviction 500 µs but only before requests with the part, so counting it would show."""
     ablation = _ablation()
-    part = _Part(work=20_000)
+    part = _Part(work=0)
+    now = [0]
 
-    def evict() -> None:  # far dearer than the part: counted, it would swamp the difference
-        for _step in range(400_000):
-            pass
+    class Clock:
+        @staticmethod
+        def thread_time_ns() -> int:
+            return now[0]
 
-    differences = ablation.measure(part.loop, part.switch(), pairs=2, block=2, evict=evict)
-    plain = ablation.measure(part.loop, part.switch(), pairs=2, block=2)
-    assert all(d > 0 for d in differences), differences
-    # the eviction is twenty times the part: counted, both blocks of a pair would be about equal
-    assert min(differences) > 0.3 * max(plain), (differences, plain)
+    def loop(requests: int) -> None:
+        now[0] += (10_000 if part.on else 1_000) * requests
+
+    def evict() -> None:
+        now[0] += 500_000 if part.on else 0
+
+    monkeypatch.setattr(ablation, "time", Clock)
+    assert ablation.measure(loop, part.switch(), pairs=3, block=4, evict=evict) == [9.0, 9.0, 9.0]
 
 
 def test_the_evictor_copies_a_buffer_and_refuses_nothing_to_copy() -> None:
@@ -216,6 +223,8 @@ def test_a_cold_run_says_so_in_its_record_and_table(collector: str) -> None:
     assert "caches evicted (2 MB) before each request" in rows[0]
     refused = _instrumented("flask", collector, "--cold", "-1")
     assert refused.returncode == 2 and "--cold needs at least 1 MB" in refused.stderr
+    refused = _instrumented("flask", collector, "--cold", "2", "--block", "1")
+    assert refused.returncode == 2 and "--cold needs --block of 2 or more" in refused.stderr
 
 
 @pytest.mark.e2e

@@ -2402,8 +2402,10 @@ def test_a_forked_child_exports_its_own_spans_and_log_records() -> None:
             code = 0 if (names, bodies) == (["child"], ["b"]) else 2
         finally:
             os._exit(code)
-    code = exit_code_of(pid)
-    tracer_provider.shutdown()
-    logger_provider.shutdown()
+    try:
+        code = exit_code_of(pid)
+    finally:
+        tracer_provider.shutdown()
+        logger_provider.shutdown()
     assert code == 0
     assert [span.name for span in spans.get_finished_spans()] == ["parent-before-fork"]

@@ -308,7 +308,7 @@ def test_submit_returns_at_once_and_the_worker_keeps_business_keys(
     stub: TelegramStub, tmp_path: Path, otel_capture: TelemetryCapture
 ) -> None:
     control(stub, "mode", {"mode": "slow", "delay": 2})
-    notifier = make(stub.url, tmp_path, [])
+    notifier = make(stub.url, tmp_path, [], timeout=5)  # well above the stub's 2 s: one attempt
     started = time.monotonic()
     with business_context(orderId="F-1", requestId="req-f"):
         assert notifier.submit("fire and forget") is True

@@ -28,6 +28,14 @@ _LOCK = threading.Lock()
 _CURSOR: dict[str, int] = {}  # the process it belongs to, and the next offset in the pool
 
 
+def _new_lock_in_child() -> None:
+    global _LOCK  # a fork while another thread held the lock would leave the child's copy held
+    _LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
 def _pool() -> range:
     """The ports just below the kernel's ephemeral range (``ip_local_port_range``; 32768 if unreadable)."""
     try:
@@ -38,12 +46,17 @@ def _pool() -> range:
     return range(max(1024, low - _POOL_SIZE), low)
 
 
+def _probe_port() -> int:
+    """The port the kernel gives a bind to port 0 on 127.0.0.1, released at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _kernel_port() -> int:
     """A port the kernel gives a bind to port 0, not handed out before (it may give one twice in a row)."""
     for _ in range(100):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
+        port = _probe_port()
         if port not in _HANDED_OUT:
             _HANDED_OUT.add(port)
             return port
@@ -61,6 +74,11 @@ def _bindable(port: int) -> bool:
         return True
 
 
+def _start_offset(pid: int, size: int) -> int:
+    """Where process ``pid`` starts in a pool of ``size`` ports: processes of nearby pids start far apart."""
+    return (pid * 2654435761 % 2**32) % size  # Knuth's multiplicative hash
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 now, never handed out before by this process.
 
@@ -76,7 +94,7 @@ def free_port() -> int:
         if len(pool) < _POOL_SIZE // 4:  # a kernel handing out nearly every port: ask it for one
             return _kernel_port()
         if _CURSOR.get("pid") != os.getpid():  # a new process, or a fork of one
-            _CURSOR.update(pid=os.getpid(), next=os.getpid() * 7919 % len(pool))
+            _CURSOR.update(pid=os.getpid(), next=_start_offset(os.getpid(), len(pool)))
         for _ in range(len(pool)):
             port = pool[_CURSOR["next"] % len(pool)]
             _CURSOR["next"] += 1
