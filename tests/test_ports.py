@@ -20,7 +20,7 @@ def pool(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[int]]:
     monkeypatch.setattr(_procs, "_CURSOR", {"pid": os.getpid(), "next": 0})
     monkeypatch.setattr(_procs, "_POOL_SIZE", 5)
     monkeypatch.setattr(_procs, "_pool", lambda: range(40000, 40005))
-    monkeypatch.setattr(_procs, "_bindable", lambda port: port not in busy)
+    monkeypatch.setattr(_procs, "port_taken", lambda port: port in busy)
     yield busy
 
 

@@ -65,13 +65,15 @@ def _kernel_port() -> int:
     )
 
 
-def _bindable(port: int) -> bool:
+def port_taken(port: int) -> bool:
+    """Whether a server could not listen on 127.0.0.1:``port`` now (as servers bind: ``SO_REUSEADDR``)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
-            return False
-        return True
+            return True
+    return False
 
 
 def _start_offset(pid: int, size: int) -> int:
@@ -98,7 +100,7 @@ def free_port() -> int:
         for _ in range(len(pool)):
             port = pool[_CURSOR["next"] % len(pool)]
             _CURSOR["next"] += 1
-            if port not in _HANDED_OUT and _bindable(port):
+            if port not in _HANDED_OUT and not port_taken(port):
                 _HANDED_OUT.add(port)
                 return port
     raise RuntimeError(

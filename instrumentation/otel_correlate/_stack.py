@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -31,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from otel_correlate import _settings
-from otel_correlate._procs import ROOT
+from otel_correlate._procs import ROOT, port_taken
 
 
 class StackError(RuntimeError):
@@ -252,16 +251,6 @@ def _is_ready(url: str) -> bool:
         return False
 
 
-def _port_taken(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
-
 def _tail(path: Path, lines: int = 25) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -314,7 +303,7 @@ def up(*, progress: Callable[[str], None] = print, names: Sequence[str] | None =
         (state / sub).mkdir(parents=True, exist_ok=True)
     to_start = [e for e in engines if _running_pid(state, e) is None]
     for engine in to_start:
-        taken = [port for port in engine.live_ports() if _port_taken(port)]
+        taken = [port for port in engine.live_ports() if port_taken(port)]
         if taken:
             raise StackError(
                 f"{engine.name} cannot start: port {', '.join(map(str, taken))} on 127.0.0.1 is taken by another "
