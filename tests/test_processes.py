@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -267,3 +268,39 @@ def test_a_streamed_flask_response_under_gunicorn_keeps_its_trace_to_the_last_li
         wait_until(lambda: duration() is not None, timeout=30, what="the duration of both requests")
         point = duration()
         assert point is not None and point.value >= 2 * 2 * PAUSE_S  # the sum: both pauses of both streams
+
+
+def test_a_flask_client_under_gunicorn_never_waits_for_the_requests_telemetry(tmp_path: Path) -> None:
+    """The span ends, its processors run and the duration is recorded once gunicorn has sent
+    the response: a span processor that takes seconds leaves the client's answer as quick as ever."""
+    from tests.slow_end_app import END_S
+
+    port = free_port()
+    with (
+        OTLPReceiver() as receiver,
+        running(
+            instrument_cmd("slow-end", *gunicorn_cmd("tests.slow_end_app:app", port, "-k", "gthread")),
+            port=port,
+            env=instrumented_env(receiver.endpoint),
+            log_path=tmp_path / "slow-end.log",
+        ),
+        httpx.Client(base_url=f"http://127.0.0.1:{port}") as client,
+    ):
+        started = time.monotonic()
+        response = client.get("/orders/ORD-q1", headers={"X-Request-ID": "rq-1"})
+        elapsed = time.monotonic() - started
+        assert (response.status_code, response.json(), response.headers["X-Request-ID"]) == (
+            200,
+            {"id": "ORD-q1"},
+            "rq-1",
+        )
+        assert elapsed < END_S  # the span's end (END_S in a processor) came after the answer
+        wait_until(lambda: receiver.spans, timeout=20, what="the request's span")
+        [span] = [s for s in receiver.spans if s.attributes.get("http.route")]
+        assert {k: span.attributes[k] for k in ("orderId", "requestId", "test.slow_end")} == {
+            "orderId": "ORD-q1",
+            "requestId": "rq-1",
+            "test.slow_end": END_S,  # the slow processor held this span up
+        }
+        [line] = [r for r in receiver.logs if r.body == "order ORD-q1 looked up"]
+        assert (line.trace_id, line.span_id) == (span.trace_id, span.span_id)

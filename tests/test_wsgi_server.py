@@ -564,8 +564,87 @@ def test_a_file_body_is_handed_to_the_server_unwrapped(otel_capture: TelemetryCa
 
     app = _streaming_app([])
     environ = EnvironBuilder(path="/orders/S-4/invoice").get_environ()
+    environ["SERVER_SOFTWARE"] = "gunicorn/27.0.1"  # a server: other bodies end the request once sent
     environ["wsgi.file_wrapper"] = FileWrapper
     body = app(environ, lambda status, headers, exc_info=None: None)
     assert isinstance(body, FileWrapper)
-    [span] = otel_capture.spans()  # ended when the app returned, as for any body that is not a generator
+    [span] = otel_capture.spans()  # ended when the app returned: the server sends the file itself
     assert span.attributes["http.response.status_code"] == 200
+
+
+def _served_app(closed: list[str]) -> Flask:
+    """An order endpoint whose response records its close, and one that fails."""
+    app = Flask("wsgi-served")
+
+    @app.get("/orders/<order_id>")
+    def get_order(order_id: str) -> Response:
+        response = Response(f"order {order_id}", mimetype="text/plain")
+        response.call_on_close(lambda: closed.append(order_id))
+        return response
+
+    @app.get("/orders/<order_id>/boom")
+    def boom(order_id: str) -> None:
+        raise RuntimeError("boom")
+
+    return instrument_flask_app(app)
+
+
+def _serve(app: Flask, path: str) -> tuple[list[tuple[str, dict[str, str]]], Any]:
+    """Call ``app`` as a WSGI server does (it names itself): the start_response calls and the body."""
+    environ = EnvironBuilder(path=path, headers={"X-Request-ID": "r-sent"}).get_environ()
+    environ["SERVER_SOFTWARE"] = "gunicorn/27.0.1"
+    started: list[tuple[str, dict[str, str]]] = []
+    body = app(environ, lambda status, headers, exc_info=None: started.append((status, dict(headers))))
+    return started, body
+
+
+def test_under_a_server_the_request_ends_after_its_body_is_sent(otel_capture: TelemetryCapture) -> None:
+    """The span, its processors and the duration run when the server closes the body, once it
+    has sent it: the client does not wait for them, and the span covers the sending."""
+    closed: list[str] = []
+    started, body = _serve(_served_app(closed), "/orders/O-7")
+    assert started == [
+        (
+            "200 OK",
+            {"Content-Type": "text/plain; charset=utf-8", "Content-Length": "9", "X-Request-ID": "r-sent"},
+        )
+    ]
+    assert b"".join(body) == b"order O-7"
+    sent_ns = time.time_ns()
+    points = {p.name: p for p in otel_capture.metrics() if p.name.startswith("http.server.")}
+    assert (otel_capture.spans(), closed) == ([], [])  # sent, not closed: the request is still on
+    assert sorted((name, p.value) for name, p in points.items()) == [("http.server.active_requests", 1)]
+    body.close()
+    points = {p.name: p for p in otel_capture.metrics() if p.name.startswith("http.server.")}
+    assert (points["http.server.active_requests"].value, points["http.server.request.duration"].count) == (
+        -1,  # the change since the last reading (delta temporality): no request left on
+        1,
+    )
+    [span] = otel_capture.spans()
+    assert (span.name, span.status.status_code.name) == ("GET /orders/<order_id>", "UNSET")
+    assert {k: span.attributes[k] for k in ("http.response.status_code", "orderId", "requestId")} == {
+        "http.response.status_code": 200,
+        "orderId": "O-7",
+        "requestId": "r-sent",
+    }
+    assert span.end_time is not None and span.end_time >= sent_ns
+    body.close()  # a second close changes nothing
+    assert [p for p in otel_capture.metrics() if p.name.startswith("http.server.") and p.value] == []
+    assert len(otel_capture.spans()) == 1
+    assert closed == ["O-7"]  # the app's close callbacks ran once
+    assert current_business_keys() == {}
+
+
+def test_under_a_server_a_failed_request_ends_as_a_500_once_sent(otel_capture: TelemetryCapture) -> None:
+    started, body = _serve(_served_app([]), "/orders/O-8/boom")
+    assert [status for status, _ in started] == ["500 INTERNAL SERVER ERROR"]
+    assert b"".join(body).startswith(b"<!doctype html>")
+    assert otel_capture.spans() == []
+    body.close()
+    [span] = otel_capture.spans()
+    assert (span.status.status_code.name, span.attributes["error.type"], span.attributes["orderId"]) == (
+        "ERROR",
+        "RuntimeError",
+        "O-8",
+    )
+    _request_ended_once(otel_capture)

@@ -130,20 +130,24 @@ class ServerTelemetryWSGI:
             return start_response(status, response_headers, *args)
 
         streamed = None
+        sent_later = False
         token = _context.attach(state.ctx)
         try:
             body = self.wsgi_app(environ, start_response_with_telemetry)
             streamed = environ.get(_STREAMED)
+            sent_later = streamed is None and _ends_once_sent(environ, body)
         except BaseException as exc:
             state.error = exc
             raise
         finally:
-            if streamed is None:
+            if streamed is None and not sent_later:
                 _finish(state, environ)
             route_token = environ.pop(_TOKEN, None)
             if route_token is not None:
                 _context.detach(route_token)
             _context.detach(token)
+        if sent_later:
+            return _SentBody(body, state, environ)
         if streamed is None:
             return body
         return _StreamedBody(body, state, environ, streamed)
@@ -157,6 +161,57 @@ def _finish(state: _RequestState, environ: dict[str, Any]) -> None:
         state.finish(environ.get(_ROUTE))
     except Exception:  # telemetry must never fail the request
         pass
+
+
+def _ends_once_sent(environ: dict[str, Any], body: Iterable[bytes]) -> bool:
+    """Whether the request's telemetry can end after the server has sent ``body`` rather than before.
+
+    Only under a server: one that names itself in ``SERVER_SOFTWARE`` (as CGI requires
+    of servers, and as gunicorn, waitress, werkzeug's and the standard library's do)
+    closes the body once it is sent (PEP 3333). A test client sets no name and may
+    never close it, so there the request ends as the app returns, as the test expects.
+    A body the server may hand to ``sendfile`` (its ``wsgi.file_wrapper``) is passed
+    on untouched, and its request ends now.
+    """
+    try:
+        if not environ.get("SERVER_SOFTWARE"):
+            return False
+        wrapper = environ.get("wsgi.file_wrapper")
+        return not (isinstance(wrapper, type) and isinstance(body, wrapper))
+    except Exception:  # telemetry must never fail the request
+        return False
+
+
+class _SentBody:
+    """A body already made, that ends the request's telemetry when the server closes it, after sending it.
+
+    The span's end, the duration and the span processors then run once the client
+    has the response instead of before: the client waits for none of them, and the
+    duration covers the whole exchange, as it does for an ASGI app (whose
+    telemetry ends after its last ``send``). The chunks go to the server as the app
+    made them (``__iter__`` hands out the body's own iterator).
+    """
+
+    __slots__ = ("_body", "_environ", "_state")
+
+    def __init__(self, body: Iterable[bytes], state: _RequestState, environ: dict[str, Any]) -> None:
+        self._body = body
+        self._state: _RequestState | None = state
+        self._environ = environ
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._body)
+
+    def close(self) -> None:
+        state, self._state = self._state, None
+        if state is None:  # closed before: the body's close callbacks run once
+            return
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            _finish(state, self._environ)
 
 
 class _StreamedBody:
