@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -244,10 +245,27 @@ def test_non_utf8_and_crlf_request_ids_are_replaced_and_the_service_stays_up(dem
     assert httpx.get(f"{demo.orders}/orders/{order_id}").status_code == 200
 
 
+def _deployment_health(demo: Demo, attempts: int = 3) -> dict[str, Any]:
+    """The orders service's deployment health; asked again (at most ``attempts`` times) while
+    its only finding is the notifications check's "slow" warning, which a loaded machine can
+    cause (over 500 ms for a /health round trip). A failed check is returned at once."""
+    for _ in range(attempts):
+        orders = httpx.get(
+            f"{demo.orders}/health/deployment", headers={"X-Request-ID": "health-1"}, timeout=10
+        )
+        assert orders.status_code == 200, orders.text
+        body: dict[str, Any] = orders.json()
+        slow_only = all(
+            c["status"] == "pass" or (c["status"] == "warn" and set(c["details"]) >= {"slow"})
+            for c in body["services"].values()
+        )
+        if not slow_only or body["summary"]["warningChecks"] == 0:
+            return body
+    return body
+
+
 def test_deployment_health_of_both_services_sees_their_dependencies(demo: Demo) -> None:
-    orders = httpx.get(f"{demo.orders}/health/deployment", headers={"X-Request-ID": "health-1"}, timeout=10)
-    assert orders.status_code == 200, orders.text
-    body = orders.json()
+    body = _deployment_health(demo)
     assert body["requestId"] == "health-1"
     assert {name: check["status"] for name, check in body["services"].items()} == {
         "collector": "pass",

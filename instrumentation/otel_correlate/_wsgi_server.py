@@ -11,7 +11,9 @@ contrib instrumentation emits with ``OTEL_SEMCONV_STABILITY_OPT_IN=http``.
 A streamed response (a generator body) runs after the app has returned, while the
 server sends it: its chunks are produced under the request's context, so their log
 lines carry the trace and the keys, and the span and the duration end when the
-body is exhausted or closed, not before the first chunk.
+body is exhausted or closed, not before the first chunk. Any other body, under a
+server, ends the request when the server closes it, once sent: the client does not
+wait for the span's end, its processors and the duration.
 
 Example:
     >>> from flask import Flask
