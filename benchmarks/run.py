@@ -402,10 +402,18 @@ def lowload(framework: str, opts: Options, log_dir: Path) -> dict[str, dict[str,
     the slices' lowest and highest beside it; its p50, p99 and CPU pool its slices.
     Uninstrumented's own numbers pool its pairs. CPU per request is each server's
     on-CPU time over its requests.
+
+    Each ``otel-correlate@<ref>`` also takes turns with ``otel-correlate`` in a pair of
+    their own (in the same rotation): a change to the package is read as the median over
+    the slices of the two's p50 difference, without the noise of two baselines measured
+    in different slices. Those requests are kept out of either's own numbers.
     """
     base = "uninstrumented" if "uninstrumented" in opts.configs else None
     others = [config for config in opts.configs if config != base]
-    pairs = [(base, config) for config in others] if base is not None else [(c,) for c in others]
+    own = [(base, config) for config in others] if base is not None else [(c,) for c in others]
+    current = "otel-correlate"
+    versus = [(c, current) for c in others if c.startswith("otel-correlate@")] if current in others else []
+    pairs = own + versus
     slices = max(1, min(LOWLOAD_SLICES, opts.lowload_requests))
     sizes = [opts.lowload_requests // slices + (n < opts.lowload_requests % slices) for n in range(slices)]
     warm = max(
@@ -413,7 +421,8 @@ def lowload(framework: str, opts: Options, log_dir: Path) -> dict[str, dict[str,
     )  # the first slice's; a later slice's fresh connections take 20
     samples: dict[tuple[str, ...], dict[str, list[float]]] = {p: {c: [] for c in p} for p in pairs}
     cpu: dict[tuple[str, ...], dict[str, int]] = {p: dict.fromkeys(p, 0) for p in pairs}
-    added: dict[str, list[float]] = {pair[-1]: [] for pair in pairs}
+    added: dict[str, list[float]] = {pair[-1]: [] for pair in own}
+    head_to_head: dict[str, list[float]] = {earlier: [] for earlier, _ in versus}
     with contextlib.ExitStack() as stack:
         servers = side_by_side(stack, framework, opts.configs, log_dir, "-lowload")
         for number, size in enumerate(sizes):
@@ -429,14 +438,19 @@ def lowload(framework: str, opts: Options, log_dir: Path) -> dict[str, dict[str,
                     for c in pair:
                         cpu[pair][c] += cpu_ns(servers[c][0].pid) - cpu_before[c]
                         samples[pair][c] += measured[c]
-                if base is not None:
-                    added[pair[-1]].append(
-                        1000 * (statistics.median(measured[pair[-1]]) - statistics.median(measured[base]))
+                first, last = pair[0], pair[-1]
+                if first in head_to_head and last == current:
+                    head_to_head[first].append(
+                        1000 * (statistics.median(measured[current]) - statistics.median(measured[first]))
+                    )
+                elif base is not None:
+                    added[last].append(
+                        1000 * (statistics.median(measured[last]) - statistics.median(measured[base]))
                     )
     results: dict[str, dict[str, float]] = {}
     base_samples: list[float] = []
     base_cpu = 0
-    for pair in pairs:
+    for pair in own:
         config = pair[-1]
         results[config] = _lowload_numbers(samples[pair][config], cpu[pair][config])
         if base is not None:
@@ -449,6 +463,14 @@ def lowload(framework: str, opts: Options, log_dir: Path) -> dict[str, dict[str,
             )
             base_samples += samples[pair][base]
             base_cpu += cpu[pair][base]
+    for earlier, differences in head_to_head.items():
+        results[earlier].update(
+            current_lowload_p50_us_minus_this=statistics.median(differences),
+            current_lowload_p50_us_minus_this_min=min(differences),
+            current_lowload_p50_us_minus_this_max=max(differences),
+            current_lowload_lower_slices=float(sum(d < 0 for d in differences)),
+            current_lowload_slices=float(len(differences)),
+        )
     if base is not None and base_samples:
         results = {base: _lowload_numbers(base_samples, base_cpu), **results}
     print(
@@ -461,6 +483,13 @@ def lowload(framework: str, opts: Options, log_dir: Path) -> dict[str, dict[str,
         file=sys.stderr,
         flush=True,
     )
+    for earlier in head_to_head:
+        print(
+            f"low load {framework:8} {current} minus {earlier}, taking turns: "
+            f"{results[earlier]['current_lowload_p50_us_minus_this']:+.0f} µs",
+            file=sys.stderr,
+            flush=True,
+        )
     return results
 
 
@@ -644,6 +673,11 @@ ONCE = (
     "added_lowload_p50_us_min",
     "added_lowload_p50_us_max",
     "added_lowload_cpu_us",
+    "current_lowload_p50_us_minus_this",
+    "current_lowload_p50_us_minus_this_min",
+    "current_lowload_p50_us_minus_this_max",
+    "current_lowload_lower_slices",
+    "current_lowload_slices",
 )
 #: Those compared with uninstrumented's, and the name of the difference (low load comes paired).
 ADDED = {"rss_mb": "added_rss_mb", "pss_mb": "added_pss_mb"}
@@ -768,6 +802,15 @@ def markdown(result: dict[str, object]) -> str:
                     f"{row['current_cpu_us_minus_this']:+.0f} µs (range {row['current_cpu_us_minus_this_min']:+.0f} "
                     f"to {row['current_cpu_us_minus_this_max']:+.0f} µs; lower in "
                     f"{row['current_cpu_lower_rounds']:.0f} of {row['rounds']:.0f} rounds).",
+                    "",
+                ]
+            if "current_lowload_p50_us_minus_this" in row:
+                lines += [
+                    f"otel-correlate minus {config}, p50 at low load, the two taking turns request by "
+                    f"request: median {row['current_lowload_p50_us_minus_this']:+.0f} µs over the slices "
+                    f"(range {row['current_lowload_p50_us_minus_this_min']:+.0f} to "
+                    f"{row['current_lowload_p50_us_minus_this_max']:+.0f} µs; lower in "
+                    f"{row['current_lowload_lower_slices']:.0f} of {row['current_lowload_slices']:.0f} slices).",
                     "",
                 ]
     down = result.get("collector_down")

@@ -165,13 +165,14 @@ def _lowload(
     answer: Callable[[str], float],
     requests: int,
     opened: list[str],
+    configs: tuple[str, ...] = _LOWLOAD_CONFIGS,
     **run_attributes: Any,
 ) -> dict[str, dict[str, float]]:
     """``lowload`` on fake servers: ``answer(name)`` is a request's latency; ``opened`` gets each connection's server."""
     import contextlib
 
     run = _run_module()
-    ports = {run.PORTS["app"] + n: name for n, name in enumerate(_LOWLOAD_CONFIGS, start=1)}
+    ports = {run.PORTS["app"] + n: name for n, name in enumerate(configs, start=1)}
 
     class Client:
         def __init__(self, port: int) -> None:
@@ -204,7 +205,7 @@ def _lowload(
         connections=8,
         lowload_requests=requests,
         frameworks=["fastapi"],
-        configs=list(_LOWLOAD_CONFIGS),
+        configs=list(configs),
         logbench_records=1,
         collector_seconds=1.0,
         out=tmp_path,
@@ -254,3 +255,50 @@ def test_low_load_pairs_take_turns_in_slices_and_report_the_slices_range(
         "b": (300.0, 300.0, 300.0),
     }
     assert {c: r["lowload_requests"] for c, r in low.items()} == {"uninstrumented": 14, "a": 7, "b": 7}
+
+
+def test_an_earlier_package_also_takes_turns_with_the_current_one_head_to_head(
+    monkeypatch: Any, tmp_path: Path
+) -> None:
+    """Baselines measured in different slices carry their own noise; the two packages' own pair does not."""
+    configs = ("uninstrumented", "otel-correlate@abc1234", "otel-correlate")
+    latency = {"uninstrumented": 1.0, "otel-correlate@abc1234": 1.15, "otel-correlate": 1.1}
+    slowdown = {"now": 0.0}  # the machine's pace, changed by each connection of a slice
+
+    def answer(name: str) -> float:
+        return latency[name] + slowdown["now"]
+
+    class Counting(list[str]):
+        def append(self, name: str) -> None:
+            super().append(name)
+            slowdown["now"] = 0.2 * (len(self) % 3)  # a slower machine in some slices than others
+
+    opened = Counting()
+    low = _lowload(monkeypatch, tmp_path, answer, 9, opened, configs, LOWLOAD_SLICES=3)
+    earlier, current = low["otel-correlate@abc1234"], low["otel-correlate"]
+    keys = [k for k in earlier if k.startswith("current_")]
+    assert {k: round(earlier[k], 6) for k in keys} == {
+        "current_lowload_p50_us_minus_this": -50.0,
+        "current_lowload_p50_us_minus_this_min": -50.0,
+        "current_lowload_p50_us_minus_this_max": -50.0,
+        "current_lowload_lower_slices": 3.0,
+        "current_lowload_slices": 3.0,
+    }
+    assert not any(k.startswith("current_") for k in current)
+    # three pairs, one connection per server per slice; the head-to-head requests join no one's numbers
+    assert sorted(opened) == sorted(
+        ["uninstrumented"] * 6 + ["otel-correlate@abc1234"] * 6 + ["otel-correlate"] * 6
+    )
+    assert {c: r["lowload_requests"] for c, r in low.items()} == {
+        "uninstrumented": 18,
+        "otel-correlate@abc1234": 9,
+        "otel-correlate": 9,
+    }
+    run = _run_module()
+    meta = {"when": "now", "machine": "test", "rounds": 1, "duration_s": 1.0, "connections": 8}
+    summary = run.summarise({"fastapi": {c: [_round(3000, 300)] for c in configs}}, {"fastapi": low})
+    table = run.markdown({"meta": {**meta, "lowload_requests": 9}, "summary": summary})
+    assert (
+        "otel-correlate minus otel-correlate@abc1234, p50 at low load, the two taking turns request by "
+        "request: median -50 µs over the slices (range -50 to -50 µs; lower in 3 of 3 slices)."
+    ) in table
