@@ -1,12 +1,15 @@
 """A Flask service whose server spans are slow to end, for ``tests/test_processes.py``.
 
-A span processor on the global provider (the SDK's, under ``opentelemetry-instrument``)
-sleeps ``END_S`` as each SERVER span ends: a client that had to wait for the request's
-telemetry would wait that long. It marks the spans it will hold up (``test.slow_end``).
+Started with ``SLOW_END_S`` set (under ``opentelemetry-instrument``), it adds a span
+processor to the global provider that sleeps that long as each SERVER span ends: a
+client that had to wait for the request's telemetry would wait that long. The
+processor marks the spans it will hold up (``test.slow_end``). Imported without
+``SLOW_END_S`` (by a test process, whose provider serves other tests), it adds nothing.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 from flask import Flask
@@ -15,21 +18,21 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-END_S = 2.0
-
 
 class _SlowEnd(SpanProcessor):
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        span.set_attribute("test.slow_end", END_S)
+        span.set_attribute("test.slow_end", self._seconds)
 
     def on_end(self, span: ReadableSpan) -> None:
         if span.kind is trace.SpanKind.SERVER:
-            time.sleep(END_S)
+            time.sleep(self._seconds)
 
 
-_add = getattr(trace.get_tracer_provider(), "add_span_processor", None)
-if _add is not None:  # not when the test imports END_S
-    _add(_SlowEnd())
+if "SLOW_END_S" in os.environ:
+    trace.get_tracer_provider().add_span_processor(_SlowEnd(float(os.environ["SLOW_END_S"])))  # type: ignore[attr-defined]
 app = Flask("slow-end")
 
 

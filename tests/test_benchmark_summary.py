@@ -285,6 +285,11 @@ def test_an_earlier_package_also_takes_turns_with_the_current_one_head_to_head(
         "current_lowload_slices": 3.0,
     }
     assert not any(k.startswith("current_") for k in current)
+    # each against uninstrumented in its own pair, untouched by the head-to-head requests
+    assert {c: round(low[c]["added_lowload_p50_us"], 6) for c in configs[1:]} == {
+        "otel-correlate@abc1234": 150.0,
+        "otel-correlate": 100.0,
+    }
     # three pairs, one connection per server per slice; the head-to-head requests join no one's numbers
     assert sorted(opened) == sorted(
         ["uninstrumented"] * 6 + ["otel-correlate@abc1234"] * 6 + ["otel-correlate"] * 6

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -219,22 +221,31 @@ def test_sigterm_exports_the_last_batch_before_the_process_ends(tmp_path: Path) 
         assert duration.count == 60
 
 
+@contextlib.contextmanager
+def _flask_under_gunicorn(
+    app: str, tmp_path: Path, **env: str
+) -> Iterator[tuple[OTLPReceiver, httpx.Client]]:
+    """``tests/<app>_app.py`` under gunicorn's threaded worker and ``opentelemetry-instrument``."""
+    port = free_port()
+    with (
+        OTLPReceiver() as receiver,
+        running(
+            instrument_cmd(app, *gunicorn_cmd(f"tests.{app}_app:app", port, "-k", "gthread")),
+            port=port,
+            env={**instrumented_env(receiver.endpoint), **env},
+            log_path=tmp_path / f"{app}.log",
+        ),
+        httpx.Client(base_url=f"http://127.0.0.1:{port}") as client,
+    ):
+        yield receiver, client
+
+
 def test_a_streamed_flask_response_under_gunicorn_keeps_its_trace_to_the_last_line(tmp_path: Path) -> None:
     """gunicorn iterates a generator body after the view returned: every line logged while
     streaming belongs to the request's trace and order, and the span and duration cover the stream."""
     from tests.stream_app import PAUSE_S
 
-    port = free_port()
-    with (
-        OTLPReceiver() as receiver,
-        running(
-            instrument_cmd("stream", *gunicorn_cmd("tests.stream_app:app", port, "-k", "gthread")),
-            port=port,
-            env=instrumented_env(receiver.endpoint),
-            log_path=tmp_path / "stream.log",
-        ),
-        httpx.Client(base_url=f"http://127.0.0.1:{port}") as client,
-    ):
+    with _flask_under_gunicorn("stream", tmp_path) as (receiver, client):
         bodies = [
             client.get(f"/orders/ORD-s{i}/lines", headers={"X-Request-ID": f"rs-{i}"}).text for i in range(2)
         ]
@@ -273,19 +284,8 @@ def test_a_streamed_flask_response_under_gunicorn_keeps_its_trace_to_the_last_li
 def test_a_flask_client_under_gunicorn_never_waits_for_the_requests_telemetry(tmp_path: Path) -> None:
     """The span ends, its processors run and the duration is recorded once gunicorn has sent
     the response: a span processor that takes seconds leaves the client's answer as quick as ever."""
-    from tests.slow_end_app import END_S
-
-    port = free_port()
-    with (
-        OTLPReceiver() as receiver,
-        running(
-            instrument_cmd("slow-end", *gunicorn_cmd("tests.slow_end_app:app", port, "-k", "gthread")),
-            port=port,
-            env=instrumented_env(receiver.endpoint),
-            log_path=tmp_path / "slow-end.log",
-        ),
-        httpx.Client(base_url=f"http://127.0.0.1:{port}") as client,
-    ):
+    end_s = 2.0
+    with _flask_under_gunicorn("slow_end", tmp_path, SLOW_END_S=str(end_s)) as (receiver, client):
         started = time.monotonic()
         response = client.get("/orders/ORD-q1", headers={"X-Request-ID": "rq-1"})
         elapsed = time.monotonic() - started
@@ -294,13 +294,17 @@ def test_a_flask_client_under_gunicorn_never_waits_for_the_requests_telemetry(tm
             {"id": "ORD-q1"},
             "rq-1",
         )
-        assert elapsed < END_S  # the span's end (END_S in a processor) came after the answer
-        wait_until(lambda: receiver.spans, timeout=20, what="the request's span")
+        assert elapsed < end_s  # the span's end (end_s in a processor) came after the answer
+        wait_until(
+            lambda: receiver.spans and any(r.body == "order ORD-q1 looked up" for r in receiver.logs),
+            timeout=20,
+            what="the request's span and log line",
+        )
         [span] = [s for s in receiver.spans if s.attributes.get("http.route")]
         assert {k: span.attributes[k] for k in ("orderId", "requestId", "test.slow_end")} == {
             "orderId": "ORD-q1",
             "requestId": "rq-1",
-            "test.slow_end": END_S,  # the slow processor held this span up
+            "test.slow_end": end_s,  # the slow processor held this span up
         }
         [line] = [r for r in receiver.logs if r.body == "order ORD-q1 looked up"]
         assert (line.trace_id, line.span_id) == (span.trace_id, span.span_id)

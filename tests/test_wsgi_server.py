@@ -648,3 +648,45 @@ def test_under_a_server_a_failed_request_ends_as_a_500_once_sent(otel_capture: T
         "O-8",
     )
     _request_ended_once(otel_capture)
+
+
+def test_under_a_server_a_body_never_closed_ends_the_request_when_dropped(
+    otel_capture: TelemetryCapture,
+) -> None:
+    """werkzeug's debugger (``flask run --debug``) iterates with ``yield from`` and, when the client
+    goes away, closes its own generator, never our body: the request ends when the body is let go."""
+    from werkzeug.debug import DebuggedApplication
+
+    closed: list[str] = []
+    debugged = DebuggedApplication(_served_app(closed))
+    environ = EnvironBuilder(path="/orders/O-9", headers={"X-Request-ID": "r-gone"}).get_environ()
+    environ["SERVER_SOFTWARE"] = "Werkzeug/3.1.9"
+    body = debugged(environ, lambda status, headers, exc_info=None: None)
+    chunks = iter(body)
+    assert next(chunks) == b"order O-9"
+    assert otel_capture.spans() == []
+    body.close()  # the client went away: the debugger's generator is closed, not our body
+    assert closed == ["O-9"]  # the close reached the app's response through ``yield from``
+    del body, chunks
+    [span] = otel_capture.spans()
+    assert (span.attributes["orderId"], span.attributes["requestId"]) == ("O-9", "r-gone")
+    _request_ended_once(otel_capture)
+
+
+def test_under_a_server_whose_file_wrapper_is_a_function_no_body_is_wrapped(
+    otel_capture: TelemetryCapture,
+) -> None:
+    """uWSGI's ``wsgi.file_wrapper`` is a function: only the very object it made may go back for sendfile."""
+    made: list[Any] = []
+
+    def file_wrapper(file: Any, block_size: int = 8192) -> Any:
+        made.append(iter(lambda: file.read(block_size), b""))
+        return made[-1]
+
+    environ = EnvironBuilder(path="/orders/S-6/invoice").get_environ()
+    environ["SERVER_SOFTWARE"] = "uWSGI"
+    environ["wsgi.file_wrapper"] = file_wrapper
+    body = _streaming_app([])(environ, lambda status, headers, exc_info=None: None)
+    assert body is made[-1]
+    [span] = otel_capture.spans()  # ended as the app returned
+    assert span.attributes["http.response.status_code"] == 200

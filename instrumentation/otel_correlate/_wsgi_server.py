@@ -172,14 +172,17 @@ def _ends_once_sent(environ: dict[str, Any], body: Iterable[bytes]) -> bool:
     of servers, and as gunicorn, waitress, werkzeug's and the standard library's do)
     closes the body once it is sent (PEP 3333). A test client sets no name and may
     never close it, so there the request ends as the app returns, as the test expects.
-    A body the server may hand to ``sendfile`` (its ``wsgi.file_wrapper``) is passed
-    on untouched, and its request ends now.
+    A body the server may hand to ``sendfile`` (made by its ``wsgi.file_wrapper``) is
+    passed on untouched, and its request ends now. When that wrapper is a function
+    (uWSGI's), whose products cannot be told apart, no body is wrapped.
     """
     try:
         if not environ.get("SERVER_SOFTWARE"):
             return False
         wrapper = environ.get("wsgi.file_wrapper")
-        return not (isinstance(wrapper, type) and isinstance(body, wrapper))
+        if wrapper is None:
+            return True
+        return isinstance(wrapper, type) and not isinstance(body, wrapper)
     except Exception:  # telemetry must never fail the request
         return False
 
@@ -188,10 +191,13 @@ class _SentBody:
     """A body already made, that ends the request's telemetry when the server closes it, after sending it.
 
     The span's end, the duration and the span processors then run once the client
-    has the response instead of before: the client waits for none of them, and the
-    duration covers the whole exchange, as it does for an ASGI app (whose
-    telemetry ends after its last ``send``). The chunks go to the server as the app
-    made them (``__iter__`` hands out the body's own iterator).
+    has the response instead of before: the client waits for none of them (its next
+    request on the same connection still starts after them), and the duration covers
+    the whole exchange, as it does for an ASGI app (whose telemetry ends after its
+    last ``send``). The chunks go to the server as the app made them (``__iter__``
+    hands out the body's own iterator). A wrapper that never closes us (werkzeug's
+    debugger, ``yield from`` our body, when the client goes away) ends the request
+    when it lets go of the body.
     """
 
     __slots__ = ("_body", "_environ", "_state")
@@ -213,6 +219,11 @@ class _SentBody:
             if close is not None:
                 close()
         finally:
+            _finish(state, self._environ)
+
+    def __del__(self) -> None:
+        state, self._state = self._state, None
+        if state is not None:  # dropped without a close
             _finish(state, self._environ)
 
 
