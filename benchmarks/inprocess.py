@@ -80,6 +80,9 @@ def _wsgi_loop(requests: int) -> None:
         "SERVER_NAME": "127.0.0.1",
         "SERVER_PORT": "8000",
         "SERVER_PROTOCOL": "HTTP/1.1",
+        # a server, which closes the body once sent (the loop below does): as under gunicorn,
+        # the request's telemetry ends at that close, not as the app returns
+        "SERVER_SOFTWARE": "inprocess",
         "HTTP_HOST": "127.0.0.1:8000",
         "HTTP_USER_AGENT": "wrk",
         "REMOTE_ADDR": "127.0.0.1",
