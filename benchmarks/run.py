@@ -438,14 +438,14 @@ def lowload(framework: str, opts: Options, log_dir: Path) -> dict[str, dict[str,
                     for c in pair:
                         cpu[pair][c] += cpu_ns(servers[c][0].pid) - cpu_before[c]
                         samples[pair][c] += measured[c]
-                first, last = pair[0], pair[-1]
-                if first in head_to_head and last == current:
-                    head_to_head[first].append(
-                        1000 * (statistics.median(measured[current]) - statistics.median(measured[first]))
+                if pair in versus:
+                    earlier = pair[0]
+                    head_to_head[earlier].append(
+                        1000 * (statistics.median(measured[current]) - statistics.median(measured[earlier]))
                     )
                 elif base is not None:
-                    added[last].append(
-                        1000 * (statistics.median(measured[last]) - statistics.median(measured[base]))
+                    added[pair[-1]].append(
+                        1000 * (statistics.median(measured[pair[-1]]) - statistics.median(measured[base]))
                     )
     results: dict[str, dict[str, float]] = {}
     base_samples: list[float] = []

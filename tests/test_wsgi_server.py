@@ -563,8 +563,7 @@ def test_a_file_body_is_handed_to_the_server_unwrapped(otel_capture: TelemetryCa
             return iter(lambda: self.file.read(8192), b"")
 
     app = _streaming_app([])
-    environ = EnvironBuilder(path="/orders/S-4/invoice").get_environ()
-    environ["SERVER_SOFTWARE"] = "gunicorn/27.0.1"  # a server: other bodies end the request once sent
+    environ = _server_environ("/orders/S-4/invoice")  # a server: other bodies end the request once sent
     environ["wsgi.file_wrapper"] = FileWrapper
     body = app(environ, lambda status, headers, exc_info=None: None)
     assert isinstance(body, FileWrapper)
@@ -589,10 +588,16 @@ def _served_app(closed: list[str]) -> Flask:
     return instrument_flask_app(app)
 
 
+def _server_environ(path: str, server: str = "gunicorn/27.0.1", **headers: str) -> dict[str, Any]:
+    """The environ of a request to ``path`` from a WSGI server that names itself in ``SERVER_SOFTWARE``."""
+    environ: dict[str, Any] = EnvironBuilder(path=path, headers=headers).get_environ()
+    environ["SERVER_SOFTWARE"] = server
+    return environ
+
+
 def _serve(app: Flask, path: str) -> tuple[list[tuple[str, dict[str, str]]], Any]:
     """Call ``app`` as a WSGI server does (it names itself): the start_response calls and the body."""
-    environ = EnvironBuilder(path=path, headers={"X-Request-ID": "r-sent"}).get_environ()
-    environ["SERVER_SOFTWARE"] = "gunicorn/27.0.1"
+    environ = _server_environ(path, **{"X-Request-ID": "r-sent"})
     started: list[tuple[str, dict[str, str]]] = []
     body = app(environ, lambda status, headers, exc_info=None: started.append((status, dict(headers))))
     return started, body
@@ -659,8 +664,7 @@ def test_under_a_server_a_body_never_closed_ends_the_request_when_dropped(
 
     closed: list[str] = []
     debugged = DebuggedApplication(_served_app(closed))
-    environ = EnvironBuilder(path="/orders/O-9", headers={"X-Request-ID": "r-gone"}).get_environ()
-    environ["SERVER_SOFTWARE"] = "Werkzeug/3.1.9"
+    environ = _server_environ("/orders/O-9", "Werkzeug/3.1.9", **{"X-Request-ID": "r-gone"})
     body = debugged(environ, lambda status, headers, exc_info=None: None)
     chunks = iter(body)
     assert next(chunks) == b"order O-9"
@@ -683,8 +687,7 @@ def test_under_a_server_whose_file_wrapper_is_a_function_no_body_is_wrapped(
         made.append(iter(lambda: file.read(block_size), b""))
         return made[-1]
 
-    environ = EnvironBuilder(path="/orders/S-6/invoice").get_environ()
-    environ["SERVER_SOFTWARE"] = "uWSGI"
+    environ = _server_environ("/orders/S-6/invoice", "uWSGI")
     environ["wsgi.file_wrapper"] = file_wrapper
     body = _streaming_app([])(environ, lambda status, headers, exc_info=None: None)
     assert body is made[-1]
