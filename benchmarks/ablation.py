@@ -9,7 +9,10 @@ reference app runs in one process under ``opentelemetry-instrument``, as
 requests and back on for the next, in alternating order; a part's cost is the
 median difference of process CPU per request between the pairs of blocks (the
 export threads' work included, as it happens). ``none`` switches nothing and shows
-the noise floor of the run::
+the noise floor of the run. With ``--cold MB`` the caches are evicted before each
+request, as idle time does at low load, and each part also gets the share of its
+cost the client waits for: the request thread's CPU until the response is sent (the
+server wrappers end the span and record the duration after that)::
 
     OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 \\
         .venv/bin/opentelemetry-instrument .venv/bin/python benchmarks/ablation.py --framework flask
@@ -309,18 +312,18 @@ class Evictor:
 
 
 def measure(
-    loop: Callable[[int], None],
+    loop: Callable[..., None],
     switch: Switch,
     pairs: int,
     block: int,
     flush: Callable[[], None] = _noop,
     evict: Callable[[], None] | None = None,
-) -> list[float]:
+) -> dict[str, list[float]]:
     """Per pair: CPU µs per request with the part on minus with it off; the order alternates.
 
-    ``flush`` runs inside each block's clock: the spans and log records a block queued
-    are exported in that block, not in the next one (whose part may be switched off).
-    With ``evict`` see :func:`_measure_cold`.
+    ``{"request": [...]}``, one difference per pair. ``flush`` runs inside each block's
+    clock: the spans and log records a block queued are exported in that block, not in
+    the next one (whose part may be switched off). With ``evict`` see :func:`_measure_cold`.
     """
     if evict is not None:
         return _measure_cold(loop, switch, pairs, block, flush, evict)
@@ -348,17 +351,17 @@ def measure(
             differences.append(with_part - without)
     finally:
         on()
-    return differences
+    return {"request": differences}
 
 
 def _measure_cold(
-    loop: Callable[[int], None],
+    loop: Callable[..., None],
     switch: Switch,
     pairs: int,
     block: int,
     flush: Callable[[], None],
     evict: Callable[[], None],
-) -> list[float]:
+) -> dict[str, list[float]]:
     """Per pair: the median cold request with the part on minus the median one with it off.
 
     The caches are evicted before every request, so no request warms the next, and the
@@ -367,22 +370,44 @@ def _measure_cold(
     same moments of a machine whose memory speed drifts. Only the request's own thread
     CPU is counted (neither the eviction nor the export threads); medians, because a
     request interrupted by a tick is not the part's.
+
+    Two differences per pair: ``request``, the whole request, and ``client``, up to the
+    moment the loop says the response is sent (``loop(1, sent)`` calls ``sent()``
+    then). What a request does after that (the span's end and the duration, which the
+    server wrappers run once the response is out) costs the server's CPU but not the
+    client's wait; a loop that never says so is an error, not a zero.
     """
     off, on = switch
-    differences = []
+    differences: dict[str, list[float]] = {"request": [], "client": []}
+    marks: list[int] = []
+
+    def sent() -> None:
+        marks.append(time.thread_time_ns())
+
     try:
         for pair in range(pairs):
             spent: dict[bool, list[int]] = {True: [], False: []}
+            waited: dict[bool, list[int]] = {True: [], False: []}
             for request in range(block):
                 part_on = (request + pair) % 2 == 0
                 (on if part_on else off)()
                 evict()
+                marks.clear()
                 started = time.thread_time_ns()
-                loop(1)
-                spent[part_on].append(time.thread_time_ns() - started)
+                loop(1, sent)
+                ended = time.thread_time_ns()
+                if len(marks) != 1:
+                    raise RuntimeError(
+                        f"ablation: the request loop said {len(marks)} times that it sent a response"
+                    )
+                spent[part_on].append(ended - started)
+                waited[part_on].append(marks[0] - started)
             on()
             flush()
-            differences.append((statistics.median(spent[True]) - statistics.median(spent[False])) / 1000)
+            for name, times in (("request", spent), ("client", waited)):
+                differences[name].append(
+                    (statistics.median(times[True]) - statistics.median(times[False])) / 1000
+                )
     finally:
         on()
     return differences
@@ -399,20 +424,30 @@ def summary(differences: list[float]) -> dict[str, float]:
 
 
 def markdown(result: dict[str, Any]) -> str:
+    cold = bool(result.get("cold_mb"))
     measured = (
         f"µs of the request thread's CPU, caches evicted ({result['cold_mb']} MB) before each request"
-        if result.get("cold_mb")
+        if cold
         else "µs of CPU per request"
     )
-    lines = [
-        f"| {result['framework']}: part switched off | what it covers | {measured} (median) | middle half |",
-        "| --- | --- | ---: | --- |",
-    ]
+    header = (
+        f"| {result['framework']}: part switched off | what it covers | {measured} (median) | middle half |"
+    )
+    rule = "| --- | --- | ---: | --- |"
+    if cold:
+        header += " of which before the response is sent (median) | middle half |"
+        rule += " ---: | --- |"
+    lines = [header, rule]
     for name, part in result["parts"].items():
-        lines.append(
-            f"| {name} | {part['what']} | {part['us_per_request']:+.1f} | {part['q1']:+.1f} .. {part['q3']:+.1f} |"
-        )
+        row = f"| {name} | {part['what']} | {_cells(part)} |"
+        if cold:
+            row += f" {_cells(part['client'])} |"
+        lines.append(row)
     return "\n".join(lines)
+
+
+def _cells(measured: dict[str, float]) -> str:
+    return f"{measured['us_per_request']:+.1f} | {measured['q1']:+.1f} .. {measured['q3']:+.1f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -430,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         metavar="MB",
         help="evict the caches before each request by copying MB megabytes (more than the L3 cache), "
-        "as at low load; counts the request thread's CPU only",
+        "as at low load; counts the request thread's CPU only, in all and until the response is sent",
     )
     parser.add_argument(
         "--check",
@@ -475,7 +510,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         what, make = switches[name]
         differences = measure(loop, make(), args.pairs, args.block, _flush_spans_and_logs, evict)
-        parts[name] = {"what": what, **summary(differences)}
+        parts[name] = {"what": what, **summary(differences["request"])}
+        if "client" in differences:
+            parts[name]["client"] = summary(differences["client"])
     result = {
         "framework": args.framework,
         "pairs": args.pairs,

@@ -30,6 +30,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "apps"))
@@ -37,7 +38,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "apps"))
 PATH = "/orders/ORD-1a2b3c4d"
 
 
-def _asgi_loop(requests: int) -> None:
+def _asgi_loop(requests: int, sent: Callable[[], None] | None = None) -> None:
+    """``requests`` requests to the FastAPI app; ``sent()`` is called as each response's last body part goes out."""
     from fastapi_app import app
 
     scope = {
@@ -61,6 +63,8 @@ def _asgi_loop(requests: int) -> None:
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start" and message["status"] != 200:
             raise RuntimeError(f"the reference endpoint answered {message['status']}")
+        if sent is not None and message["type"] == "http.response.body" and not message.get("more_body"):
+            sent()  # the client has the whole response now; the request's telemetry ends after this
 
     async def run() -> None:
         for _ in range(requests):
@@ -69,7 +73,8 @@ def _asgi_loop(requests: int) -> None:
     asyncio.run(run())
 
 
-def _wsgi_loop(requests: int) -> None:
+def _wsgi_loop(requests: int, sent: Callable[[], None] | None = None) -> None:
+    """``requests`` requests to the Flask app; ``sent()`` is called when each body is sent, before it is closed."""
     from flask_app import app
 
     environ = {
@@ -103,6 +108,8 @@ def _wsgi_loop(requests: int) -> None:
         body = app(dict(environ, **{"wsgi.input": io.BytesIO(b"")}), start_response)
         for _chunk in body:
             pass
+        if sent is not None:
+            sent()  # the client has the whole response now; the server closes the body after this
         getattr(body, "close", lambda: None)()
 
 

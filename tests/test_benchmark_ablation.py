@@ -50,18 +50,20 @@ class _Part:
     def switch(self) -> tuple[Any, Any]:
         return (lambda: setattr(self, "on", False)), (lambda: setattr(self, "on", True))
 
-    def loop(self, requests: int) -> None:
+    def loop(self, requests: int, sent: Any = None) -> None:
         self.blocks.append(self.on)
         for _ in range(requests):
             if self.on:
                 for _step in range(self.work):
                     pass
+            if sent is not None:
+                sent()
 
 
 def test_a_part_costs_what_its_blocks_with_it_cost_more_and_the_order_alternates() -> None:
     ablation = _ablation()
     part = _Part(work=3000)
-    differences = ablation.measure(part.loop, part.switch(), pairs=4, block=20)
+    differences = ablation.measure(part.loop, part.switch(), pairs=4, block=20)["request"]
     assert len(differences) == 4
     assert all(d > 0 for d in differences), differences  # with the part minus without it
     # on first in even pairs, off first in odd ones; switched back on at the end
@@ -73,7 +75,7 @@ def test_a_part_is_switched_back_on_when_a_block_fails() -> None:
     ablation = _ablation()
     part = _Part(work=0)
 
-    def failing(requests: int) -> None:
+    def failing(requests: int, sent: Any = None) -> None:
         if not part.on:
             raise RuntimeError("the app failed with the part off")
 
@@ -87,9 +89,9 @@ def test_cold_pairs_switch_the_part_request_by_request_and_evict_before_each() -
     part = _Part(work=0)
     events: list[str] = []
 
-    def loop(requests: int) -> None:
+    def loop(requests: int, sent: Any = None) -> None:
         events.append(f"request x{requests} {'on' if part.on else 'off'}")
-        part.loop(requests)
+        part.loop(requests, sent)
 
     ablation.measure(
         loop,
@@ -105,9 +107,12 @@ def test_cold_pairs_switch_the_part_request_by_request_and_evict_before_each() -
     assert part.on is True
 
 
-def test_cold_counts_the_request_and_not_the_eviction(monkeypatch: pytest.MonkeyPatch) -> None:
-    """On a clock only the test moves: a request costs 10 µs with the part and 1 µs without,
-    and the eviction 500 µs but only before requests with the part, so counting it would show."""
+def test_cold_counts_the_request_and_what_the_client_waits_for_and_not_the_eviction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a clock only the test moves: a request sends its response after 10 µs with the part
+    and 1 µs without, then ends the span for 30 µs more with the part and 2 µs without; the
+    eviction takes 500 µs but only before requests with the part, so counting it would show."""
     ablation = _ablation()
     part = _Part(work=0)
     now = [0]
@@ -117,14 +122,53 @@ def test_cold_counts_the_request_and_not_the_eviction(monkeypatch: pytest.Monkey
         def thread_time_ns() -> int:
             return now[0]
 
-    def loop(requests: int) -> None:
-        now[0] += (10_000 if part.on else 1_000) * requests
+    def loop(requests: int, sent: Any) -> None:
+        for _ in range(requests):
+            now[0] += 10_000 if part.on else 1_000
+            sent()
+            now[0] += 30_000 if part.on else 2_000
 
     def evict() -> None:
         now[0] += 500_000 if part.on else 0
 
     monkeypatch.setattr(ablation, "time", Clock)
-    assert ablation.measure(loop, part.switch(), pairs=3, block=4, evict=evict) == [9.0, 9.0, 9.0]
+    assert ablation.measure(loop, part.switch(), pairs=3, block=4, evict=evict) == {
+        "request": [37.0, 37.0, 37.0],
+        "client": [9.0, 9.0, 9.0],
+    }
+
+
+def test_cold_refuses_a_loop_that_does_not_say_when_it_sent_the_response() -> None:
+    ablation = _ablation()
+    part = _Part(work=0)
+    with pytest.raises(RuntimeError, match="said 0 times that it sent a response"):
+        ablation.measure(lambda requests, sent: None, part.switch(), pairs=1, block=2, evict=lambda: None)
+    assert part.on is True
+
+
+def test_the_cold_table_has_the_clients_share_beside_the_whole_request() -> None:
+    ablation = _ablation()
+    result = {
+        "framework": "flask",
+        "cold_mb": 48,
+        "parts": {
+            "server span": {
+                "what": "the span",
+                "us_per_request": 46.57,
+                "q1": 39.8,
+                "q3": 51.9,
+                "client": {"us_per_request": 27.26, "q1": 20.5, "q3": 31.5},
+            }
+        },
+    }
+    header, rule, row = ablation.markdown(result).splitlines()
+    assert header.endswith("| of which before the response is sent (median) | middle half |")
+    assert rule.count("|") == header.count("|")
+    assert row == "| server span | the span | +46.6 | +39.8 .. +51.9 | +27.3 | +20.5 .. +31.5 |"
+    warm = ablation.markdown(
+        {"framework": "flask", "parts": {"none": {"what": "x", "us_per_request": 0.1, "q1": -1.0, "q3": 2.0}}}
+    )
+    assert warm.splitlines()[2] == "| none | x | +0.1 | -1.0 .. +2.0 |"
 
 
 def test_the_evictor_copies_a_buffer_and_refuses_nothing_to_copy() -> None:
@@ -219,8 +263,11 @@ def test_a_cold_run_says_so_in_its_record_and_table(collector: str) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert (result["cold_mb"], list(result["parts"])) == (2, ["none", "server span"])
+    for part in result["parts"].values():
+        assert set(part["client"]) == {"us_per_request", "q1", "q3"}
     rows = [line for line in done.stderr.splitlines() if line.startswith("| ")]
     assert "caches evicted (2 MB) before each request" in rows[0]
+    assert "before the response is sent" in rows[0]
     refused = _instrumented("flask", collector, "--cold", "-1")
     assert refused.returncode == 2 and "--cold needs at least 1 MB" in refused.stderr
     refused = _instrumented("flask", collector, "--cold", "2", "--block", "1")
