@@ -73,3 +73,34 @@ class OutgoingBaggage:
         [carrier] = self.carriers
         assert sorted(carrier["baggage"].split(",")) == baggage
         assert len(self.attached) == 1  # the server wrapper's context; nothing attached for the route
+
+
+def touch_the_views_span(seen: list[int], event: bool) -> None:
+    """What a view does to the request's span: an attribute, with ``event`` an event too; ``seen`` gets its span id."""
+    from opentelemetry import trace
+
+    span = trace.get_current_span()
+    assert isinstance(span, Span)  # the SDK's span, with everything its API offers
+    span.set_attribute("order.total", 42)
+    if event:
+        span.add_event("priced", {"currency": "EUR"})
+    seen.append(span.get_span_context().span_id)
+
+
+def assert_the_views_span_took_its_changes(
+    otel_capture: TelemetryCapture, seen: list[int], route: str
+) -> None:
+    """GET /priced/A-1 then /noted/A-2 (see :func:`touch_the_views_span`): the request's span took both."""
+    priced, noted = otel_capture.spans()
+    assert seen == [
+        priced.context.span_id,
+        noted.context.span_id,
+    ]  # the view's current span is the server span
+    assert (priced.name, noted.name) == (f"GET /priced/{route}", f"GET /noted/{route}")
+    for span, order in ((priced, "A-1"), (noted, "A-2")):
+        assert (span.attributes["order.total"], span.attributes["orderId"]) == (42, order)
+        assert span.attributes["http.response.status_code"] == 200
+    assert (priced.events, [(e.name, dict(e.attributes or {})) for e in noted.events]) == (
+        (),
+        [("priced", {"currency": "EUR"})],
+    )

@@ -25,8 +25,10 @@ from otel_correlate._capture import TelemetryCapture
 from tests.server_checks import (
     OutgoingBaggage,
     assert_served_untraced_after_one_warning,
+    assert_the_views_span_took_its_changes,
     assert_unrecordable_exception_ended_the_request,
     span_attribute_updates,
+    touch_the_views_span,
 )
 
 
@@ -552,3 +554,24 @@ def test_request_attributes_in_c_hold_a_header_another_lookup_may_drop() -> None
         _, _, span_attributes = function("GET", "http", "/", "", None, headers, None, None)
         made.append((span_attributes["server.address"], span_attributes["server.port"]))
     assert made == [("example.com", 8080)] * 2
+
+
+def test_the_views_current_span_is_the_request_span_and_takes_the_apps_changes(
+    otel_capture: TelemetryCapture,
+) -> None:
+    app = FastAPI()
+    seen: list[int] = []
+
+    @app.get("/priced/{order_id}")
+    def priced(order_id: str) -> str:  # a sync view: it runs on a worker thread, in a copy of the context
+        touch_the_views_span(seen, event=False)
+        return order_id
+
+    @app.get("/noted/{order_id}")
+    async def noted(order_id: str) -> str:
+        touch_the_views_span(seen, event=True)
+        return order_id
+
+    client = TestClient(instrument_fastapi_app(app))
+    assert client.get("/priced/A-1").status_code == client.get("/noted/A-2").status_code == 200
+    assert_the_views_span_took_its_changes(otel_capture, seen, "{order_id}")

@@ -20,8 +20,10 @@ from otel_correlate._capture import TelemetryCapture
 from tests.server_checks import (
     OutgoingBaggage,
     assert_served_untraced_after_one_warning,
+    assert_the_views_span_took_its_changes,
     assert_unrecordable_exception_ended_the_request,
     span_attribute_updates,
+    touch_the_views_span,
 )
 
 
@@ -693,3 +695,24 @@ def test_under_a_server_whose_file_wrapper_is_a_function_no_body_is_wrapped(
     assert body is made[-1]
     [span] = otel_capture.spans()  # ended as the app returned
     assert span.attributes["http.response.status_code"] == 200
+
+
+def test_the_views_current_span_is_the_request_span_and_takes_the_apps_changes(
+    otel_capture: TelemetryCapture,
+) -> None:
+    app = Flask("view-span")
+    seen: list[int] = []
+
+    @app.get("/priced/<order_id>")
+    def priced(order_id: str) -> str:
+        touch_the_views_span(seen, event=False)
+        return order_id
+
+    @app.get("/noted/<order_id>")
+    def noted(order_id: str) -> str:
+        touch_the_views_span(seen, event=True)
+        return order_id
+
+    client = instrument_flask_app(app).test_client()
+    assert client.get("/priced/A-1").status_code == client.get("/noted/A-2").status_code == 200
+    assert_the_views_span_took_its_changes(otel_capture, seen, "<order_id>")
