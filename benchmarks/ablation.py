@@ -96,8 +96,8 @@ def _switches(framework: str, app: Any, business_metric: Any) -> dict[str, tuple
     from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter
     from opentelemetry.sdk.trace.export import SpanExportResult
 
+    from otel_correlate import _asgi_server, _web
     from otel_correlate import _logs as our_logs
-    from otel_correlate import _web
 
     wrapper = _server_wrapper(framework, app)
     instruments = wrapper._instruments
@@ -154,6 +154,10 @@ def _switches(framework: str, app: Any, business_metric: Any) -> dict[str, tuple
             "the requestId and baggage keys at the request's start",
             lambda: _replace(_web, "request_keys", _noop),
         ),
+        "native request start": (
+            "the request's start as one C call instead of its Python steps (negative: C is cheaper)",
+            lambda: _replace(_asgi_server, "_NATIVE_REQUEST", None),
+        ),
         "route keys": (
             "the route parameter keys (orderId from /orders/{order_id})",
             lambda: _replace(_web, "enter_route", _noop),
@@ -194,6 +198,8 @@ EXPECTED: dict[str, set[str]] = {
     "exemplars": {"exemplars"},
     "business metric": {"recorded"},
     "request keys": {"span keys", "log keys"},
+    # the same request by another path: nothing it leaves behind may differ
+    "native request start": set(),
     "route keys": {"span keys", "log keys"},
 }
 

@@ -556,6 +556,164 @@ def test_request_attributes_in_c_hold_a_header_another_lookup_may_drop() -> None
     assert made == [("example.com", 8080)] * 2
 
 
+def _random_start(draw: random.Random) -> tuple[Any, ...]:
+    """A request's fields as the server wrappers hand them to ``_RequestState``, with keys to decide."""
+    raw_method, scheme, path, query, version, headers, client, server = _random_request(draw)
+    if draw.random() < 0.3:
+        headers["traceparent"] = draw.choice(
+            ["00-1-2-01", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"]
+        )
+    if draw.random() < 0.2:
+        headers["baggage"] = draw.choice(["orderId=O-1", "orderId=bad%20value,requestId=r-9", "other=1"])
+    request_id = draw.choice([None, None, "req-1", "", "bad id", "x" * 300, "é", "a:b.c_d-1"])
+    return raw_method, scheme, path, query, version, headers, request_id, client, server
+
+
+def _started(native: bool, instruments: Any, request: tuple[Any, ...]) -> Any:
+    """A request state made by the C start (or, when it declines, by ``__init__``), or by the Python steps."""
+    if native:
+        state = _asgi_server._RequestState.__new__(_asgi_server._RequestState)
+        if _asgi_server._NATIVE_REQUEST(state, instruments, b"x-request-id", *request):
+            return state
+    saved = _asgi_server._NATIVE_REQUEST
+    _asgi_server._NATIVE_REQUEST = None
+    try:
+        return _asgi_server._RequestState(instruments, b"x-request-id", *request)
+    finally:
+        _asgi_server._NATIVE_REQUEST = saved
+
+
+def _state_record(state: Any) -> dict[str, Any]:
+    """A request state as data: every field, the span as its parts, the context with its span named."""
+    span = state.span
+    fields = {name: getattr(state, name) for name in _asgi_server._RequestState.__slots__}
+    fields.pop("start")
+    del fields["span"], fields["ctx"]
+    fields["attributes"] = [(k, type(v), v) for k, v in state.attributes.items()]
+    return {
+        "fields": fields,
+        "span": (
+            type(span),
+            span.name,
+            span.kind,
+            span.get_span_context(),
+            span.parent,
+            [(k, type(v), v) for k, v in (span.attributes or {}).items()],
+        ),
+        "ctx": {k: "the span" if v is span else v for k, v in state.ctx.items()},
+    }
+
+
+def test_the_request_start_in_c_makes_the_state_the_python_steps_make(otel_capture: TelemetryCapture) -> None:
+    native = _asgi_server._NATIVE_REQUEST
+    assert native is not None, "the C extension is built in this venv"
+    instruments = _asgi_server._Instruments()
+    instruments.load()
+    _web.PROPAGATION_HEADERS.current()  # as the wrappers do before they make a state
+    draw = random.Random(5)
+    seen: dict[str, set[Any]] = {"outcome": set(), "keys": set()}
+    states = 0
+    for _ in range(600):
+        request = _random_start(draw)
+        made = []
+        draws = random.getstate()
+        for in_c in (True, False):
+            random.setstate(draws)  # the same requestId and span ids drawn by both
+            _observed(_asgi_server.ACTIVE_REQUESTS)
+            try:
+                state = _started(in_c, instruments, request)
+            except Exception as exc:
+                made.append((type(exc).__name__, str(exc)))
+                continue
+            in_flight = _observed(_asgi_server.ACTIVE_REQUESTS)
+            made.append({**_state_record(state), "in flight": in_flight})
+            state.finish(None)
+            states += 1
+        assert made[0] == made[1], request
+        record = made[0]
+        seen["outcome"].add("state" if isinstance(record, dict) else record[0])
+        if isinstance(record, dict):
+            keys = next((v for k, v in record["ctx"].items() if k == _asgi_server._context.KEYS_CONTEXT), {})
+            seen["keys"].add(tuple(sorted(keys)))
+    # every branch was taken: raised (the int() of "h:²"), keys decided with and without inbound baggage
+    assert seen["outcome"] == {"state", "ValueError"}
+    assert {("requestId",), ("orderId", "requestId")} <= seen["keys"]
+    assert len(otel_capture.spans()) == states  # each state's span ended once
+
+
+@pytest.mark.parametrize("replaced", ["request_keys", "validate_value", "new_request_id", "with_keys"])
+def test_the_request_start_in_c_calls_a_replaced_python_step(
+    otel_capture: TelemetryCapture, monkeypatch: pytest.MonkeyPatch, replaced: str
+) -> None:
+    """A test's patch (or the ablation's switch) of a step's function reaches the C start too."""
+    module = _web if replaced == "request_keys" else _asgi_server._context
+    original = getattr(module, replaced)
+    calls = []
+
+    def spy(*args: Any) -> Any:
+        calls.append(args)
+        if replaced == "new_request_id":
+            return "patched-id"
+        return original(*args)
+
+    monkeypatch.setattr(module, replaced, spy)
+    instruments = _asgi_server._Instruments()
+    instruments.load()
+    request_id = "req-1" if replaced == "validate_value" else None
+    request = ("GET", "http", "/orders/1", "", "1.1", {}, request_id, None, None)
+    state = _started(True, instruments, request)
+    state.finish(None)
+    assert calls, f"the C start did not call the replaced {replaced}"
+    expected = "patched-id" if replaced == "new_request_id" else request_id
+    keys = dict(state.ctx[_asgi_server._context.KEYS_CONTEXT])
+    if expected is not None:
+        assert keys == {"requestId": expected}
+    assert state.request_id_header == (b"x-request-id", keys["requestId"].encode())
+
+
+def test_the_request_start_in_c_declines_before_doing_anything(
+    otel_capture: TelemetryCapture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    native = _asgi_server._NATIVE_REQUEST
+    request = ("GET", "http", "/", "", None, {}, None, None, None)
+    unloaded = _asgi_server._Instruments()
+    state = _asgi_server._RequestState.__new__(_asgi_server._RequestState)
+    assert native(state, unloaded, b"x-request-id", *request) is False  # __init__ loads them first
+    monkeypatch.setenv("OTEL_CORRELATE_HTTP_BODY_SIZE_METRICS", "true")
+    with_sizes = _asgi_server._Instruments()
+    with_sizes.load()
+    assert native(state, with_sizes, b"x-request-id", *request) is False  # __init__ records the request size
+    odd = (b"GET", *request[1:])
+    assert native(state, with_sizes, b"x-request-id", *odd) is False  # request_attributes declines
+    for name in _asgi_server._RequestState.__slots__:
+        assert not hasattr(state, name), name
+    assert otel_capture.spans() == []
+
+
+def test_the_request_start_in_c_keeps_no_reference_the_python_steps_do_not(
+    otel_capture: TelemetryCapture,
+) -> None:
+    """The objects handed in are held as often after 300 requests by either path (the exported spans hold some)."""
+    instruments = _asgi_server._Instruments()
+    instruments.load()
+    header, given_id = b"x-counted-id", "".join(["counted", "-1"])
+    requests = [
+        ("GET", "http", "/counted", "", "1.1", {"host": "h:1"}, given_id, ("c", 1), None),
+        ("BREW", "http", "/counted", "a=1", None, {"traceparent": "00-1-2-01"}, None, None, ("s", 2)),
+    ]
+    watched = [instruments, header, given_id, *[r[5] for r in requests]]
+
+    def held_more(in_c: bool) -> list[int]:
+        before = [sys.getrefcount(obj) for obj in watched]
+        for _ in range(300):
+            for request in requests:
+                _started(in_c, instruments, request).finish(None)
+        return [sys.getrefcount(obj) - held for obj, held in zip(watched, before, strict=True)]
+
+    held_more(True)
+    assert held_more(True) == held_more(False)
+
+
 def test_the_views_current_span_is_the_request_span_and_takes_the_apps_changes(
     otel_capture: TelemetryCapture,
 ) -> None:

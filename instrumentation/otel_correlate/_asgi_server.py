@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from opentelemetry import context, metrics, propagate, trace
+from opentelemetry.baggage import _BAGGAGE_KEY
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -356,6 +357,22 @@ class _RequestState:
         server: tuple[str, int] | None,
         /,
     ) -> None:
+        native = _NATIVE_REQUEST  # the steps below in one C call, for the usual request
+        if native is not None and native(
+            self,
+            instruments,
+            header_name,
+            raw_method,
+            scheme,
+            path,
+            query,
+            version,
+            headers,
+            request_id,
+            client,
+            server,
+        ):
+            return
         self.start = time.perf_counter()
         if instruments.tracer is None:
             instruments.load()
@@ -472,6 +489,41 @@ class _RequestState:
         ACTIVE_REQUESTS.ended(self.active_key)
         route_keys = self.route_keys
         end_server_span(span, name, {**route_keys, **ended} if route_keys else ended)
+
+
+def _native_request() -> Any:
+    """The C ``start_request`` (:class:`_RequestState`'s steps for the usual request), configured, or ``None``.
+
+    It reads the names the Python steps read from the same modules at each request, and
+    hands a step back to its Python function whenever that function is not the one it
+    was configured with; it needs the C ``record``'s and ``start_span``'s configuration
+    (the context type, the span types), so it is on only when they are.
+    """
+    configure = _native.helper("configure_requests")
+    start = _native.helper("start_request")
+    if configure is None or start is None or _fastsdk._NATIVE_START is None:
+        return None
+    configure(
+        _RequestState,
+        globals(),
+        vars(_web),
+        vars(_context),
+        vars(time),
+        vars(propagate),
+        vars(trace),
+        _web.request_keys,
+        _context.with_keys,
+        _context.new_request_id,
+        _context.validate_value,
+        SpanKind.SERVER,
+        _context.KEYS_CONTEXT,
+        _BAGGAGE_KEY,
+        _context.REQUEST_ID_KEY,
+    )
+    return start
+
+
+_NATIVE_REQUEST: Any = _native_request()
 
 
 def end_server_span(span: trace.Span, name: str | None, attributes: Mapping[str, Any]) -> None:

@@ -2301,6 +2301,398 @@ done:
     return result;
 }
 
+/*
+ * start_request() is _asgi_server._RequestState.__init__ for the usual request, in one call
+ * instead of some fifteen Python frames (the state, its attributes, the parent context, the
+ * requestId, the span, the request's context, the in-flight count). It runs the same steps
+ * in the same order and calls the same Python code wherever that code is not the one it was
+ * configured with (a test's patched function, the ablation's switch), wherever the input is
+ * unusual (inbound baggage, a header that is not a valid requestId, a parent context of
+ * another type) and wherever its C counterpart declines (the span's start). It answers
+ * False, having done nothing, when the instruments are not loaded yet, when body sizes are
+ * on or when request_attributes() declines: __init__ then runs its Python steps.
+ * tests/test_asgi_server.py compares the states both make.
+ */
+static PyObject *R_state_type, *R_asgi, *R_web, *R_context, *R_time, *R_propagate, *R_trace, *R_request_keys,
+    *R_with_keys, *R_new_request_id, *R_validate_value, *R_server_kind, *R_keys_key, *R_baggage_key,
+    *R_request_id_key, *R_hex, *R_kw_getter, *R_kw_start, *R_http, *R_128;
+static PyObject *s_r_start, *s_r_instruments, *s_r_method, *s_r_attributes, *s_r_active_key, *s_r_span,
+    *s_r_header, *s_r_keys_owned, *s_r_ctx, *s_r_status, *s_r_response_size, *s_r_error, *s_r_route_keys,
+    *s_r_tracer, *s_r_body_sizes, *s_r_active, *s_r_series, *s_r_started, *s_r_getter, *s_r_known,
+    *s_r_propagation, *s_r_names, *s_r_isdisjoint, *s_r_config, *s_r_max_length, *s_r_perf_counter,
+    *s_r_random, *s_r_getrandbits, *s_r_extract, *s_r_set_span_in_context, *s_r_request_keys, *s_r_with_keys,
+    *s_r_new_request_id, *s_r_validate_value;
+
+/* A module global, looked up at each use as the Python code looks it up (a new reference). */
+static PyObject *global_of(PyObject *namespace, PyObject *name) {
+    PyObject *found = PyDict_GetItemWithError(namespace, name);
+    if (found == NULL) {
+        if (!PyErr_Occurred()) PyErr_Format(PyExc_NameError, "name %R is not defined", name);
+        return NULL;
+    }
+    return Py_NewRef(found);
+}
+
+/* 1 when the module global is still `original`, 0 when something replaced it, -1 on error. */
+static int global_is(PyObject *namespace, PyObject *name, PyObject *original) {
+    PyObject *found = PyDict_GetItemWithError(namespace, name);
+    if (found == NULL) return PyErr_Occurred() ? -1 : 0;
+    return found == original;
+}
+
+/* Python's `except Exception`: an Exception is cleared (1), anything else stays raised (0). */
+static int swallowed(void) {
+    if (!PyErr_ExceptionMatches(PyExc_Exception)) return 0;
+    PyErr_Clear();
+    return 1;
+}
+
+/* _context.validate_value for an exact str: 1 valid, 0 not (checked the way the pattern and the length
+   limit check it). */
+static int valid_key_value(PyObject *value, Py_ssize_t most) {
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    if (n == 0 || n > most || PyUnicode_KIND(value) != PyUnicode_1BYTE_KIND) return 0;
+    const Py_UCS1 *data = PyUnicode_1BYTE_DATA(value);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS1 c = data[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+              c == '_' || c == ':' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+/* _web.request_keys(request_id, parent): in C for a parent without baggage and a requestId that is
+   absent or valid; the Python function otherwise (it counts what it rejects). A new reference. */
+static PyObject *request_keys_of(PyObject *request_id, PyObject *parent) {
+    PyObject *call_args[] = {request_id, parent};
+    int own = global_is(R_web, s_r_request_keys, R_request_keys);
+    if (own < 0) return NULL;
+    if (!own) {
+        PyObject *replaced = global_of(R_web, s_r_request_keys);
+        if (replaced == NULL) return NULL;
+        PyObject *keys = PyObject_Vectorcall(replaced, call_args, 2, NULL);
+        Py_DECREF(replaced);
+        return keys;
+    }
+    int valid_own = global_is(R_context, s_r_validate_value, R_validate_value);
+    int new_own = valid_own <= 0 ? valid_own : global_is(R_context, s_r_new_request_id, R_new_request_id);
+    if (new_own < 0) return NULL;
+    int usual = new_own && (PyObject *)Py_TYPE(parent) == M_context_type &&
+                (request_id == Py_None || PyUnicode_CheckExact(request_id));
+    if (usual) {
+        PyObject *entries = PyDict_GetItemWithError(parent, R_baggage_key);
+        if (entries == NULL && PyErr_Occurred()) return NULL;
+        if (entries != NULL) {
+            Py_INCREF(entries); /* its truth may run Python code */
+            int truth = PyObject_IsTrue(entries);
+            Py_DECREF(entries);
+            if (truth < 0) return NULL;
+            usual = !truth; /* inbound baggage: promote_inbound decides */
+        }
+    }
+    if (usual && request_id != Py_None) {
+        PyObject *config = global_of(R_context, s_r_config);
+        if (config == NULL) return NULL;
+        PyObject *limit = PyObject_GetAttr(config, s_r_max_length);
+        Py_DECREF(config);
+        if (limit == NULL) return NULL;
+        Py_ssize_t most = PyLong_CheckExact(limit) ? PyLong_AsSsize_t(limit) : -1;
+        Py_DECREF(limit);
+        if (most == -1 && PyErr_Occurred()) PyErr_Clear();
+        usual = most >= 0 && valid_key_value(request_id, most); /* a rejected header is counted by Python */
+    }
+    if (!usual) return PyObject_Vectorcall(R_request_keys, call_args, 2, NULL);
+
+    PyObject *value;
+    if (request_id != Py_None) {
+        value = Py_NewRef(request_id);
+    } else { /* new_request_id(): f"{random.getrandbits(128):032x}" */
+        PyObject *random = global_of(R_context, s_r_random);
+        if (random == NULL) return NULL;
+        PyObject *draw = PyObject_GetAttr(random, s_r_getrandbits);
+        Py_DECREF(random);
+        if (draw == NULL) return NULL;
+        PyObject *bits = PyObject_CallOneArg(draw, R_128);
+        Py_DECREF(draw);
+        if (bits == NULL) return NULL;
+        value = PyObject_Format(bits, R_hex);
+        Py_DECREF(bits);
+        if (value == NULL) return NULL;
+    }
+    PyObject *keys = PyDict_New();
+    if (keys == NULL || PyDict_SetItem(keys, R_request_id_key, value) < 0) Py_CLEAR(keys);
+    Py_DECREF(value);
+    return keys;
+}
+
+/* A copy of ctx[key] as a plain dict (`dict(known) if known else {}`) with the updates, a new reference. */
+static PyObject *merged_with(PyObject *ctx, PyObject *key, PyObject *updates) {
+    PyObject *known = PyDict_GetItemWithError(ctx, key);
+    if (known == NULL && PyErr_Occurred()) return NULL;
+    PyObject *merged = PyDict_New();
+    if (merged == NULL) return NULL;
+    if (known != NULL) {
+        Py_INCREF(known);
+        int truth = PyObject_IsTrue(known);
+        int status = truth <= 0 ? truth : PyDict_Merge(merged, known, 1);
+        Py_DECREF(known);
+        if (status < 0) {
+            Py_DECREF(merged);
+            return NULL;
+        }
+    }
+    if (PyDict_Update(merged, updates) < 0) Py_CLEAR(merged);
+    return merged;
+}
+
+/* _context.with_keys(keys, parent, span): in C for an exact Context, the Python function otherwise. */
+static PyObject *context_with_keys(PyObject *keys, PyObject *parent, PyObject *span) {
+    int own = global_is(R_context, s_r_with_keys, R_with_keys);
+    if (own < 0) return NULL;
+    if (!own || (PyObject *)Py_TYPE(parent) != M_context_type) {
+        PyObject *with_keys = global_of(R_context, s_r_with_keys);
+        if (with_keys == NULL) return NULL;
+        PyObject *call_args[] = {keys, parent, span};
+        PyObject *ctx = PyObject_Vectorcall(with_keys, call_args, 3, NULL);
+        Py_DECREF(with_keys);
+        return ctx;
+    }
+    PyObject *merged = merged_with(parent, R_keys_key, keys);
+    if (merged == NULL) return NULL;
+    PyObject *entries = merged_with(parent, R_baggage_key, keys);
+    if (entries == NULL) {
+        Py_DECREF(merged);
+        return NULL;
+    }
+    /* Context(values) with values = dict(parent) and the three set: the same items, one copy less */
+    PyObject *ctx = PyObject_CallNoArgs(M_context_type);
+    if (ctx == NULL || PyDict_Merge(ctx, parent, 1) < 0 || PyDict_SetItem(ctx, R_keys_key, merged) < 0 ||
+        PyDict_SetItem(ctx, R_baggage_key, entries) < 0 || PyDict_SetItem(ctx, M_span_key, span) < 0)
+        Py_CLEAR(ctx);
+    Py_DECREF(merged);
+    Py_DECREF(entries);
+    return ctx;
+}
+
+/* ACTIVE_REQUESTS.started(key): next() on the series' started count when the series exists, else the
+   method (which makes the series under its lock). */
+static int count_started(PyObject *key) {
+    PyObject *active = global_of(R_asgi, s_r_active);
+    if (active == NULL) return -1;
+    PyObject *series = PyObject_GetAttr(active, s_r_series);
+    if (series == NULL) {
+        Py_DECREF(active);
+        return -1;
+    }
+    PyObject *pair = PyDict_CheckExact(series) ? PyDict_GetItemWithError(series, key) : NULL;
+    int status = 0;
+    if (pair == NULL && PyErr_Occurred()) {
+        status = -1;
+    } else if (pair != NULL && PyTuple_CheckExact(pair) && PyTuple_GET_SIZE(pair) == 2 &&
+               Py_TYPE(PyTuple_GET_ITEM(pair, 0))->tp_iternext != NULL) {
+        PyObject *started = Py_NewRef(PyTuple_GET_ITEM(pair, 0));
+        PyObject *count = Py_TYPE(started)->tp_iternext(started);
+        if (count == NULL) {
+            if (!PyErr_Occurred()) PyErr_SetNone(PyExc_StopIteration); /* as next() raises it */
+            status = -1;
+        }
+        Py_XDECREF(count);
+        Py_DECREF(started);
+    } else {
+        PyObject *r = PyObject_CallMethodOneArg(active, s_r_started, key);
+        if (r == NULL) status = -1;
+        Py_XDECREF(r);
+    }
+    Py_DECREF(series);
+    Py_DECREF(active);
+    return status;
+}
+
+static PyObject *start_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 12) {
+        PyErr_SetString(PyExc_TypeError,
+                        "start_request(state, instruments, header_name, raw_method, scheme, path, query, version, "
+                        "headers, request_id, client, server)");
+        return NULL;
+    }
+    PyObject *state = args[0], *instruments = args[1], *header_name = args[2], *scheme = args[4],
+             *headers = args[8], *request_id = args[9];
+    if (R_state_type == NULL || M_context_type == NULL || T_empty_args == NULL || (PyObject *)Py_TYPE(state) != R_state_type ||
+        !PyDict_CheckExact(headers))
+        Py_RETURN_FALSE;
+    PyObject *result = NULL, *clock = NULL, *start = NULL, *tracer = NULL, *known = NULL, *made = NULL,
+             *active_key = NULL, *parent = NULL, *keys = NULL, *span = NULL, *pair = NULL, *ctx = NULL,
+             *name = NULL;
+    clock = global_of(R_time, s_r_perf_counter);
+    if (clock == NULL) goto done;
+    start = PyObject_CallNoArgs(clock);
+    if (start == NULL) goto done;
+    /* Declined before anything is done: __init__ loads the instruments, or records body sizes. */
+    tracer = PyObject_GetAttr(instruments, s_r_tracer);
+    if (tracer == NULL) goto done;
+    if (tracer == Py_None) goto decline;
+    PyObject *sizes = PyObject_GetAttr(instruments, s_r_body_sizes);
+    if (sizes == NULL) goto done;
+    int sizes_on = PyObject_IsTrue(sizes);
+    Py_DECREF(sizes);
+    if (sizes_on < 0) goto done;
+    if (sizes_on) goto decline;
+    known = global_of(R_asgi, s_r_known);
+    if (known == NULL) goto done;
+    PyObject *attribute_args[] = {args[3], scheme, args[5], args[6], args[7], headers, args[10], args[11], known};
+    made = request_attributes(NULL, attribute_args, 9);
+    if (made == NULL) goto done;
+    if (made == Py_None) goto decline;
+    PyObject *method = PyTuple_GET_ITEM(made, 0), *span_attributes = PyTuple_GET_ITEM(made, 2);
+    active_key = PyTuple_Pack(2, method, scheme);
+    if (active_key == NULL) goto done;
+
+    /* The parent: an empty Context, or what the propagator extracts when one of its headers came. */
+    PyObject *propagation = global_of(R_web, s_r_propagation);
+    if (propagation == NULL) goto done;
+    PyObject *names = PyObject_GetAttr(propagation, s_r_names);
+    Py_DECREF(propagation);
+    if (names == NULL) goto done;
+    int disjoint = 1;
+    if (PyFrozenSet_CheckExact(names)) {
+        Py_ssize_t pos = 0;
+        PyObject *header, *value;
+        while (disjoint == 1 && PyDict_Next(headers, &pos, &header, &value)) {
+            Py_INCREF(header); /* a str subclass's hash may run Python code */
+            int found = PySet_Contains(names, header);
+            Py_DECREF(header);
+            disjoint = found < 0 ? -1 : !found;
+        }
+    } else {
+        PyObject *answer = PyObject_CallMethodOneArg(names, s_r_isdisjoint, headers);
+        disjoint = answer == NULL ? -1 : PyObject_IsTrue(answer);
+        Py_XDECREF(answer);
+    }
+    Py_DECREF(names);
+    if (disjoint < 0) goto done;
+    if (disjoint) {
+        parent = PyObject_CallNoArgs(M_context_type);
+    } else {
+        PyObject *extract = global_of(R_propagate, s_r_extract);
+        if (extract == NULL) goto done;
+        PyObject *getter = global_of(R_asgi, s_r_getter);
+        if (getter != NULL) {
+            PyObject *extract_args[] = {headers, getter};
+            parent = PyObject_Vectorcall(extract, extract_args, 1, R_kw_getter);
+            Py_DECREF(getter);
+        }
+        Py_DECREF(extract);
+    }
+    if (parent == NULL) goto done;
+
+    keys = request_keys_of(request_id, parent); /* best effort: the span and metrics still happen */
+    if (keys == NULL) {
+        if (!swallowed()) goto done;
+        keys = Py_NewRef(Py_None);
+    }
+    int has_keys = PyObject_IsTrue(keys);
+    if (has_keys < 0) goto done;
+    if (has_keys && PyDict_Update(span_attributes, keys) < 0) goto done; /* dict.update of any mapping */
+
+    name = Py_NewRef(method == s_h_other ? R_http : method);
+    PyObject *start_args[] = {tracer, name, parent, R_server_kind, span_attributes, T_empty_args, Py_None,
+                              Py_True, Py_True};
+    span = start_span(NULL, start_args, 9);
+    if (span == Py_None) {
+        Py_DECREF(span);
+        PyObject *method_args[] = {tracer, name, parent, R_server_kind, span_attributes};
+        span = PyObject_VectorcallMethod(s_t_start_span, method_args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                         R_kw_start);
+    }
+    if (span == NULL) goto done;
+
+    if (has_keys) {
+        ctx = context_with_keys(keys, parent, span);
+        if (ctx != NULL) {
+            PyObject *id = PyObject_GetItem(keys, R_request_id_key);
+            PyObject *encoded = id == NULL ? NULL : PyUnicode_AsLatin1String(id);
+            Py_XDECREF(id);
+            pair = encoded == NULL ? NULL : PyTuple_Pack(2, header_name, encoded);
+            Py_XDECREF(encoded);
+            if (pair == NULL) Py_CLEAR(ctx);
+        }
+        if (ctx == NULL && !swallowed()) goto done;
+    }
+    int owned = ctx != NULL;
+    if (ctx == NULL) {
+        PyObject *set_span = global_of(R_trace, s_r_set_span_in_context);
+        if (set_span == NULL) goto done;
+        PyObject *set_args[] = {span, parent};
+        ctx = PyObject_Vectorcall(set_span, set_args, 2, NULL);
+        Py_DECREF(set_span);
+        if (ctx == NULL) goto done;
+    }
+    PyObject *field_names[] = {s_r_start,     s_r_instruments, s_r_method,     s_r_attributes, s_r_active_key,
+                               s_r_span,      s_r_header,      s_r_keys_owned, s_r_ctx,        s_r_status,
+                               s_r_response_size, s_r_error,   s_r_route_keys};
+    PyObject *fields[] = {Py_NewRef(start),
+                          Py_NewRef(instruments),
+                          Py_NewRef(method),
+                          Py_NewRef(PyTuple_GET_ITEM(made, 1)),
+                          Py_NewRef(active_key),
+                          Py_NewRef(span),
+                          Py_NewRef(pair != NULL ? pair : Py_None),
+                          Py_NewRef(owned ? Py_True : Py_False),
+                          Py_NewRef(ctx),
+                          Py_NewRef(Py_None),
+                          Py_NewRef(Py_None),
+                          Py_NewRef(Py_None),
+                          Py_NewRef(Py_None)};
+    if (set_fields(state, field_names, fields, 13) < 0) goto done;
+    if (count_started(active_key) < 0) goto done;
+    result = Py_NewRef(Py_True);
+    goto done;
+decline:
+    result = Py_NewRef(Py_False);
+done:
+    Py_XDECREF(clock);
+    Py_XDECREF(start);
+    Py_XDECREF(tracer);
+    Py_XDECREF(known);
+    Py_XDECREF(made);
+    Py_XDECREF(active_key);
+    Py_XDECREF(parent);
+    Py_XDECREF(keys);
+    Py_XDECREF(span);
+    Py_XDECREF(pair);
+    Py_XDECREF(ctx);
+    Py_XDECREF(name);
+    return result;
+}
+
+static PyObject *configure_requests(PyObject *self, PyObject *args) {
+    PyObject *given[15];
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!O!O!OOOOOOOO:configure_requests", &PyType_Type, &given[0],
+                          &PyDict_Type, &given[1], &PyDict_Type, &given[2], &PyDict_Type, &given[3], &PyDict_Type,
+                          &given[4], &PyDict_Type, &given[5], &PyDict_Type, &given[6], &given[7], &given[8],
+                          &given[9], &given[10], &given[11], &given[12], &given[13], &given[14]))
+        return NULL;
+    if (!PyUnicode_Check(given[12]) || !PyUnicode_Check(given[13]) || !PyUnicode_Check(given[14])) {
+        PyErr_SetString(PyExc_TypeError, "configure_requests: the three context keys are str");
+        return NULL;
+    }
+    PyObject **slots[] = {&R_state_type,     &R_asgi,         &R_web,           &R_context,     &R_time,
+                          &R_propagate,      &R_trace,        &R_request_keys,  &R_with_keys,   &R_new_request_id,
+                          &R_validate_value, &R_server_kind,  &R_keys_key,      &R_baggage_key, &R_request_id_key};
+    for (int i = 0; i < 15; i++) Py_XSETREF(*slots[i], Py_NewRef(given[i])); /* once, at import */
+    if (R_hex == NULL) {
+        R_hex = PyUnicode_InternFromString("032x");
+        R_http = PyUnicode_InternFromString("HTTP");
+        R_128 = PyLong_FromLong(128);
+        R_kw_getter = Py_BuildValue("(s)", "getter");
+        R_kw_start = Py_BuildValue("(sss)", "context", "kind", "attributes");
+        if (R_hex == NULL || R_http == NULL || R_128 == NULL || R_kw_getter == NULL || R_kw_start == NULL)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *configure_metrics(PyObject *self, PyObject *args) {
     PyObject *given[18];
     if (!PyArg_ParseTuple(args, "OOOOOOOO!OOOO!OOOOOO:configure_metrics", &given[0], &given[1], &given[2],
@@ -2378,6 +2770,13 @@ static PyMethodDef methods[] = {
     {"request_attributes", (PyCFunction)(void (*)(void))request_attributes, METH_FASTCALL,
      "request_attributes(raw_method, scheme, path, query, version, headers, client, server, known) -> "
      "(method, attributes, span_attributes), or None when _asgi_server.request_attributes must decide"},
+    {"configure_requests", configure_requests, METH_VARARGS,
+     "configure_requests(_RequestState, vars(_asgi_server), vars(_web), vars(_context), vars(time), "
+     "vars(propagate), vars(trace), request_keys, with_keys, new_request_id, validate_value, SpanKind.SERVER, "
+     "keys_context_key, baggage_key, request_id_key)"},
+    {"start_request", (PyCFunction)(void (*)(void))start_request, METH_FASTCALL,
+     "start_request(state, instruments, header_name, raw_method, scheme, path, query, version, headers, "
+     "request_id, client, server) -> bool: False when _RequestState.__init__ must decide"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2508,6 +2907,40 @@ PyMODINIT_FUNC PyInit__otlp_native(void) {
                         {&s_g_code_function, "code.function.name"},
                         {&s_g_code_file, "code.file.path"},
                         {&s_g_code_line, "code.line.number"},
+                        {&s_r_start, "start"},
+                        {&s_r_instruments, "instruments"},
+                        {&s_r_method, "method"},
+                        {&s_r_attributes, "attributes"},
+                        {&s_r_active_key, "active_key"},
+                        {&s_r_span, "span"},
+                        {&s_r_header, "request_id_header"},
+                        {&s_r_keys_owned, "keys_owned"},
+                        {&s_r_ctx, "ctx"},
+                        {&s_r_status, "status"},
+                        {&s_r_response_size, "response_size"},
+                        {&s_r_error, "error"},
+                        {&s_r_route_keys, "route_keys"},
+                        {&s_r_tracer, "tracer"},
+                        {&s_r_body_sizes, "body_sizes"},
+                        {&s_r_active, "ACTIVE_REQUESTS"},
+                        {&s_r_series, "_series"},
+                        {&s_r_started, "started"},
+                        {&s_r_getter, "_GETTER"},
+                        {&s_r_known, "_KNOWN_METHODS"},
+                        {&s_r_propagation, "PROPAGATION_HEADERS"},
+                        {&s_r_names, "names"},
+                        {&s_r_isdisjoint, "isdisjoint"},
+                        {&s_r_config, "CONFIG"},
+                        {&s_r_max_length, "max_length"},
+                        {&s_r_perf_counter, "perf_counter"},
+                        {&s_r_random, "random"},
+                        {&s_r_getrandbits, "getrandbits"},
+                        {&s_r_extract, "extract"},
+                        {&s_r_set_span_in_context, "set_span_in_context"},
+                        {&s_r_request_keys, "request_keys"},
+                        {&s_r_with_keys, "with_keys"},
+                        {&s_r_new_request_id, "new_request_id"},
+                        {&s_r_validate_value, "validate_value"},
                         {&s_h_method, "http.request.method"},
                         {&s_h_scheme, "url.scheme"},
                         {&s_h_version, "network.protocol.version"},
