@@ -27,6 +27,7 @@ PARTS = [
     "exemplars",
     "business metric",
     "request keys",
+    "native request start",
     "route keys",
 ]
 
