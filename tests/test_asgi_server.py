@@ -641,7 +641,9 @@ def test_the_request_start_in_c_makes_the_state_the_python_steps_make(otel_captu
     assert len(otel_capture.spans()) == states  # each state's span ended once
 
 
-@pytest.mark.parametrize("replaced", ["request_keys", "validate_value", "new_request_id", "with_keys"])
+@pytest.mark.parametrize(
+    "replaced", ["request_keys", "validate_value", "new_request_id", "with_keys", "promote_inbound"]
+)
 def test_the_request_start_in_c_calls_a_replaced_python_step(
     otel_capture: TelemetryCapture, monkeypatch: pytest.MonkeyPatch, replaced: str
 ) -> None:
@@ -685,9 +687,42 @@ def test_the_request_start_in_c_declines_before_doing_anything(
     assert native(state, with_sizes, b"x-request-id", *request) is False  # __init__ records the request size
     odd = (b"GET", *request[1:])
     assert native(state, with_sizes, b"x-request-id", *odd) is False  # request_attributes declines
+    loaded = _asgi_server._Instruments()
+    loaded.load()
+    for module, helper in ((_asgi_server, "_NATIVE_ATTRIBUTES"), (_asgi_server._fastsdk, "_NATIVE_START")):
+        for replacement in (None, getattr(module, helper)):
+            with monkeypatch.context() as patch:
+                # switched off, or wrapped: __init__ reads the global, so it must decide
+                patch.setattr(
+                    module,
+                    helper,
+                    replacement if replacement is None else lambda *a, real=replacement: real(*a),
+                )
+                assert native(state, loaded, b"x-request-id", *request) is False, helper
     for name in _asgi_server._RequestState.__slots__:
         assert not hasattr(state, name), name
     assert otel_capture.spans() == []
+
+
+def test_the_request_start_in_c_counts_through_a_replaced_in_flight_method(
+    otel_capture: TelemetryCapture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    instruments = _asgi_server._Instruments()
+    instruments.load()
+    request = ("GET", "http", "/", "", None, {}, None, None, None)
+    _started(True, instruments, request).finish(None)  # the series exists: the C counts it itself
+    started: list[tuple[str, str]] = []
+    count = _asgi_server.ACTIVE_REQUESTS.started
+
+    def counted(key: tuple[str, str]) -> None:
+        started.append(key)
+        count(key)
+
+    monkeypatch.setattr(_asgi_server.ACTIVE_REQUESTS, "started", counted)
+    state = _asgi_server._RequestState.__new__(_asgi_server._RequestState)
+    assert _asgi_server._NATIVE_REQUEST(state, instruments, b"x-request-id", *request) is True
+    state.finish(None)
+    assert started == [("GET", "http")]
 
 
 def test_the_request_start_in_c_keeps_no_reference_the_python_steps_do_not(

@@ -496,25 +496,31 @@ def _native_request() -> Any:
 
     It reads the names the Python steps read from the same modules at each request, and
     hands a step back to its Python function whenever that function is not the one it
-    was configured with; it needs the C ``record``'s and ``start_span``'s configuration
-    (the context type, the span types), so it is on only when they are.
+    was configured with (declining the whole request when that is one of the two C
+    helpers it calls directly, ``_NATIVE_ATTRIBUTES`` and ``_fastsdk._NATIVE_START``); it
+    needs the C ``record``'s and ``start_span``'s configuration (the context type, the
+    span types), so it is on only when they are.
     """
     configure = _native.helper("configure_requests")
     start = _native.helper("start_request")
-    if configure is None or start is None or _fastsdk._NATIVE_START is None:
+    if configure is None or start is None or _fastsdk._NATIVE_START is None or _NATIVE_ATTRIBUTES is None:
         return None
     configure(
         _RequestState,
         globals(),
         vars(_web),
         vars(_context),
-        vars(time),
+        vars(_fastsdk),
         vars(propagate),
         vars(trace),
         _web.request_keys,
         _context.with_keys,
         _context.new_request_id,
         _context.validate_value,
+        _context.promote_inbound,
+        _NATIVE_ATTRIBUTES,
+        _fastsdk._NATIVE_START,
+        _ActiveRequests.started,
         SpanKind.SERVER,
         _context.KEYS_CONTEXT,
         _BAGGAGE_KEY,

@@ -2313,15 +2313,17 @@ done:
  * on or when request_attributes() declines: __init__ then runs its Python steps.
  * tests/test_asgi_server.py compares the states both make.
  */
-static PyObject *R_state_type, *R_asgi, *R_web, *R_context, *R_time, *R_propagate, *R_trace, *R_request_keys,
-    *R_with_keys, *R_new_request_id, *R_validate_value, *R_server_kind, *R_keys_key, *R_baggage_key,
-    *R_request_id_key, *R_hex, *R_kw_getter, *R_kw_start, *R_http, *R_128;
+static PyObject *R_state_type, *R_asgi, *R_web, *R_context, *R_fastsdk, *R_propagate, *R_trace, *R_request_keys,
+    *R_with_keys, *R_new_request_id, *R_validate_value, *R_promote_inbound, *R_native_attributes,
+    *R_native_start, *R_active_started, *R_server_kind, *R_keys_key, *R_baggage_key, *R_request_id_key, *R_hex,
+    *R_kw_getter, *R_kw_start, *R_http, *R_128;
 static PyObject *s_r_start, *s_r_instruments, *s_r_method, *s_r_attributes, *s_r_active_key, *s_r_span,
     *s_r_header, *s_r_keys_owned, *s_r_ctx, *s_r_status, *s_r_response_size, *s_r_error, *s_r_route_keys,
     *s_r_tracer, *s_r_body_sizes, *s_r_active, *s_r_series, *s_r_started, *s_r_getter, *s_r_known,
     *s_r_propagation, *s_r_names, *s_r_isdisjoint, *s_r_config, *s_r_max_length, *s_r_perf_counter,
     *s_r_random, *s_r_getrandbits, *s_r_extract, *s_r_set_span_in_context, *s_r_request_keys, *s_r_with_keys,
-    *s_r_new_request_id, *s_r_validate_value;
+    *s_r_new_request_id, *s_r_validate_value, *s_r_promote_inbound, *s_r_native_attributes, *s_r_native_start,
+    *s_r_time, *s_r_update;
 
 /* A module global, looked up at each use as the Python code looks it up (a new reference). */
 static PyObject *global_of(PyObject *namespace, PyObject *name) {
@@ -2377,6 +2379,7 @@ static PyObject *request_keys_of(PyObject *request_id, PyObject *parent) {
     }
     int valid_own = global_is(R_context, s_r_validate_value, R_validate_value);
     int new_own = valid_own <= 0 ? valid_own : global_is(R_context, s_r_new_request_id, R_new_request_id);
+    if (new_own > 0) new_own = global_is(R_context, s_r_promote_inbound, R_promote_inbound);
     if (new_own < 0) return NULL;
     int usual = new_own && (PyObject *)Py_TYPE(parent) == M_context_type &&
                 (request_id == Py_None || PyUnicode_CheckExact(request_id));
@@ -2450,7 +2453,7 @@ static PyObject *merged_with(PyObject *ctx, PyObject *key, PyObject *updates) {
 static PyObject *context_with_keys(PyObject *keys, PyObject *parent, PyObject *span) {
     int own = global_is(R_context, s_r_with_keys, R_with_keys);
     if (own < 0) return NULL;
-    if (!own || (PyObject *)Py_TYPE(parent) != M_context_type) {
+    if (!own || (PyObject *)Py_TYPE(parent) != M_context_type || !PyDict_CheckExact(keys)) {
         PyObject *with_keys = global_of(R_context, s_r_with_keys);
         if (with_keys == NULL) return NULL;
         PyObject *call_args[] = {keys, parent, span};
@@ -2475,38 +2478,44 @@ static PyObject *context_with_keys(PyObject *keys, PyObject *parent, PyObject *s
     return ctx;
 }
 
-/* ACTIVE_REQUESTS.started(key): next() on the series' started count when the series exists, else the
-   method (which makes the series under its lock). */
+/* ACTIVE_REQUESTS.started(key): next() on the series' started count when the method is
+   _ActiveRequests.started and the series exists; else the method itself (which makes a new series
+   under its lock, or is whatever replaced it). */
 static int count_started(PyObject *key) {
     PyObject *active = global_of(R_asgi, s_r_active);
     if (active == NULL) return -1;
-    PyObject *series = PyObject_GetAttr(active, s_r_series);
-    if (series == NULL) {
+    PyObject *method = PyObject_GetAttr(active, s_r_started);
+    if (method == NULL) {
         Py_DECREF(active);
         return -1;
     }
-    PyObject *pair = PyDict_CheckExact(series) ? PyDict_GetItemWithError(series, key) : NULL;
-    int status = 0;
-    if (pair == NULL && PyErr_Occurred()) {
-        status = -1;
-    } else if (pair != NULL && PyTuple_CheckExact(pair) && PyTuple_GET_SIZE(pair) == 2 &&
-               Py_TYPE(PyTuple_GET_ITEM(pair, 0))->tp_iternext != NULL) {
-        PyObject *started = Py_NewRef(PyTuple_GET_ITEM(pair, 0));
-        PyObject *count = Py_TYPE(started)->tp_iternext(started);
-        if (count == NULL) {
-            if (!PyErr_Occurred()) PyErr_SetNone(PyExc_StopIteration); /* as next() raises it */
-            status = -1;
+    PyObject *series = NULL, *count = NULL;
+    if (PyMethod_Check(method) && PyMethod_GET_FUNCTION(method) == R_active_started &&
+        PyMethod_GET_SELF(method) == active) {
+        series = PyObject_GetAttr(active, s_r_series);
+        PyObject *pair = series != NULL && PyDict_CheckExact(series) ? PyDict_GetItemWithError(series, key) : NULL;
+        if (pair != NULL && PyTuple_CheckExact(pair) && PyTuple_GET_SIZE(pair) == 2 &&
+            Py_TYPE(PyTuple_GET_ITEM(pair, 0))->tp_iternext != NULL) {
+            PyObject *started = Py_NewRef(PyTuple_GET_ITEM(pair, 0));
+            count = Py_TYPE(started)->tp_iternext(started);
+            Py_DECREF(started);
+            if (count == NULL && !PyErr_Occurred()) PyErr_SetNone(PyExc_StopIteration); /* as next() raises */
+            Py_XDECREF(series);
+            Py_DECREF(method);
+            Py_DECREF(active);
+            if (count == NULL) return -1;
+            Py_DECREF(count);
+            return 0;
         }
-        Py_XDECREF(count);
-        Py_DECREF(started);
-    } else {
-        PyObject *r = PyObject_CallMethodOneArg(active, s_r_started, key);
-        if (r == NULL) status = -1;
-        Py_XDECREF(r);
+        PyErr_Clear(); /* a new or odd series: the method decides (and raises what it raises) */
     }
-    Py_DECREF(series);
+    Py_XDECREF(series);
+    PyObject *done = PyObject_CallOneArg(method, key);
+    Py_DECREF(method);
     Py_DECREF(active);
-    return status;
+    if (done == NULL) return -1;
+    Py_DECREF(done);
+    return 0;
 }
 
 static PyObject *start_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -2518,17 +2527,18 @@ static PyObject *start_request(PyObject *self, PyObject *const *args, Py_ssize_t
     }
     PyObject *state = args[0], *instruments = args[1], *header_name = args[2], *scheme = args[4],
              *headers = args[8], *request_id = args[9];
-    if (R_state_type == NULL || M_context_type == NULL || T_empty_args == NULL || (PyObject *)Py_TYPE(state) != R_state_type ||
+    if (R_state_type == NULL || M_context_type == NULL || T_empty_args == NULL || R_kw_start == NULL || (PyObject *)Py_TYPE(state) != R_state_type ||
         !PyDict_CheckExact(headers))
         Py_RETURN_FALSE;
     PyObject *result = NULL, *clock = NULL, *start = NULL, *tracer = NULL, *known = NULL, *made = NULL,
              *active_key = NULL, *parent = NULL, *keys = NULL, *span = NULL, *pair = NULL, *ctx = NULL,
              *name = NULL;
-    clock = global_of(R_time, s_r_perf_counter);
-    if (clock == NULL) goto done;
-    start = PyObject_CallNoArgs(clock);
-    if (start == NULL) goto done;
-    /* Declined before anything is done: __init__ loads the instruments, or records body sizes. */
+    /* Declined before anything is done: __init__ loads the instruments, records body sizes, or calls a
+       C helper that something replaced (a test's patch) or switched off. */
+    int own_attributes = global_is(R_asgi, s_r_native_attributes, R_native_attributes);
+    int own_start = own_attributes <= 0 ? own_attributes : global_is(R_fastsdk, s_r_native_start, R_native_start);
+    if (own_start < 0) goto done;
+    if (!own_start) goto decline;
     tracer = PyObject_GetAttr(instruments, s_r_tracer);
     if (tracer == NULL) goto done;
     if (tracer == Py_None) goto decline;
@@ -2544,6 +2554,13 @@ static PyObject *start_request(PyObject *self, PyObject *const *args, Py_ssize_t
     made = request_attributes(NULL, attribute_args, 9);
     if (made == NULL) goto done;
     if (made == Py_None) goto decline;
+    PyObject *time_module = global_of(R_asgi, s_r_time); /* time.perf_counter(), as __init__ reads it */
+    if (time_module == NULL) goto done;
+    clock = PyObject_GetAttr(time_module, s_r_perf_counter);
+    Py_DECREF(time_module);
+    if (clock == NULL) goto done;
+    start = PyObject_CallNoArgs(clock);
+    if (start == NULL) goto done;
     PyObject *method = PyTuple_GET_ITEM(made, 0), *span_attributes = PyTuple_GET_ITEM(made, 2);
     active_key = PyTuple_Pack(2, method, scheme);
     if (active_key == NULL) goto done;
@@ -2593,9 +2610,18 @@ static PyObject *start_request(PyObject *self, PyObject *const *args, Py_ssize_t
     }
     int has_keys = PyObject_IsTrue(keys);
     if (has_keys < 0) goto done;
-    if (has_keys && PyDict_Update(span_attributes, keys) < 0) goto done; /* dict.update of any mapping */
+    if (has_keys) { /* span_attributes.update(keys) */
+        if (PyDict_CheckExact(keys)) {
+            if (PyDict_Update(span_attributes, keys) < 0) goto done;
+        } else {
+            PyObject *updated = PyObject_CallMethodOneArg(span_attributes, s_r_update, keys);
+            if (updated == NULL) goto done;
+            Py_DECREF(updated);
+        }
+    }
 
-    name = Py_NewRef(method == s_h_other ? R_http : method);
+    int other = PyUnicode_CompareWithASCIIString(method, "_OTHER") == 0;
+    name = Py_NewRef(other ? R_http : method);
     PyObject *start_args[] = {tracer, name, parent, R_server_kind, span_attributes, T_empty_args, Py_None,
                               Py_True, Py_True};
     span = start_span(NULL, start_args, 9);
@@ -2667,29 +2693,43 @@ done:
 }
 
 static PyObject *configure_requests(PyObject *self, PyObject *args) {
-    PyObject *given[15];
-    if (!PyArg_ParseTuple(args, "O!O!O!O!O!O!O!OOOOOOOO:configure_requests", &PyType_Type, &given[0],
+    enum { COUNT = 19 };
+    PyObject *given[COUNT];
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!O!O!OOOOOOOOOOOO:configure_requests", &PyType_Type, &given[0],
                           &PyDict_Type, &given[1], &PyDict_Type, &given[2], &PyDict_Type, &given[3], &PyDict_Type,
                           &given[4], &PyDict_Type, &given[5], &PyDict_Type, &given[6], &given[7], &given[8],
-                          &given[9], &given[10], &given[11], &given[12], &given[13], &given[14]))
+                          &given[9], &given[10], &given[11], &given[12], &given[13], &given[14], &given[15],
+                          &given[16], &given[17], &given[18]))
         return NULL;
-    if (!PyUnicode_Check(given[12]) || !PyUnicode_Check(given[13]) || !PyUnicode_Check(given[14])) {
+    if (!PyUnicode_Check(given[16]) || !PyUnicode_Check(given[17]) || !PyUnicode_Check(given[18])) {
         PyErr_SetString(PyExc_TypeError, "configure_requests: the three context keys are str");
         return NULL;
     }
-    PyObject **slots[] = {&R_state_type,     &R_asgi,         &R_web,           &R_context,     &R_time,
-                          &R_propagate,      &R_trace,        &R_request_keys,  &R_with_keys,   &R_new_request_id,
-                          &R_validate_value, &R_server_kind,  &R_keys_key,      &R_baggage_key, &R_request_id_key};
-    for (int i = 0; i < 15; i++) Py_XSETREF(*slots[i], Py_NewRef(given[i])); /* once, at import */
-    if (R_hex == NULL) {
-        R_hex = PyUnicode_InternFromString("032x");
-        R_http = PyUnicode_InternFromString("HTTP");
-        R_128 = PyLong_FromLong(128);
-        R_kw_getter = Py_BuildValue("(s)", "getter");
-        R_kw_start = Py_BuildValue("(sss)", "context", "kind", "attributes");
-        if (R_hex == NULL || R_http == NULL || R_128 == NULL || R_kw_getter == NULL || R_kw_start == NULL)
+    if (R_hex == NULL) { /* the constants first: a failure leaves the function unconfigured (it declines) */
+        PyObject *hex = PyUnicode_InternFromString("032x"), *http = PyUnicode_InternFromString("HTTP"),
+                 *bits = PyLong_FromLong(128), *kw_getter = Py_BuildValue("(s)", "getter"),
+                 *kw_start = Py_BuildValue("(sss)", "context", "kind", "attributes");
+        if (hex == NULL || http == NULL || bits == NULL || kw_getter == NULL || kw_start == NULL) {
+            Py_XDECREF(hex);
+            Py_XDECREF(http);
+            Py_XDECREF(bits);
+            Py_XDECREF(kw_getter);
+            Py_XDECREF(kw_start);
             return NULL;
+        }
+        R_http = http;
+        R_128 = bits;
+        R_kw_getter = kw_getter;
+        R_kw_start = kw_start;
+        R_hex = hex;
     }
+    PyObject **slots[COUNT] = {&R_state_type,        &R_asgi,           &R_web,          &R_context,
+                               &R_fastsdk,           &R_propagate,      &R_trace,        &R_request_keys,
+                               &R_with_keys,         &R_new_request_id, &R_validate_value, &R_promote_inbound,
+                               &R_native_attributes, &R_native_start,   &R_active_started, &R_server_kind,
+                               &R_keys_key,          &R_baggage_key,    &R_request_id_key};
+    for (int i = 1; i < COUNT; i++) Py_XSETREF(*slots[i], Py_NewRef(given[i])); /* once, at import */
+    Py_XSETREF(R_state_type, Py_NewRef(given[0])); /* last: start_request runs only once all is set */
     Py_RETURN_NONE;
 }
 
@@ -2771,9 +2811,10 @@ static PyMethodDef methods[] = {
      "request_attributes(raw_method, scheme, path, query, version, headers, client, server, known) -> "
      "(method, attributes, span_attributes), or None when _asgi_server.request_attributes must decide"},
     {"configure_requests", configure_requests, METH_VARARGS,
-     "configure_requests(_RequestState, vars(_asgi_server), vars(_web), vars(_context), vars(time), "
-     "vars(propagate), vars(trace), request_keys, with_keys, new_request_id, validate_value, SpanKind.SERVER, "
-     "keys_context_key, baggage_key, request_id_key)"},
+     "configure_requests(_RequestState, vars(_asgi_server), vars(_web), vars(_context), vars(_fastsdk), "
+     "vars(propagate), vars(trace), request_keys, with_keys, new_request_id, validate_value, promote_inbound, "
+     "the C request_attributes, the C start_span, _ActiveRequests.started, SpanKind.SERVER, keys_context_key, "
+     "baggage_key, request_id_key)"},
     {"start_request", (PyCFunction)(void (*)(void))start_request, METH_FASTCALL,
      "start_request(state, instruments, header_name, raw_method, scheme, path, query, version, headers, "
      "request_id, client, server) -> bool: False when _RequestState.__init__ must decide"},
@@ -2941,6 +2982,11 @@ PyMODINIT_FUNC PyInit__otlp_native(void) {
                         {&s_r_with_keys, "with_keys"},
                         {&s_r_new_request_id, "new_request_id"},
                         {&s_r_validate_value, "validate_value"},
+                        {&s_r_promote_inbound, "promote_inbound"},
+                        {&s_r_native_attributes, "_NATIVE_ATTRIBUTES"},
+                        {&s_r_native_start, "_NATIVE_START"},
+                        {&s_r_time, "time"},
+                        {&s_r_update, "update"},
                         {&s_h_method, "http.request.method"},
                         {&s_h_scheme, "url.scheme"},
                         {&s_h_version, "network.protocol.version"},
