@@ -772,15 +772,19 @@ static int set_new(PyObject *owner, PyObject *name, PyObject *value) { /* steals
     return status;
 }
 
-/* A name of _fastsdk's namespace (a new reference), or NULL with NameError as Python would raise. */
-static PyObject *from_namespace(PyObject *name) {
-    PyObject *found = PyDict_GetItemWithError(M_namespace, name);
+/* A module global, looked up at each use as the Python code looks it up (a new reference), or NULL
+   with NameError as Python would raise. */
+static PyObject *global_of(PyObject *namespace, PyObject *name) {
+    PyObject *found = PyDict_GetItemWithError(namespace, name);
     if (found == NULL) {
         if (!PyErr_Occurred()) PyErr_Format(PyExc_NameError, "name %R is not defined", name);
         return NULL;
     }
     return Py_NewRef(found);
 }
+
+/* A name of _fastsdk's namespace (a new reference). */
+static PyObject *from_namespace(PyObject *name) { return global_of(M_namespace, name); }
 
 /* _fastsdk._span_in(ctx): the context's span, without the API's ABC check for the SDK's own span types.
    Read in place only from an exact Context (its get() is dict.get); anything else asks _span_in. */
@@ -2324,16 +2328,6 @@ static PyObject *s_r_start, *s_r_instruments, *s_r_method, *s_r_attributes, *s_r
     *s_r_random, *s_r_getrandbits, *s_r_extract, *s_r_set_span_in_context, *s_r_request_keys, *s_r_with_keys,
     *s_r_new_request_id, *s_r_validate_value, *s_r_promote_inbound, *s_r_native_attributes, *s_r_native_start,
     *s_r_time, *s_r_update;
-
-/* A module global, looked up at each use as the Python code looks it up (a new reference). */
-static PyObject *global_of(PyObject *namespace, PyObject *name) {
-    PyObject *found = PyDict_GetItemWithError(namespace, name);
-    if (found == NULL) {
-        if (!PyErr_Occurred()) PyErr_Format(PyExc_NameError, "name %R is not defined", name);
-        return NULL;
-    }
-    return Py_NewRef(found);
-}
 
 /* 1 when the module global is still `original`, 0 when something replaced it, -1 on error. */
 static int global_is(PyObject *namespace, PyObject *name, PyObject *original) {
