@@ -32,7 +32,7 @@ def test_quick_benchmark_writes_a_table_and_json_for_every_configuration(tmp_pat
             "--duration",
             "1",
             "--configs",
-            "uninstrumented,otel-correlate",
+            "uninstrumented,otel-correlate,otel-correlate-sampled",
             "--port-base",
             "25000",
             "--out",
@@ -45,10 +45,11 @@ def test_quick_benchmark_writes_a_table_and_json_for_every_configuration(tmp_pat
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "latest.json").read_text())
     assert set(result) == {"meta", "summary", "runs", "once", "collector_down", "logbench", "collector"}
-    assert result["meta"]["configs"] == ["uninstrumented", "otel-correlate"]
+    configs = ["uninstrumented", "otel-correlate", "otel-correlate-sampled"]
+    assert result["meta"]["configs"] == configs
     for framework in ("fastapi", "flask"):
         rows = result["summary"][framework]
-        assert set(rows) == {"uninstrumented", "otel-correlate"}
+        assert set(rows) == set(configs)
         ours = rows["otel-correlate"]
         for key in (
             "rps",
@@ -66,11 +67,16 @@ def test_quick_benchmark_writes_a_table_and_json_for_every_configuration(tmp_pat
         assert 0.5 < ours["spans_per_request"] < 1.1  # wrk leaves up to c requests uncounted
         assert 0.5 < ours["logs_per_request"] < 1.1
         assert rows["uninstrumented"]["spans_per_request"] == 0
+        # The documented sampling option (10 % of traces): fewer spans, every log record still exported.
+        assert 0 < rows["otel-correlate-sampled"]["spans_per_request"] < 0.4
+        assert 0.5 < rows["otel-correlate-sampled"]["logs_per_request"] < 1.1
         # Low load: both servers at once, taking turns; every request of the phase answered and timed.
         once = result["once"][framework]
+        # (uninstrumented's own numbers pool its pairs, one with each other configuration)
+        each = result["meta"]["lowload_requests"]
         assert {c: r["lowload_requests"] for c, r in once.items()} == {
-            "uninstrumented": result["meta"]["lowload_requests"],
-            "otel-correlate": result["meta"]["lowload_requests"],
+            **dict.fromkeys(configs, each),
+            "uninstrumented": each * (len(configs) - 1),
         }
         assert all(0 < r["lowload_p50_ms"] <= r["lowload_p99_ms"] for r in once.values()), once
         assert all(r["lowload_cpu_us_per_request"] > 0 for r in once.values()), once
@@ -82,10 +88,9 @@ def test_quick_benchmark_writes_a_table_and_json_for_every_configuration(tmp_pat
         ), low
         assert ours["added_lowload_p50_us"] == low["added_lowload_p50_us"]
         # Under load, the configurations took turns: one slice each per round.
-        assert {c: len(r) for c, r in result["runs"][framework].items()} == {
-            "uninstrumented": result["meta"]["rounds"],
-            "otel-correlate": result["meta"]["rounds"],
-        }
+        assert {c: len(r) for c, r in result["runs"][framework].items()} == dict.fromkeys(
+            configs, result["meta"]["rounds"]
+        )
     # With the collector down: the server's memory once started and after each of the quick run's two loads.
     for framework in ("fastapi", "flask"):
         points = result["collector_down"][framework]

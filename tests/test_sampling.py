@@ -1,0 +1,163 @@
+"""Trace sampling, the documented option that is not the default, on both demo services as real processes.
+
+The orders service (FastAPI) samples its root spans by trace id
+(``parentbased_traceidratio``), and the notifications service (Flask) follows the
+decision it receives in ``traceparent``. What a team gives up is only the spans
+of the requests not sampled: every request's log lines still carry its trace id
+and business keys, every request is still measured, a trace is either recorded
+by every service or by none, and no exemplar points at a trace that was not kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from otel_correlate._demo import demo_services
+from otel_correlate._procs import wait_until
+from otel_correlate._receiver import OTLPReceiver
+
+pytestmark = pytest.mark.e2e
+
+RATIO = 0.5
+ORDERS = 24
+SAMPLER = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": str(RATIO)}
+
+
+def _sampled_by_ratio(trace_id: str) -> bool:
+    """The SDK's ``TraceIdRatioBased`` rule: the trace id's lower 64 bits under ratio x 2**64."""
+    return int(trace_id, 16) & (2**64 - 1) < round(RATIO * 2**64)
+
+
+@pytest.fixture(scope="module")
+def sampled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OTLPReceiver, dict[str, str]]]:
+    """Both services sampling at RATIO, and the trace id and requestId of each of ORDERS orders."""
+    log_dir: Path = tmp_path_factory.mktemp("sampled-demo")
+    with OTLPReceiver() as receiver, demo_services(receiver.endpoint, log_dir, env=SAMPLER) as urls:
+        request_ids = {}
+        for n in range(ORDERS):
+            request_id = f"sampling-{n}"
+            response = httpx.post(
+                f"{urls.orders}/orders",
+                json={"customer": f"c{n}", "amount": n + 1},
+                headers={"X-Request-ID": request_id},
+                timeout=10,
+            )
+            assert response.status_code == 201
+            assert response.json()["notified"] is True
+            request_ids[response.json()["orderId"]] = request_id
+
+        lines = {"notification sent", *(f"order created for c{n} amount {n + 1}.0" for n in range(ORDERS))}
+
+        def order_logs() -> dict[tuple[str, str], str]:
+            """(orderId, service) -> trace id of that service's log line for the order."""
+            return {
+                (r.attributes["orderId"], r.service): r.trace_id
+                for r in receiver.logs
+                if r.attributes.get("orderId") in request_ids and r.body in lines
+            }
+
+        wait_until(
+            lambda: len(order_logs()) == 2 * ORDERS, timeout=30, what="both services' log line of every order"
+        )
+        traces = order_logs()
+        trace_of = {order: traces[(order, "orders")] for order in request_ids}
+        for order in request_ids:  # one trace id across both services, sampled or not
+            assert traces[(order, "notifications")] == trace_of[order]
+        kept = {trace_of[o] for o in request_ids if _sampled_by_ratio(trace_of[o])}
+
+        def server_spans() -> set[tuple[str, str]]:
+            return {(s.trace_id, s.service) for s in receiver.spans if s.kind == 2 and s.trace_id in kept}
+
+        wait_until(
+            lambda: server_spans() == {(t, s) for t in kept for s in ("orders", "notifications")},
+            timeout=30,
+            what="the server spans of both services for every sampled order",
+        )
+
+        def durations(service: str, route: str) -> int:
+            counts = [
+                m.count or 0
+                for m in receiver.metrics
+                if m.name == "http.server.request.duration"
+                and m.service == service
+                and m.attributes.get("http.route") == route
+            ]
+            return counts[-1] if counts else 0
+
+        wait_until(
+            lambda: (
+                durations("orders", "/orders") == ORDERS and durations("notifications", "/notify") == ORDERS
+            ),
+            timeout=30,
+            what="every request measured by both services",
+        )
+        yield (
+            receiver,
+            {order: trace_of[order] for order in request_ids}
+            | {f"requestId:{order}": request_id for order, request_id in request_ids.items()},
+        )
+
+
+def _orders(found: dict[str, str]) -> dict[str, str]:
+    return {order: trace for order, trace in found.items() if not order.startswith("requestId:")}
+
+
+def test_the_ratio_decides_per_trace_and_both_outcomes_occur(
+    sampled: tuple[OTLPReceiver, dict[str, str]],
+) -> None:
+    receiver, found = sampled
+    orders = _orders(found)
+    recorded = {s.trace_id for s in receiver.spans if s.attributes.get("orderId") in orders}
+    expected = {trace for trace in orders.values() if _sampled_by_ratio(trace)}
+    assert recorded == expected  # no unsampled order left a span, in either service
+    assert 0 < len(expected) < ORDERS  # 24 trace ids at 0.5: both outcomes, all but surely
+
+
+def test_a_sampled_trace_is_whole_in_both_services_with_the_keys_on_every_span(
+    sampled: tuple[OTLPReceiver, dict[str, str]],
+) -> None:
+    receiver, found = sampled
+    for order, trace in _orders(found).items():
+        spans = [s for s in receiver.spans if s.trace_id == trace]
+        if not _sampled_by_ratio(trace):
+            assert spans == []
+            continue
+        assert {s.service for s in spans if s.kind == 2} == {"orders", "notifications"}
+        client_ids = {s.span_id for s in spans if s.service == "orders" and s.kind == 3}
+        (downstream,) = [s for s in spans if s.service == "notifications" and s.kind == 2]
+        assert downstream.parent_span_id in client_ids
+        for span in spans:
+            assert span.attributes.get("orderId") == order, span
+            assert span.attributes.get("requestId") == found[f"requestId:{order}"], span
+
+
+def test_an_unsampled_order_keeps_its_log_lines_with_trace_id_and_keys(
+    sampled: tuple[OTLPReceiver, dict[str, str]],
+) -> None:
+    receiver, found = sampled
+    orders = _orders(found)
+    unsampled = {order for order, trace in orders.items() if not _sampled_by_ratio(trace)}
+    assert unsampled
+    for record in receiver.logs:
+        order = record.attributes.get("orderId")
+        if order not in unsampled:
+            continue
+        assert record.trace_id == orders[order]
+        assert record.span_id != "0" * 16
+        assert record.attributes["requestId"] == found[f"requestId:{order}"]
+
+
+def test_no_exemplar_points_at_a_trace_that_was_not_kept(
+    sampled: tuple[OTLPReceiver, dict[str, str]],
+) -> None:
+    receiver, found = sampled
+    recorded = {s.trace_id for s in receiver.spans}
+    exemplars = [e["trace_id"] for m in receiver.metrics for e in m.exemplars]
+    assert exemplars, "the sampled requests still leave exemplars"
+    assert set(exemplars) <= recorded
+    orders = _orders(found)
+    assert set(exemplars) & {t for t in orders.values() if _sampled_by_ratio(t)}
