@@ -82,6 +82,7 @@ FRAMEWORK_PINS = [
 CONFIGS = ("uninstrumented", "opentelemetry-distro", "logfire", "otel-correlate")
 #: Not run by default: otel-correlate with a documented option that is not its default.
 OPTIONAL_CONFIGS = ("otel-correlate-sampled",)
+KNOWN_CONFIGS = CONFIGS + OPTIONAL_CONFIGS
 #: ``otel-correlate-sampled``: root spans sampled by trace id at this ratio, children following their parent.
 SAMPLED = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
 FRAMEWORKS = ("fastapi", "flask")
@@ -965,7 +966,7 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument(
         "--configs",
         default=None,
-        help=f"comma-separated, of {','.join(CONFIGS + OPTIONAL_CONFIGS)} (default: the first "
+        help=f"comma-separated, of {','.join(KNOWN_CONFIGS)} (default: the first "
         f"{len(CONFIGS)}); otel-correlate@<git ref> compares with a commit",
     )
     parser.add_argument("--no-build", action="store_true", help="skip peers whose venv is not built")
@@ -977,11 +978,9 @@ def parse_args(argv: list[str] | None) -> Options:
     PORTS.update({name: args.port_base + offset for name, offset in PORT_OFFSETS.items()})
     quick = args.quick
     configs = args.configs.split(",") if args.configs else list(CONFIGS)
-    unknown = {c for c in configs if not c.startswith("otel-correlate@")} - set(CONFIGS + OPTIONAL_CONFIGS)
+    unknown = {c for c in configs if not c.startswith("otel-correlate@")} - set(KNOWN_CONFIGS)
     if unknown:
-        parser.error(
-            f"unknown configurations {sorted(unknown)}; choose from {', '.join(CONFIGS + OPTIONAL_CONFIGS)}"
-        )
+        parser.error(f"unknown configurations {sorted(unknown)}; choose from {', '.join(KNOWN_CONFIGS)}")
     build = not (args.no_build or quick)
     kept = []
     for config in configs:

@@ -11,6 +11,7 @@ by every service or by none, and no exemplar points at a trace that was not kept
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -32,8 +33,17 @@ def _sampled_by_ratio(trace_id: str) -> bool:
     return int(trace_id, 16) & (2**64 - 1) < round(RATIO * 2**64)
 
 
+@dataclass
+class Sampled:
+    """What both services exported, and each order's trace id and requestId."""
+
+    receiver: OTLPReceiver
+    trace_of: dict[str, str]
+    request_id_of: dict[str, str]
+
+
 @pytest.fixture(scope="module")
-def sampled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OTLPReceiver, dict[str, str]]]:
+def sampled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sampled]:
     """Both services sampling at RATIO, and the trace id and requestId of each of ORDERS orders."""
     log_dir: Path = tmp_path_factory.mktemp("sampled-demo")
     with OTLPReceiver() as receiver, demo_services(receiver.endpoint, log_dir, env=SAMPLER) as urls:
@@ -95,22 +105,13 @@ def sampled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OTLPRece
             timeout=30,
             what="every request measured by both services",
         )
-        yield (
-            receiver,
-            {order: trace_of[order] for order in request_ids}
-            | {f"requestId:{order}": request_id for order, request_id in request_ids.items()},
-        )
-
-
-def _orders(found: dict[str, str]) -> dict[str, str]:
-    return {order: trace for order, trace in found.items() if not order.startswith("requestId:")}
+        yield Sampled(receiver, trace_of, request_ids)
 
 
 def test_the_ratio_decides_per_trace_and_both_outcomes_occur(
-    sampled: tuple[OTLPReceiver, dict[str, str]],
+    sampled: Sampled,
 ) -> None:
-    receiver, found = sampled
-    orders = _orders(found)
+    receiver, orders = sampled.receiver, sampled.trace_of
     recorded = {s.trace_id for s in receiver.spans if s.attributes.get("orderId") in orders}
     expected = {trace for trace in orders.values() if _sampled_by_ratio(trace)}
     assert recorded == expected  # no unsampled order left a span, in either service
@@ -118,10 +119,10 @@ def test_the_ratio_decides_per_trace_and_both_outcomes_occur(
 
 
 def test_a_sampled_trace_is_whole_in_both_services_with_the_keys_on_every_span(
-    sampled: tuple[OTLPReceiver, dict[str, str]],
+    sampled: Sampled,
 ) -> None:
-    receiver, found = sampled
-    for order, trace in _orders(found).items():
+    receiver = sampled.receiver
+    for order, trace in sampled.trace_of.items():
         spans = [s for s in receiver.spans if s.trace_id == trace]
         if not _sampled_by_ratio(trace):
             assert spans == []
@@ -132,14 +133,13 @@ def test_a_sampled_trace_is_whole_in_both_services_with_the_keys_on_every_span(
         assert downstream.parent_span_id in client_ids
         for span in spans:
             assert span.attributes.get("orderId") == order, span
-            assert span.attributes.get("requestId") == found[f"requestId:{order}"], span
+            assert span.attributes.get("requestId") == sampled.request_id_of[order], span
 
 
 def test_an_unsampled_order_keeps_its_log_lines_with_trace_id_and_keys(
-    sampled: tuple[OTLPReceiver, dict[str, str]],
+    sampled: Sampled,
 ) -> None:
-    receiver, found = sampled
-    orders = _orders(found)
+    receiver, orders = sampled.receiver, sampled.trace_of
     unsampled = {order for order, trace in orders.items() if not _sampled_by_ratio(trace)}
     assert unsampled
     for record in receiver.logs:
@@ -148,16 +148,15 @@ def test_an_unsampled_order_keeps_its_log_lines_with_trace_id_and_keys(
             continue
         assert record.trace_id == orders[order]
         assert record.span_id != "0" * 16
-        assert record.attributes["requestId"] == found[f"requestId:{order}"]
+        assert record.attributes["requestId"] == sampled.request_id_of[order]
 
 
 def test_no_exemplar_points_at_a_trace_that_was_not_kept(
-    sampled: tuple[OTLPReceiver, dict[str, str]],
+    sampled: Sampled,
 ) -> None:
-    receiver, found = sampled
+    receiver, orders = sampled.receiver, sampled.trace_of
     recorded = {s.trace_id for s in receiver.spans}
     exemplars = [e["trace_id"] for m in receiver.metrics for e in m.exemplars]
     assert exemplars, "the sampled requests still leave exemplars"
     assert set(exemplars) <= recorded
-    orders = _orders(found)
     assert set(exemplars) & {t for t in orders.values() if _sampled_by_ratio(t)}
