@@ -6,10 +6,12 @@ decision it receives in ``traceparent``. What a team gives up is only the spans
 of the requests not sampled: every request's log lines still carry its trace id
 and business keys, every request is still measured, a trace is either recorded
 by every service or by none, and no exemplar points at a trace that was not kept.
+The last test asks the real engines: Tempo for the traces, Loki for the lines.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ import pytest
 
 from otel_correlate._demo import demo_services
 from otel_correlate._procs import wait_until
+from otel_correlate._query import Loki, StoredLogLine, Tempo
 from otel_correlate._receiver import OTLPReceiver
 
 pytestmark = pytest.mark.e2e
@@ -160,3 +163,62 @@ def test_no_exemplar_points_at_a_trace_that_was_not_kept(
     assert exemplars, "the sampled requests still leave exemplars"
     assert set(exemplars) <= recorded
     assert set(exemplars) & {t for t in orders.values() if _sampled_by_ratio(t)}
+
+
+def test_on_the_real_stack_tempo_keeps_the_sampled_orders_whole_and_loki_every_orders_lines(
+    stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Through our collector into the engines: what Tempo and Loki answer is what the README promises."""
+    tempo, loki = Tempo(stack["tempo"]), Loki(stack["loki"])
+    marker = f"smp-{uuid.uuid4().hex[:8]}"
+    with demo_services(stack["otlp"], tmp_path_factory.mktemp("sampled-stack"), env=SAMPLER) as urls:
+        orders = {}
+        for n in range(12):
+            response = httpx.post(
+                f"{urls.orders}/orders",
+                json={"customer": marker, "amount": n + 1},
+                headers={"X-Request-ID": f"{marker}-{n}"},
+                timeout=10,
+            )
+            assert response.status_code == 201
+            orders[response.json()["orderId"]] = f"{marker}-{n}"
+
+        def lines(service: str, text: str) -> dict[str, StoredLogLine]:
+            """orderId -> the service's line ``text`` for one of these orders."""
+            found = loki.query(f'{{service_name="{service}"}} | requestId=~"{marker}-.*"')
+            return {line.metadata["orderId"]: line for line in found if line.line.startswith(text)}
+
+        wait_until(
+            lambda: (
+                len(lines("orders", "order created"))
+                == len(lines("notifications", "notification sent"))
+                == 12
+            ),
+            timeout=90,
+            interval=2,
+            what="every order's lines of both services in Loki",
+        )
+        created, sent = lines("orders", "order created"), lines("notifications", "notification sent")
+        assert set(created) == set(sent) == set(orders)
+        for order, request_id in orders.items():  # every order's lines, sampled or not, with one trace id
+            assert created[order].metadata["requestId"] == sent[order].metadata["requestId"] == request_id
+            assert created[order].metadata["trace_id"] == sent[order].metadata["trace_id"]
+            assert "orderId" not in created[order].labels and "trace_id" not in created[order].labels
+        trace_of = {order: created[order].metadata["trace_id"] for order in orders}
+        kept = {order for order, trace in trace_of.items() if _sampled_by_ratio(trace)}
+        assert 0 < len(kept) < len(orders)  # 12 trace ids at 0.5: both outcomes, all but surely
+
+        def whole(order: str) -> bool:
+            servers = {s.service for s in tempo.trace(trace_of[order]) if s.kind == "SPAN_KIND_SERVER"}
+            return servers == {"orders", "notifications"}
+
+        wait_until(
+            lambda: all(whole(order) for order in kept),
+            timeout=90,
+            interval=2,
+            what="Tempo to hold every sampled order's trace across both services",
+        )
+        for order in kept:
+            assert {s.attributes.get("orderId") for s in tempo.trace(trace_of[order])} == {order}
+        for order in set(orders) - kept:  # the sampled ones arrived, so these would have too
+            assert tempo.trace(trace_of[order]) == [], order
