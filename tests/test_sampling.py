@@ -20,7 +20,14 @@ import httpx
 import pytest
 
 from otel_correlate._demo import demo_services
-from otel_correlate._procs import wait_until
+from otel_correlate._procs import (
+    free_port,
+    instrument_cmd,
+    instrumented_env,
+    running,
+    uvicorn_cmd,
+    wait_until,
+)
 from otel_correlate._query import Loki, StoredLogLine, Tempo
 from otel_correlate._receiver import OTLPReceiver
 
@@ -222,3 +229,33 @@ def test_on_the_real_stack_tempo_keeps_the_sampled_orders_whole_and_loki_every_o
             assert {s.attributes.get("orderId") for s in tempo.trace(trace_of[order])} == {order}
         for order in set(orders) - kept:  # the sampled ones arrived, so these would have too
             assert tempo.trace(trace_of[order]) == [], order
+
+
+def test_a_ratio_the_sdk_cannot_use_is_warned_once_and_every_trace_is_kept(tmp_path: Path) -> None:
+    port, log = free_port(), tmp_path / "orders.log"
+    bad = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "10%"}
+    with (
+        OTLPReceiver() as receiver,
+        running(
+            instrument_cmd("orders", *uvicorn_cmd("examples.orders.app:app", port)),
+            port=port,
+            env={**instrumented_env(receiver.endpoint), **bad},
+            log_path=log,
+        ),
+    ):
+        for n in range(10):  # the service answers, and nothing is sampled away
+            response = httpx.get(
+                f"http://127.0.0.1:{port}/orders/ORD-{n}", headers={"X-Request-ID": f"bad-{n}"}
+            )
+            assert response.status_code == 404
+        wait_until(
+            lambda: (
+                {s.attributes.get("requestId") for s in receiver.spans if s.kind == 2}
+                >= {f"bad-{n}" for n in range(10)}
+            ),
+            timeout=20,
+            what="a server span for every request",
+        )
+    warnings = [line for line in log.read_text().splitlines() if "OTEL_TRACES_SAMPLER_ARG='10%'" in line]
+    assert len(warnings) == 1, log.read_text()[-2000:]
+    assert "keeps every trace" in warnings[0] and "OTEL_TRACES_SAMPLER_ARG=0.1" in warnings[0]

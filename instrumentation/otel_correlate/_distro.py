@@ -105,6 +105,45 @@ def service_name_missing() -> bool:
     return not any(item.split("=", 1)[0].strip() == "service.name" for item in attributes.split(","))
 
 
+def sampling_problem() -> str | None:
+    """What is wrong with ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG``, said so a user can fix it.
+
+    The SDK falls back to keeping every trace on a sampler name it does not know or
+    a ratio it cannot use, with a terse warning (and "could not convert" for a
+    ratio out of range). None when the setting is usable or absent.
+
+    Example:
+        >>> os.environ["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
+        >>> os.environ["OTEL_TRACES_SAMPLER_ARG"] = "10%"
+        >>> "not a ratio from 0 to 1" in sampling_problem()
+        True
+    """
+    from opentelemetry.sdk.trace import sampling
+
+    name = os.environ.get("OTEL_TRACES_SAMPLER", "").strip().lower()
+    if not name:
+        return None
+    known = sorted(sampling._KNOWN_SAMPLERS)  # the names the SDK's default sampler reads
+    if name not in known:
+        return (
+            f"otel-correlate: OTEL_TRACES_SAMPLER={name!r} is not a sampler the SDK knows, so every "
+            f"trace is kept (parentbased_always_on). Use one of: {', '.join(known)}."
+        )
+    if name.endswith("traceidratio"):
+        raw = os.environ.get("OTEL_TRACES_SAMPLER_ARG", "")
+        try:
+            rate = float(raw)
+        except ValueError:
+            rate = float("nan")
+        if not 0.0 <= rate <= 1.0:
+            return (
+                f"otel-correlate: OTEL_TRACES_SAMPLER_ARG={raw!r} is not a ratio from 0 to 1, so "
+                f"{name} keeps every trace. Set it to the share of traces to keep, for example "
+                "OTEL_TRACES_SAMPLER_ARG=0.1."
+            )
+    return None
+
+
 class CorrelateConfigurator:
     """Builds the tracer, meter and logger providers and the log bridges.
 
@@ -131,6 +170,9 @@ class CorrelateConfigurator:
                 "'unknown_service'. Start it with `opentelemetry-instrument --service_name <name> ...` "
                 "or set OTEL_SERVICE_NAME."
             )
+        problem = sampling_problem()
+        if problem is not None:
+            _log.warning(problem)
         try:
             configure_sdk(auto_instrumentation_version=kwargs.get("auto_instrumentation_version"))
         except Exception:
