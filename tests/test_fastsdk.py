@@ -299,8 +299,19 @@ def test_spans_are_the_sdks_spans(
         sampling.ALWAYS_OFF,
         sampling.ALWAYS_ON,
         sampling.ParentBased(sampling.TraceIdRatioBased(0.5)),
+        sampling.ParentBasedTraceIdRatio(0.5),
+        sampling.TraceIdRatioBased(0.5),
+        sampling.DEFAULT_OFF,
     ],
-    ids=["default", "always-off", "always-on", "parent-ratio"],
+    ids=[
+        "default",
+        "always-off",
+        "always-on",
+        "parent-ratio",
+        "parentbased-traceidratio",
+        "ratio",
+        "default-off",
+    ],
 )
 @pytest.mark.parametrize("ids", ["counting", "random"])
 def test_sampling_decisions_are_the_sdks(sampler: sampling.Sampler | None, ids: str, span_path: str) -> None:
@@ -611,12 +622,28 @@ def test_fast_spans_take_the_fast_path() -> None:
     provider.shutdown()
 
 
+class _Ratio(sampling.TraceIdRatioBased):
+    """The SDK's ratio sampler under another name: its decisions are its own, so the C start leaves them."""
+
+
+def _patched(sampler: sampling.Sampler) -> sampling.Sampler:
+    sampler.should_sample = functools.partial(sampling.ALWAYS_OFF.should_sample)  # type: ignore[method-assign]
+    return sampler
+
+
 def _start_cases() -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
     """Span starts the C code leaves to the Python method: (provider keywords, start_span keywords)."""
     remote = SpanContext(0xFEED, 0xBEEF, is_remote=True, trace_flags=TraceFlags(TraceFlags.DEFAULT))
     return {
         "a link": ({}, {"links": [Link(SpanContext(1, 2, True))]}),
-        "another sampler": ({"sampler": sampling.ALWAYS_ON}, {}),
+        "a sampler of another type": ({"sampler": _RecordOnly()}, {}),
+        "a subclass of the ratio sampler": ({"sampler": _Ratio(0.5)}, {}),
+        "a should_sample set on the sampler": ({"sampler": _patched(sampling.TraceIdRatioBased(0.5))}, {}),
+        "a static record-only sampler": (
+            {"sampler": sampling.StaticSampler(sampling.Decision.RECORD_ONLY)},
+            {},
+        ),
+        "a parent-based root of a parent-based": ({"sampler": sampling.ParentBased(sampling.DEFAULT_ON)}, {}),
         "another id generator": ({"id_generator": _Counting()}, {}),
         "a value-length limit": ({"span_limits": SpanLimits(max_span_attribute_length=8)}, {}),
         "more attributes than the limit": (
@@ -626,7 +653,10 @@ def _start_cases() -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
         "a value to clean": ({}, {"attributes": {"a": ["x"]}}),
         "a key that is not a str": ({}, {"attributes": {1: "x"}}),
         "attributes that are not a dict": ({}, {"attributes": collections.OrderedDict(a=1)}),
-        "an unsampled parent": ({}, {"context": trace.set_span_in_context(trace.NonRecordingSpan(remote))}),
+        "an unsampled parent of another sampler": (
+            {"sampler": _RecordOnly()},
+            {"context": trace.set_span_in_context(trace.NonRecordingSpan(remote))},
+        ),
         "a disabled tracer": ({"_tracer_configurator": lambda scope: _TracerConfig(is_enabled=False)}, {}),
         "no resource": ({}, {}),  # resource=None is set on the tracer below
     }
@@ -659,6 +689,89 @@ def test_the_c_start_leaves_anything_unusual_to_python_before_drawing_an_id(case
         usual, "s", None, SpanKind.SERVER, {"a": 1, "b": "x"}, None, None, True, True
     )
     assert type(span) is _fastsdk._FastSpan and dict(span.attributes) == {"a": 1, "b": "x"}
+
+
+_SDK_SAMPLERS = {
+    "parentbased_always_on": sampling.DEFAULT_ON,
+    "parentbased_always_off": sampling.DEFAULT_OFF,
+    "always_on": sampling.ALWAYS_ON,
+    "always_off": sampling.ALWAYS_OFF,
+    "traceidratio": sampling.TraceIdRatioBased(0.5),
+    "parentbased_traceidratio": sampling.ParentBasedTraceIdRatio(0.5),
+    "ratio 1.0": sampling.ParentBasedTraceIdRatio(1.0),
+    "ratio 0.0": sampling.TraceIdRatioBased(0.0),
+    "every delegate swapped": sampling.ParentBased(
+        sampling.TraceIdRatioBased(0.25),
+        remote_parent_sampled=sampling.ALWAYS_OFF,
+        remote_parent_not_sampled=sampling.TraceIdRatioBased(0.75),
+        local_parent_sampled=sampling.TraceIdRatioBased(0.5),
+        local_parent_not_sampled=sampling.ALWAYS_ON,
+    ),
+}
+
+
+def _parents() -> list[Context | None]:
+    """No parent, and parents remote and local, sampled and not, with and without the random bit and a state."""
+    state = trace.TraceState([("vendor", "x")])
+    made: list[Context | None] = [None, trace.set_span_in_context(trace.INVALID_SPAN)]
+    for remote, flags, trace_state in itertools.product(
+        (True, False), (0, 1, 2, 3), (trace.DEFAULT_TRACE_STATE, state)
+    ):
+        for trace_id in (0xFEED, 0xFFFF_FFFF_FFFF_FFFF_0000_0000_0000_0001, 0x1234_8000_0000_0000_0000):
+            parent = SpanContext(
+                trace_id, 0xBEEF, is_remote=remote, trace_flags=TraceFlags(flags), trace_state=trace_state
+            )
+            made.append(trace.set_span_in_context(trace.NonRecordingSpan(parent)))
+    return made
+
+
+def _started(span: trace.Span) -> tuple[Any, ...]:
+    c = span.get_span_context()
+    kind = (
+        "not recorded" if type(span) is trace.NonRecordingSpan else "recorded" if span.is_recording() else "?"
+    )
+    return (
+        kind,
+        c.trace_id,
+        c.span_id,
+        int(c.trace_flags),
+        c.trace_state,
+        c.is_remote,
+    )
+
+
+@pytest.mark.parametrize("name", list(_SDK_SAMPLERS))
+def test_the_c_start_decides_for_the_sdks_samplers_as_they_do(name: str) -> None:
+    """Every parent kind and 200 random roots: C and the SDK start the same span, sampled or not, with the same ids."""
+    sampler = _SDK_SAMPLERS[name]
+    parents = _parents() + [None] * 200
+    made: dict[str, list[tuple[Any, ...]]] = {}
+    for path in ("sdk", "c"):
+        tracer = (TracerProvider if path == "sdk" else _fastsdk.FastTracerProvider)(
+            resource=RESOURCE, sampler=sampler
+        ).get_tracer("t")
+        state = random.getstate()
+        random.seed(23)
+        try:
+            spans = []
+            for parent in parents:
+                if path == "sdk":
+                    span = tracer.start_span("s", context=parent, kind=SpanKind.SERVER, attributes={"k": "v"})
+                else:
+                    span = _fastsdk._NATIVE_START(
+                        tracer, "s", parent, SpanKind.SERVER, {"k": "v"}, (), None, True, True
+                    )
+                    assert span is not None, "the C start decides for the SDK's own samplers"
+                spans.append(span)
+        finally:
+            random.setstate(state)
+        made[path] = [_started(span) for span in spans]
+        assert [dict(span.attributes) for span in spans if span.is_recording()] == [{"k": "v"}] * sum(
+            1 for span in spans if span.is_recording()
+        )
+    assert made["c"] == made["sdk"]
+    sampled = sum(1 for started in made["sdk"] if started[0] == "recorded")
+    assert 0 < sampled < len(parents) or name in {"always_on", "always_off", "ratio 0.0"}
 
 
 def test_spans_the_c_code_starts_have_the_python_methods_fields_in_its_order() -> None:
@@ -1197,14 +1310,25 @@ def test_a_failing_read_is_raised_by_the_c_start_as_by_python(span_path: str) ->
 
 def test_the_c_start_and_end_keep_no_reference_they_do_not_own() -> None:
     tracer = _fastsdk.FastTracerProvider(resource=RESOURCE).get_tracer("t")
-    declining = _fastsdk.FastTracerProvider(resource=RESOURCE, sampler=sampling.ALWAYS_ON).get_tracer("t")
+    declining = _fastsdk.FastTracerProvider(resource=RESOURCE, sampler=_RecordOnly()).get_tracer("t")
+    ratio = sampling.ParentBasedTraceIdRatio(0.5)
+    by_ratio = _fastsdk.FastTracerProvider(resource=RESOURCE, sampler=ratio).get_tracer("t")
     name, attributes = "counted-name", {"k": "v"}
     remote = trace.NonRecordingSpan(SpanContext(5, 6, True, TraceFlags(1)))
     parent = trace.set_span_in_context(remote)
+    unsampled = trace.set_span_in_context(trace.NonRecordingSpan(SpanContext(5, 6, True, TraceFlags(0))))
     watched = [
         *(name, attributes, parent, remote, remote.get_span_context(), SpanKind.SERVER, RESOURCE),
         tracer.span_processor,
         *(sampling.ALWAYS_ON, _fastsdk._FLAGS[True, False], _fastsdk._DEFAULT_TRACE_STATE, _fastsdk._UNSET),
+        *(
+            ratio,
+            ratio._root,
+            sampling.ALWAYS_OFF,
+            sampling.Decision.DROP,
+            _fastsdk._FLAGS[False, False],
+            unsampled,
+        ),
     ]
     ending, renamed = {"e": 1}, "counted-end"
     watched += [ending, renamed]
@@ -1224,6 +1348,13 @@ def test_the_c_start_and_end_keep_no_reference_they_do_not_own() -> None:
             _fastsdk._NATIVE_START(declining, name, parent, SpanKind.SERVER, attributes, (), None, True, True)
             is None
         )
+        for context_ in (None, unsampled):  # the ratio's roots, sampled or not, and a dropped child
+            made = _fastsdk._NATIVE_START(
+                by_ratio, name, context_, SpanKind.SERVER, attributes, (), None, True, True
+            )
+            if made.is_recording():
+                made.end()
+        del made, context_
     gc.collect()
     assert [sys.getrefcount(obj) for obj in watched] == before
 

@@ -1181,7 +1181,45 @@ def _native_start() -> Any:
         _SPAN_ID_MAX,
         ReadableSpan,
     )
+    configure_sampling = _native.helper("configure_sampling")
+    if configure_sampling is not None:  # a stale build without it: the default sampler's sampled spans only
+        configure_sampling(
+            _own_types(
+                sampling.ParentBased,
+                "ParentBasedTraceIdRatio",
+                "_ParentBasedAlwaysOff",
+                "_ParentBasedAlwaysOn",
+            ),
+            sampling.ParentBased.should_sample,
+            sampling.TraceIdRatioBased,
+            sampling.TraceIdRatioBased.should_sample,
+            _own_types(sampling.StaticSampler, "_AlwaysOff", "_AlwaysOn"),
+            sampling.StaticSampler.should_sample,
+            sampling.Decision.DROP,
+            _FLAGS[False, False],
+            _FLAGS[False, True],
+            trace_api.NonRecordingSpan,
+        )
     return start
+
+
+def _own_types(base: type[sampling.Sampler], *names: str) -> tuple[type, ...]:
+    """``base`` and those of the SDK sampling module's ``names`` that subclass it without their own ``should_sample``.
+
+    The environment's samplers are instances of these (``OTEL_TRACES_SAMPLER``), and the C
+    ``start_span`` decides for them as ``base.should_sample`` does.
+    """
+    found = [getattr(sampling, name, None) for name in names]
+    return (
+        base,
+        *(
+            t
+            for t in found
+            if isinstance(t, type)
+            and issubclass(t, base)
+            and getattr(t, "should_sample", None) is base.should_sample
+        ),
+    )
 
 
 _NATIVE_START: Any = _native_start()

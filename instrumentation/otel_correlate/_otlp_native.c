@@ -1183,11 +1183,12 @@ done:
 
 /*
  * start_span() is _fastsdk._FastTracer.start_span for the spans every request starts: the
- * default sampler (parentbased_always_on) with a sampled or no parent, the SDK's
- * RandomIdGenerator, no links, plain attributes within the span limits. It answers None
- * before drawing an id or making an object whenever the Python method must decide (any
- * other sampler, id generator, parent, limit or attribute; a disabled tracer; an unsampled
- * parent), and otherwise does the Python method's steps in its order: the ids drawn with
+ * SDK's own samplers (sampler_rule() below), the SDK's RandomIdGenerator, no links, plain
+ * attributes within the span limits. It answers None before drawing an id or making an
+ * object whenever the Python method must decide (any other sampler, id generator, parent,
+ * limit or attribute; a disabled tracer), and otherwise does the Python method's steps in
+ * its order, a span not sampled ending as a NonRecordingSpan after the tracer's metrics:
+ * the ids drawn with
  * _fastsdk's `_getrandbits` (looked up at each use, so a seeded or patched draw reaches both
  * paths alike; a draw of 0 asks the generator), the SpanContext tuple, the tracer's own
  * metrics (NoOpTracerMetrics' answer taken without its call), the _FastSpan and
@@ -1269,6 +1270,84 @@ static PyObject *D_is_enabled, *D_noop_metrics_type, *D_noop_metrics_start, *D_n
 static int sdk_method_is(PyObject *owner, PyObject *name, PyObject *function);
 static PyObject *tracer_config_enabled(PyObject *tracer);
 
+/*
+ * Sampling without the sampler's call (configure_sampling; until then only the default sampler with a
+ * sampled or no parent): the SDK's own samplers as OTEL_TRACES_SAMPLER makes them (ParentBased and its
+ * subclasses, TraceIdRatioBased, the static always_on and always_off), decided from the parent's
+ * validity, remote and sampled flags and the trace id's low 64 bits, as their should_sample decide. A
+ * sampler of another type, a should_sample that is not the SDK's (patched on the class or the object),
+ * a static RECORD_ONLY or a ParentBased delegating to a ParentBased leaves the span to the Python method.
+ */
+static PyObject *S_parent_based_types, *S_parent_based_should_sample, *S_ratio_type, *S_ratio_should_sample,
+    *S_static_types, *S_static_should_sample, *S_drop, *S_unsampled_flags[2], *S_non_recording_type;
+static PyObject *s_s_should_sample, *s_s_root, *s_s_remote_sampled, *s_s_remote_not_sampled, *s_s_local_sampled,
+    *s_s_local_not_sampled, *s_s_decision, *s_s_limit, *s_s_bound;
+enum { RULE_ERROR = -1, RULE_DROP, RULE_SAMPLE, RULE_RATIO, RULE_DECLINE };
+
+static int type_in(PyObject *object, PyObject *types) {
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(types); i++)
+        if ((PyObject *)Py_TYPE(object) == PyTuple_GET_ITEM(types, i)) return 1;
+    return 0;
+}
+
+/* The rule of a sampler that delegates to none: a static decision, the trace id ratio, or decline. */
+static int leaf_rule(PyObject *sampler) {
+    if (type_in(sampler, S_static_types)) {
+        int own = sdk_method_is(sampler, s_s_should_sample, S_static_should_sample);
+        if (own <= 0) return own < 0 ? RULE_ERROR : RULE_DECLINE;
+        PyObject *decision = PyObject_GetAttr(sampler, s_s_decision);
+        if (decision == NULL) return RULE_ERROR;
+        int rule = decision == T_record_and_sample ? RULE_SAMPLE : decision == S_drop ? RULE_DROP : RULE_DECLINE;
+        Py_DECREF(decision);
+        return rule;
+    }
+    if ((PyObject *)Py_TYPE(sampler) != S_ratio_type) return RULE_DECLINE;
+    int own = sdk_method_is(sampler, s_s_should_sample, S_ratio_should_sample);
+    return own < 0 ? RULE_ERROR : own ? RULE_RATIO : RULE_DECLINE;
+}
+
+/* The rule of the tracer's sampler for a span under `parent` (a valid SpanContext, or NULL for a root),
+   read before anything is drawn; for RULE_RATIO, *ratio is the TraceIdRatioBased to ask (a new reference). */
+static int sampler_rule(PyObject *sampler, PyObject *parent, int parent_sampled, PyObject **ratio) {
+    if (sampler == T_default_on && (parent == NULL || parent_sampled)) return RULE_SAMPLE;
+    if (S_parent_based_types == NULL) return RULE_DECLINE;
+    if (sampler == T_default_on) return RULE_DROP;
+    if (!type_in(sampler, S_parent_based_types)) {
+        int rule = leaf_rule(sampler);
+        if (rule == RULE_RATIO) *ratio = Py_NewRef(sampler);
+        return rule;
+    }
+    int own = sdk_method_is(sampler, s_s_should_sample, S_parent_based_should_sample);
+    if (own <= 0) return own < 0 ? RULE_ERROR : RULE_DECLINE;
+    PyObject *name = s_s_root;
+    if (parent != NULL) {
+        int remote = PyObject_IsTrue(PyTuple_GET_ITEM(parent, 2));
+        if (remote < 0) return RULE_ERROR;
+        name = remote ? (parent_sampled ? s_s_remote_sampled : s_s_remote_not_sampled)
+                      : (parent_sampled ? s_s_local_sampled : s_s_local_not_sampled);
+    }
+    PyObject *delegate = PyObject_GetAttr(sampler, name);
+    if (delegate == NULL) return RULE_ERROR;
+    int rule = leaf_rule(delegate);
+    if (rule == RULE_RATIO)
+        *ratio = delegate;
+    else
+        Py_DECREF(delegate);
+    return rule;
+}
+
+/* TraceIdRatioBased.should_sample's test: trace_id & TRACE_ID_LIMIT < bound (1, 0, or -1 on an error). */
+static int ratio_samples(PyObject *ratio, PyObject *trace_id) {
+    PyObject *limit = PyObject_GetAttr(ratio, s_s_limit);
+    PyObject *bound = limit == NULL ? NULL : PyObject_GetAttr(ratio, s_s_bound);
+    PyObject *low = bound == NULL ? NULL : PyNumber_And(trace_id, limit);
+    int below = low == NULL ? -1 : PyObject_RichCompareBool(low, bound, Py_LT);
+    Py_XDECREF(limit);
+    Py_XDECREF(bound);
+    Py_XDECREF(low);
+    return below;
+}
+
 static PyObject *start_span(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 9) {
         PyErr_SetString(PyExc_TypeError,
@@ -1288,7 +1367,7 @@ static PyObject *start_span(PyObject *self, PyObject *const *args, Py_ssize_t na
              *max_value_len = NULL, *ctx = NULL, *current = NULL, *parent = NULL, *enabled = NULL,
              *getrandbits = NULL, *trace_id = NULL, *span_id = NULL, *span_context = NULL, *end_metrics = NULL,
              *processor = NULL, *span = NULL, *bounded = NULL, *stored = NULL, *now = NULL, *info = NULL,
-             *scope = NULL, *lock = NULL, *bounded_lock = NULL;
+             *scope = NULL, *lock = NULL, *bounded_lock = NULL, *ratio = NULL;
     /* What the Python method reads before it draws anything: decline on anything unusual. */
     sampler = PyObject_GetAttr(tracer, s_t_sampler);
     if (sampler == NULL) goto done;
@@ -1303,7 +1382,7 @@ static PyObject *start_span(PyObject *self, PyObject *const *args, Py_ssize_t na
     max_value_len = PyObject_GetAttr(limits, s_t_max_attribute_length);
     if (max_value_len == NULL) goto done;
     Py_ssize_t most = count_limit(maxlen);
-    if (sampler != T_default_on || (PyObject *)Py_TYPE(ids) != T_random_ids_type || resource == Py_None ||
+    if ((PyObject *)Py_TYPE(ids) != T_random_ids_type || resource == Py_None ||
         max_value_len != Py_None || most < 0)
         goto decline;
     Py_ssize_t count = attributes == Py_None ? 0 : PyDict_GET_SIZE(attributes);
@@ -1319,17 +1398,20 @@ static PyObject *start_span(PyObject *self, PyObject *const *args, Py_ssize_t na
     if ((PyObject *)Py_TYPE(parent) != M_span_context_type || PyTuple_GET_SIZE(parent) != 6) goto decline;
     int valid = PyObject_IsTrue(PyTuple_GET_ITEM(parent, 5)); /* parent.is_valid */
     if (valid < 0) goto done;
-    int random_id = 1;
+    int random_id = 1, parent_sampled = 1;
     if (valid) {
         PyObject *flags = PyTuple_GET_ITEM(parent, 3);
         if ((PyObject *)Py_TYPE(flags) != M_trace_flags_type) goto decline;
         unsigned long bits = PyLong_AsUnsignedLongMask(flags); /* the low bits, as & reads them */
         if (bits == (unsigned long)-1 && PyErr_Occurred()) goto done;
-        if (!(bits & 1)) goto decline; /* an unsampled parent: a NonRecordingSpan, made by Python */
+        parent_sampled = (bits & 1) != 0;
         random_id = (bits & 2) != 0;
     } else {
         Py_CLEAR(parent);
     }
+    int rule = sampler_rule(sampler, parent, parent_sampled, &ratio);
+    if (rule == RULE_ERROR) goto done;
+    if (rule == RULE_DECLINE) goto decline;
     int own_check = sdk_method_is(tracer, s_is_enabled, D_is_enabled);
     if (own_check < 0) goto done;
     enabled = own_check ? tracer_config_enabled(tracer) /* Tracer._is_enabled's one read, without its call */
@@ -1347,6 +1429,8 @@ static PyObject *start_span(PyObject *self, PyObject *const *args, Py_ssize_t na
     else
         trace_id = draw_id(getrandbits, 128, ids, s_t_generate_trace_id);
     if (trace_id == NULL) goto done;
+    int sample = rule == RULE_SAMPLE;
+    if (rule == RULE_RATIO && (sample = ratio_samples(ratio, trace_id)) < 0) goto done; /* the sampler's turn */
     span_id = draw_id(getrandbits, 64, ids, s_t_generate_span_id);
     if (span_id == NULL) goto done;
     int trace_ok = id_in_range(trace_id, T_max_trace_id);
@@ -1355,11 +1439,15 @@ static PyObject *start_span(PyObject *self, PyObject *const *args, Py_ssize_t na
     PyObject *state = parent != NULL ? PyTuple_GET_ITEM(parent, 4) : Py_None;
     span_context = ((PyTypeObject *)M_span_context_type)->tp_alloc((PyTypeObject *)M_span_context_type, 6);
     if (span_context == NULL) goto done;
-    PyObject *items[] = {trace_id, span_id, Py_False, T_flags[random_id], state != Py_None ? state : T_trace_state,
+    PyObject *items[] = {trace_id,
+                         span_id,
+                         Py_False,
+                         sample ? T_flags[random_id] : S_unsampled_flags[random_id],
+                         state != Py_None ? state : T_trace_state,
                          (trace_ok && span_ok) ? Py_True : Py_False};
     for (int i = 0; i < 6; i++) PyTuple_SET_ITEM(span_context, i, Py_NewRef(items[i]));
     untrack(span_context);
-    PyObject *metric_args[] = {NULL, parent != NULL ? parent : Py_None, T_record_and_sample};
+    PyObject *metric_args[] = {NULL, parent != NULL ? parent : Py_None, sample ? T_record_and_sample : S_drop};
     PyObject *tracer_metrics = PyObject_GetAttr(tracer, s_t_tracer_metrics);
     if (tracer_metrics == NULL) goto done;
     metric_args[0] = tracer_metrics;
@@ -1373,6 +1461,10 @@ static PyObject *start_span(PyObject *self, PyObject *const *args, Py_ssize_t na
             PyObject_VectorcallMethod(s_t_start_span, metric_args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     Py_DECREF(tracer_metrics);
     if (end_metrics == NULL) goto done;
+    if (!sample) { /* not recorded: no span object, processors or export */
+        result = PyObject_CallOneArg(S_non_recording_type, span_context);
+        goto done;
+    }
     processor = PyObject_GetAttr(tracer, s_t_span_processor);
     if (processor == NULL) goto done;
     info = PyObject_GetAttr(tracer, s_t_instrumentation_info); /* read before the span is made, as Python does */
@@ -1475,6 +1567,7 @@ done:
     Py_XDECREF(scope);
     Py_XDECREF(lock);
     Py_XDECREF(bounded_lock);
+    Py_XDECREF(ratio);
     return result;
 }
 
@@ -2040,6 +2133,34 @@ static PyObject *configure_spans(PyObject *self, PyObject *args) {
     for (int i = 0; i < 15; i++) Py_XSETREF(*slots[i], Py_NewRef(given[i]));
     Py_XSETREF(T_empty_args, empty);
     Py_XSETREF(T_parent_context_kw, kw);
+    Py_RETURN_NONE;
+}
+
+static PyObject *configure_sampling(PyObject *self, PyObject *args) {
+    enum { COUNT = 10 };
+    PyObject *given[COUNT];
+    if (!PyArg_ParseTuple(args, "O!OO!OO!OOOOO!:configure_sampling", &PyTuple_Type, &given[0], &given[1],
+                          &PyType_Type, &given[2], &given[3], &PyTuple_Type, &given[4], &given[5], &given[6],
+                          &given[7], &given[8], &PyType_Type, &given[9]))
+        return NULL;
+    if (T_tracer_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "configure_sampling: configure_spans first (it sets RECORD_AND_SAMPLE)");
+        return NULL;
+    }
+    for (int t = 0; t <= 4; t += 4)
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(given[t]); i++)
+            if (!PyType_Check(PyTuple_GET_ITEM(given[t], i))) {
+                PyErr_SetString(PyExc_TypeError, "configure_sampling: the sampler type tuples hold types");
+                return NULL;
+            }
+    /* in argument order: ParentBased types and their should_sample, TraceIdRatioBased and its should_sample,
+       the static sampler types and their should_sample, Decision.DROP, the unsampled flags without and with
+       the random bit, NonRecordingSpan */
+    PyObject **slots[] = {&S_parent_based_types, &S_parent_based_should_sample, &S_ratio_type,
+                          &S_ratio_should_sample, &S_static_types,              &S_static_should_sample,
+                          &S_drop,                &S_unsampled_flags[0],         &S_unsampled_flags[1],
+                          &S_non_recording_type};
+    for (int i = 0; i < COUNT; i++) Py_XSETREF(*slots[i], Py_NewRef(given[i]));
     Py_RETURN_NONE;
 }
 
@@ -2781,6 +2902,10 @@ static PyMethodDef methods[] = {
      "configure_spans(tracer, span, attributes, random_ids, default_on, record_and_sample, sampled_flags, "
      "sampled_random_flags, trace_state, unset_status, lock_factory, sdk_namespace, max_trace_id, max_span_id, "
      "readable_span)"},
+    {"configure_sampling", configure_sampling, METH_VARARGS,
+     "configure_sampling((ParentBased, ...), ParentBased.should_sample, TraceIdRatioBased, "
+     "TraceIdRatioBased.should_sample, (StaticSampler, ...), StaticSampler.should_sample, Decision.DROP, "
+     "unsampled_flags, unsampled_random_flags, NonRecordingSpan)"},
     {"configure_span_dispatch", configure_span_dispatch, METH_VARARGS,
      "configure_span_dispatch(multi, (multi.on_start, multi._on_ending, multi.on_end), (no-op function, ...), "
      "FastBatchSpanProcessor.on_end, Tracer._is_enabled, NoOpTracerMetrics, NoOpTracerMetrics.start_span, noop)"},
@@ -2874,6 +2999,15 @@ PyMODINIT_FUNC PyInit__otlp_native(void) {
                         {&s_n_other, "_aggregate_other"},
                         {&s_n_getrandbits, "_getrandbits"},
                         {&s_t_sampler, "sampler"},
+                        {&s_s_should_sample, "should_sample"},
+                        {&s_s_root, "_root"},
+                        {&s_s_remote_sampled, "_remote_parent_sampled"},
+                        {&s_s_remote_not_sampled, "_remote_parent_not_sampled"},
+                        {&s_s_local_sampled, "_local_parent_sampled"},
+                        {&s_s_local_not_sampled, "_local_parent_not_sampled"},
+                        {&s_s_decision, "_decision"},
+                        {&s_s_limit, "TRACE_ID_LIMIT"},
+                        {&s_s_bound, "bound"},
                         {&s_t_id_generator, "id_generator"},
                         {&s_t_resource, "resource"},
                         {&s_t_span_limits, "_span_limits"},

@@ -77,6 +77,19 @@ def configure_spans(
     readable_span_type: type,
     /,
 ) -> None: ...
+def configure_sampling(
+    parent_based_types: tuple[type, ...],
+    parent_based_should_sample: Callable[..., Any],
+    ratio_type: type,
+    ratio_should_sample: Callable[..., Any],
+    static_types: tuple[type, ...],
+    static_should_sample: Callable[..., Any],
+    drop: Any,
+    unsampled_flags: Any,
+    unsampled_random_flags: Any,
+    non_recording_span_type: type,
+    /,
+) -> None: ...
 def end_span(span: Any, name: str | None, attributes: dict[str, Any], /) -> bool: ...
 def start_span(
     tracer: Any,
