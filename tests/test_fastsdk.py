@@ -75,7 +75,7 @@ from opentelemetry.sdk.version import __version__ as sdk_version
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation import _SPAN_KEY
 
-from otel_correlate import _fastsdk, _logs, _pipeline
+from otel_correlate import _fastlogs, _fastsdk, _logs, _pipeline
 from otel_correlate._asgi_server import end_server_span
 from tests.forks import exit_code_of
 
@@ -250,9 +250,9 @@ def _spans(
 def emit_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Each log hand-off test twice: through the C ``emit_log`` (built in this venv) and through Python alone."""
     if request.param == "c":
-        assert _fastsdk._NATIVE_EMIT is not None, "the C extension is built in this venv"
+        assert _fastlogs._NATIVE_EMIT is not None, "the C extension is built in this venv"
     else:
-        monkeypatch.setattr(_fastsdk, "_NATIVE_EMIT", None)
+        monkeypatch.setattr(_fastlogs, "_NATIVE_EMIT", None)
     return str(request.param)
 
 
@@ -497,7 +497,7 @@ def _queue_one_span_and_one_log_line(
     *user_processors: SpanProcessor, body: Any = "line"
 ) -> tuple[ReadableSpan, Any, Callable[[], None]]:
     """A span ended and a log line emitted through the C paths; their queued items, and a shutdown."""
-    assert _fastsdk._NATIVE_END is not None and _fastsdk._NATIVE_EMIT is not None, "the C extension is built"
+    assert _fastsdk._NATIVE_END is not None and _fastlogs._NATIVE_EMIT is not None, "the C extension is built"
     tracer_provider = _fastsdk.FastTracerProvider(resource=RESOURCE)
     spans = _fastsdk.FastBatchSpanProcessor(InMemorySpanExporter(), schedule_delay_millis=60_000)
     tracer_provider.add_span_processor(_pipeline.BusinessKeySpanProcessor())
@@ -505,11 +505,11 @@ def _queue_one_span_and_one_log_line(
     for processor in user_processors:
         tracer_provider.add_span_processor(processor)
     logger_provider = LoggerProvider(resource=RESOURCE)
-    logs = _fastsdk.FastBatchLogRecordProcessor(InMemoryLogRecordExporter(), schedule_delay_millis=60_000)
+    logs = _fastlogs.FastBatchLogRecordProcessor(InMemoryLogRecordExporter(), schedule_delay_millis=60_000)
     logger_provider.add_log_record_processor(logs)
     span = tracer_provider.get_tracer("t").start_span("s", attributes={"k": "v"})
     ctx = trace.set_span_in_context(span)
-    logged = _fastsdk._NATIVE_EMIT(
+    logged = _fastlogs._NATIVE_EMIT(
         logger_provider.get_logger("l"), 5, SeverityNumber.INFO, "INFO", body, {}, ctx, False
     )
     assert logged is True and _fastsdk._NATIVE_END(span, "renamed", {"n": 1}) is True
@@ -589,7 +589,7 @@ def test_log_records_a_shutdown_leaves_queued_do_not_keep_the_provider_alive() -
     """A queued record leads back to its queue through its logger: the shutdown lets go of what it could not export."""
     provider = LoggerProvider(resource=RESOURCE)
     exporter = _Stuck()
-    processor = _fastsdk.FastBatchLogRecordProcessor(
+    processor = _fastlogs.FastBatchLogRecordProcessor(
         exporter, schedule_delay_millis=60_000, max_export_batch_size=4
     )
     batch = processor._batch_processor
@@ -598,7 +598,7 @@ def test_log_records_a_shutdown_leaves_queued_do_not_keep_the_provider_alive() -
     logger = provider.get_logger("l")
     for n in range(10):
         assert (
-            _fastsdk._NATIVE_EMIT(logger, n, SeverityNumber.INFO, "INFO", "line", {}, Context(), False)
+            _fastlogs._NATIVE_EMIT(logger, n, SeverityNumber.INFO, "INFO", "line", {}, Context(), False)
             is True
         )
     assert exporter.exporting.wait(5)  # the export thread holds the first 4, stuck; 6 wait in the queue
@@ -1694,7 +1694,7 @@ def test_log_records_are_the_sdks_records(limits: LogRecordLimits | None) -> Non
         expected = _log_records(lambda logger, record: logger.emit(record), limits)
     with warnings.catch_warnings(record=True) as fast_warnings:
         warnings.simplefilter("always")
-        got = _log_records(lambda logger, record: logger.emit(_fastsdk.log_record(record, logger)), limits)
+        got = _log_records(lambda logger, record: logger.emit(_fastlogs.log_record(record, logger)), limits)
     assert got == expected
     assert len(got) == 5
     # records over the limits warn as in the SDK (LogRecordDroppedAttributesWarning), the same number of times
@@ -1717,9 +1717,9 @@ def test_the_fast_batch_processor_hands_over_the_same_records(
         logger = provider.get_logger("script")
         for n in range(3):
             record = LogRecord(timestamp=n + 1, body=f"line {n}", attributes={"n": n, "k": "v"})
-            logger.emit(_fastsdk.log_record(record, logger) if fast_records else record)
+            logger.emit(_fastlogs.log_record(record, logger) if fast_records else record)
         queued = list(processor._batch_processor._queue)
-        if processor_class is _fastsdk.FastBatchLogRecordProcessor and limits is None:
+        if processor_class is _fastlogs.FastBatchLogRecordProcessor and limits is None:
             # Waiting for export, a record's attributes are a plain dict the garbage collector ignores.
             assert all(not gc.is_tracked(q.log_record.attributes) for q in queued)
         provider.force_flush()
@@ -1730,7 +1730,7 @@ def test_the_fast_batch_processor_hands_over_the_same_records(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the dropped-attribute warning; its parity is tested above
         expected = run(BatchLogRecordProcessor)
-        assert run(_fastsdk.FastBatchLogRecordProcessor) == expected
+        assert run(_fastlogs.FastBatchLogRecordProcessor) == expected
     assert [r["dropped_attributes"] for r in expected] == [("int", 0 if limits is None else 1)] * 3
 
 
@@ -1786,7 +1786,7 @@ def test_the_emitter_queues_plain_records_directly_and_exactly_as_the_sdk(
 ) -> None:
     expected, sdk_emits = _emitted(monkeypatch, BatchLogRecordProcessor)
     assert sdk_emits == 4
-    got, sdk_emits = _emitted(monkeypatch, _fastsdk.FastBatchLogRecordProcessor)
+    got, sdk_emits = _emitted(monkeypatch, _fastlogs.FastBatchLogRecordProcessor)
     assert got == expected  # same records, same fields in the same order, contexts dropped
     assert sdk_emits == 1  # only the record with a list value went through Logger.emit
     assert [r[0]["ids"][1][0] for r in got] == [("int", 0xFEED)] * 3 + [
@@ -1795,7 +1795,7 @@ def test_the_emitter_queues_plain_records_directly_and_exactly_as_the_sdk(
 
 
 def test_a_second_log_processor_gets_every_record(monkeypatch: pytest.MonkeyPatch, emit_path: str) -> None:
-    got, sdk_emits = _emitted(monkeypatch, _fastsdk.FastBatchLogRecordProcessor, extra_processor=True)
+    got, sdk_emits = _emitted(monkeypatch, _fastlogs.FastBatchLogRecordProcessor, extra_processor=True)
     assert sdk_emits == 4 and len(got) == 4
 
 
@@ -1862,9 +1862,9 @@ def test_a_hung_collector_never_blocks_the_service() -> None:
     assert exporter.exported < 4000  # what did not fit was dropped (and counted), not waited for
 
 
-def _emit_plain_line(sole: _fastsdk.FastBatchLogRecordProcessor, logger: Any, n: int) -> None:
+def _emit_plain_line(sole: _fastlogs.FastBatchLogRecordProcessor, logger: Any, n: int) -> None:
     """One plain INFO line ``b`` at timestamp ``n`` through the direct hand-off (in C when it is on)."""
-    native = _fastsdk._NATIVE_EMIT
+    native = _fastlogs._NATIVE_EMIT
     if native is not None:
         assert native(logger, n, SeverityNumber.INFO, "INFO", "b", {}, context.get_current(), False)
         return
@@ -1898,7 +1898,7 @@ def test_a_log_burst_is_delivered_instead_of_dropped(emit_path: str) -> None:
         logger = provider.get_logger("burst")
         for n in range(4000):
             if via_emitter:
-                sole = _fastsdk.sole_log_processor(logger)
+                sole = _fastlogs.sole_log_processor(logger)
                 assert sole is not None
                 _emit_plain_line(sole, logger, n)
             else:
@@ -1907,17 +1907,17 @@ def test_a_log_burst_is_delivered_instead_of_dropped(emit_path: str) -> None:
         return len(exporter.get_finished_logs())
 
     assert run(BatchLogRecordProcessor, via_emitter=False) < 4000
-    assert run(_fastsdk.FastBatchLogRecordProcessor, via_emitter=False) == 4000
-    assert run(_fastsdk.FastBatchLogRecordProcessor, via_emitter=True) == 4000
+    assert run(_fastlogs.FastBatchLogRecordProcessor, via_emitter=False) == 4000
+    assert run(_fastlogs.FastBatchLogRecordProcessor, via_emitter=True) == 4000
 
 
 def _sole_logger(
     exporter: Any, name: str, *, max_queue_size: int, schedule_delay_millis: int
-) -> tuple[LoggerProvider, Any, _fastsdk.FastBatchLogRecordProcessor]:
+) -> tuple[LoggerProvider, Any, _fastlogs.FastBatchLogRecordProcessor]:
     """A logger whose only processor is a fast batch processor exporting in batches of 64."""
     provider = LoggerProvider(resource=RESOURCE)
     provider.add_log_record_processor(
-        _fastsdk.FastBatchLogRecordProcessor(
+        _fastlogs.FastBatchLogRecordProcessor(
             exporter,
             max_queue_size=max_queue_size,
             max_export_batch_size=64,
@@ -1925,7 +1925,7 @@ def _sole_logger(
         )
     )
     logger = provider.get_logger(name)
-    sole = _fastsdk.sole_log_processor(logger)
+    sole = _fastlogs.sole_log_processor(logger)
     assert sole is not None
     return provider, logger, sole
 
@@ -1985,7 +1985,7 @@ def _queued_lines(seed: int, limits: LogRecordLimits | None, monkeypatch: pytest
     ticks = itertools.count(1000)
     monkeypatch.setattr(_fastsdk, "time_ns", lambda: next(ticks))  # the observed timestamp, on both paths
     provider = LoggerProvider(resource=RESOURCE, log_record_limits=limits)
-    processor = _fastsdk.FastBatchLogRecordProcessor(
+    processor = _fastlogs.FastBatchLogRecordProcessor(
         InMemoryLogRecordExporter(), schedule_delay_millis=60_000
     )
     provider.add_log_record_processor(processor)
@@ -2024,7 +2024,7 @@ def _queued_lines(seed: int, limits: LogRecordLimits | None, monkeypatch: pytest
             item[8],
             item[9]._instrumentation_scope.name,
         )
-        if type(item) is _fastsdk.QueuedLogRecord
+        if type(item) is _fastlogs.QueuedLogRecord
         else (type(item).__name__, _log_record(item))
         for item in queued
     ]
@@ -2039,10 +2039,10 @@ def _queued_lines(seed: int, limits: LogRecordLimits | None, monkeypatch: pytest
 def test_random_log_lines_reach_the_queue_alike_on_both_paths(
     seed: int, limits: LogRecordLimits | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    native = _fastsdk._NATIVE_EMIT
+    native = _fastlogs._NATIVE_EMIT
     assert native is not None, "the C extension is built in this venv"
     made = _queued_lines(seed, limits, monkeypatch)
-    monkeypatch.setattr(_fastsdk, "_NATIVE_EMIT", None)
+    monkeypatch.setattr(_fastlogs, "_NATIVE_EMIT", None)
     assert _queued_lines(seed, limits, monkeypatch) == made
     kinds = collections.Counter(item[0] for item in made)
     # a value-length limit: every record is the SDK's; otherwise most take the direct hand-off
@@ -2069,7 +2069,7 @@ def test_a_disabled_logger_emits_nothing_and_the_logger_metrics_count_on_both_pa
             resource=RESOURCE, _logger_configurator=lambda scope, on=enabled: _LoggerConfig(is_enabled=on)
         )  # type: ignore[call-arg]
         exporter = InMemoryLogRecordExporter()
-        provider.add_log_record_processor(_fastsdk.FastBatchLogRecordProcessor(exporter))
+        provider.add_log_record_processor(_fastlogs.FastBatchLogRecordProcessor(exporter))
         monkeypatch.setattr(_logs, "get_logger_provider", lambda provider=provider: provider)
         emitter = _logs._Emitter()
         emitter.emit(scope="s", level_no=20, body="first", attributes={}, timestamp_ns=1)  # makes the logger
@@ -2088,7 +2088,7 @@ def test_a_log_line_under_a_foreign_span_asks_the_logger_once(
     """A span context that is not the SDK's exact type is read through its properties, not handed back to Python."""
     provider = LoggerProvider(resource=RESOURCE)
     exporter = InMemoryLogRecordExporter()
-    provider.add_log_record_processor(_fastsdk.FastBatchLogRecordProcessor(exporter))
+    provider.add_log_record_processor(_fastlogs.FastBatchLogRecordProcessor(exporter))
     monkeypatch.setattr(_logs, "get_logger_provider", lambda: provider)
     emitter = _logs._Emitter()
     emitter.emit(scope="s", level_no=20, body="first", attributes={}, timestamp_ns=1)  # makes the logger
@@ -2110,7 +2110,7 @@ def test_a_log_line_under_a_foreign_span_asks_the_logger_once(
 
 def test_the_c_emit_keeps_no_reference_it_does_not_own() -> None:
     provider = LoggerProvider(resource=RESOURCE)
-    processor = _fastsdk.FastBatchLogRecordProcessor(
+    processor = _fastlogs.FastBatchLogRecordProcessor(
         InMemoryLogRecordExporter(), schedule_delay_millis=60_000
     )
     provider.add_log_record_processor(processor)
@@ -2119,7 +2119,7 @@ def test_the_c_emit_keeps_no_reference_it_does_not_own() -> None:
     body, text, ctx = "counted-body", "COUNTED", _in_sampled_span()
     span_context = trace.get_current_span(ctx).get_span_context()
     watched = [logger, other, body, text, ctx, span_context, SeverityNumber.INFO, processor]
-    native = _fastsdk._NATIVE_EMIT
+    native = _fastlogs._NATIVE_EMIT
     queue = processor._batch_processor._queue
 
     def emit() -> None:
@@ -2138,7 +2138,7 @@ def test_the_c_emit_keeps_no_reference_it_does_not_own() -> None:
 def test_exporters_that_do_not_read_queued_records_get_the_sdks_records() -> None:
     exporter = InMemoryLogRecordExporter()
     provider = LoggerProvider(resource=RESOURCE)
-    provider.add_log_record_processor(_fastsdk.FastBatchLogRecordProcessor(exporter))
+    provider.add_log_record_processor(_fastlogs.FastBatchLogRecordProcessor(exporter))
     emitter = _logs._Emitter()
     original = _logs.get_logger_provider
     _logs.get_logger_provider = lambda: provider  # type: ignore[assignment]
@@ -2147,7 +2147,7 @@ def test_exporters_that_do_not_read_queued_records_get_the_sdks_records() -> Non
     finally:
         _logs.get_logger_provider = original  # type: ignore[assignment]
     queued = list(provider._multi_log_record_processor._log_record_processors[0]._batch_processor._queue)
-    assert [type(q) for q in queued] == [_fastsdk.QueuedLogRecord]
+    assert [type(q) for q in queued] == [_fastlogs.QueuedLogRecord]
     provider.force_flush()
     [record] = exporter.get_finished_logs()
     assert type(record) is ReadableLogRecord and type(record.log_record) is LogRecord
@@ -2251,7 +2251,7 @@ def _loguru_lines(processor_class: type[BatchLogRecordProcessor]) -> list[dict[s
 
 def test_loguru_lines_through_the_direct_hand_off_are_the_sdks_records() -> None:
     """Lines the sink knows are plain skip the attribute check; the others are checked and cleaned as in the SDK."""
-    got = _loguru_lines(_fastsdk.FastBatchLogRecordProcessor)
+    got = _loguru_lines(_fastlogs.FastBatchLogRecordProcessor)
     assert got == _loguru_lines(BatchLogRecordProcessor)
     _, bound = got[1]["attributes"]  # (name, value) pairs, each tagged with its type
     assert ("tuple", [("str", "tags"), ("tuple", [("str", "a"), ("str", "b")])]) in bound
@@ -2274,7 +2274,7 @@ def _loguru_script(native: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[list[
     monkeypatch.setattr(_logs, "_NATIVE_LOGURU", counted if native else None)
     exporter = InMemoryLogRecordExporter()
     provider = LoggerProvider(resource=RESOURCE)
-    provider.add_log_record_processor(_fastsdk.FastBatchLogRecordProcessor(exporter))
+    provider.add_log_record_processor(_fastlogs.FastBatchLogRecordProcessor(exporter))
     monkeypatch.setattr(_logs, "get_logger_provider", lambda: provider)
     severities = dict(_logs._SEVERITY_BY_LEVEL)
     _logs._SEVERITY_BY_LEVEL.clear()  # the C code reads this dict: each level's first line goes to Python
@@ -2355,7 +2355,7 @@ def _loguru_export(native: bool, monkeypatch: pytest.MonkeyPatch) -> Any:
         monkeypatch.setattr(_logs, "_NATIVE_LOGURU", None)
     exporter = InMemoryLogRecordExporter()
     provider = LoggerProvider(resource=RESOURCE)
-    provider.add_log_record_processor(_fastsdk.FastBatchLogRecordProcessor(exporter))
+    provider.add_log_record_processor(_fastlogs.FastBatchLogRecordProcessor(exporter))
     monkeypatch.setattr(_logs, "get_logger_provider", lambda: provider)
     _logs.EMITTER.reset()
     handler = None
@@ -2471,7 +2471,7 @@ def test_loguru_lines_from_many_threads_each_carry_their_own_keys(monkeypatch: p
     monkeypatch.setattr(_logs, "_NATIVE_LOGURU", counted)
     exporter = InMemoryLogRecordExporter()
     provider = LoggerProvider(resource=RESOURCE)
-    provider.add_log_record_processor(_fastsdk.FastBatchLogRecordProcessor(exporter, max_queue_size=8192))
+    provider.add_log_record_processor(_fastlogs.FastBatchLogRecordProcessor(exporter, max_queue_size=8192))
     monkeypatch.setattr(_logs, "get_logger_provider", lambda: provider)
     _logs.EMITTER.reset()
     handler = None
@@ -2514,10 +2514,10 @@ def test_a_forked_child_exports_its_own_spans_and_log_records() -> None:
     tracer_provider.add_span_processor(_fastsdk.FastBatchSpanProcessor(spans, schedule_delay_millis=60_000))
     logger_provider = LoggerProvider(resource=RESOURCE)
     logger_provider.add_log_record_processor(
-        _fastsdk.FastBatchLogRecordProcessor(logs, schedule_delay_millis=60_000)
+        _fastlogs.FastBatchLogRecordProcessor(logs, schedule_delay_millis=60_000)
     )
     logger = logger_provider.get_logger("fork")
-    sole = _fastsdk.sole_log_processor(logger)
+    sole = _fastlogs.sole_log_processor(logger)
     assert sole is not None
     tracer_provider.get_tracer("t").start_span("parent-before-fork").end()  # queued, not yet exported
     pid = os.fork()

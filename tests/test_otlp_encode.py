@@ -162,10 +162,10 @@ def _emitted_through(processor_class: type, exporter: InMemoryLogRecordExporter)
 def test_queued_log_records_encode_as_the_sdks_records() -> None:
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
-    from otel_correlate import _fastsdk
+    from otel_correlate import _fastlogs
 
-    queued = _emitted_through(_fastsdk.FastBatchLogRecordProcessor, _Queued())
-    assert {type(r) for r in queued} == {_fastsdk.QueuedLogRecord}  # the compact path was taken
+    queued = _emitted_through(_fastlogs.FastBatchLogRecordProcessor, _Queued())
+    assert {type(r) for r in queued} == {_fastlogs.QueuedLogRecord}  # the compact path was taken
     sdk = _emitted_through(BatchLogRecordProcessor, InMemoryLogRecordExporter())
 
     def decoded(data: bytes) -> ExportLogsServiceRequest:
@@ -184,7 +184,7 @@ def test_queued_log_records_encode_as_the_sdks_records() -> None:
         and len(ours.resource_logs[0].scope_logs[0].log_records) == 3
     )
     # the same records as the SDK's types, through the SDK's encoder: same bytes as ours
-    readable = _fastsdk.readable_log_records(queued)
+    readable = _fastlogs.readable_log_records(queued)
     assert (
         _otlp_encode.encode_logs(queued).SerializeToString() == sdk_encode_logs(readable).SerializeToString()
     )
@@ -192,7 +192,7 @@ def test_queued_log_records_encode_as_the_sdks_records() -> None:
     mixed = [queued[0], queued[3], queued[1], queued[3], queued[2]]
     assert (
         _otlp_encode.encode_logs(mixed).SerializeToString()
-        == sdk_encode_logs(_fastsdk.readable_log_records(mixed)).SerializeToString()
+        == sdk_encode_logs(_fastlogs.readable_log_records(mixed)).SerializeToString()
     )
 
 

@@ -24,7 +24,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
-from otel_correlate import _fastsdk, _otlp_encode
+from otel_correlate import _fastlogs, _otlp_encode
 
 native = _otlp_encode._native
 python_items = _otlp_encode._python_items
@@ -109,8 +109,8 @@ def _span(rng: random.Random) -> ReadableSpan:
     )
 
 
-def _log(rng: random.Random) -> _fastsdk.QueuedLogRecord:
-    return _fastsdk.QueuedLogRecord(
+def _log(rng: random.Random) -> _fastlogs.QueuedLogRecord:
+    return _fastlogs.QueuedLogRecord(
         rng.choice([None, 0, 1_700_000_000_000_000_000]),
         1_700_000_000_000_000_123,
         rng.choice([0, rng.getrandbits(128)]),
@@ -192,7 +192,7 @@ def test_the_common_shapes_are_written_in_c_not_handed_back() -> None:
         start_time=1,
         end_time=2,
     )
-    log = _fastsdk.QueuedLogRecord(
+    log = _fastlogs.QueuedLogRecord(
         1, 2, 3, 4, TraceFlags(1), "INFO", SeverityNumber.INFO, "order looked up", {"orderId": "ORD-1"}, None
     )
 
@@ -293,7 +293,7 @@ def test_a_build_that_refuses_its_configuration_leaves_the_python_encoder(
 
     real = native.configure
     with pytest.raises(TypeError, match="SpanContext and QueuedLogRecord tuples"):
-        real(ReadableSpan, object, Status, _fastsdk.QueuedLogRecord, {}, {}, {})
+        real(ReadableSpan, object, Status, _fastlogs.QueuedLogRecord, {}, {}, {})
     warned: list[str] = []
     monkeypatch.setattr(_otlp_encode._log, "warning", lambda message, *args: warned.append(message % args))
     monkeypatch.setattr(native, "configure", refuse)
@@ -346,7 +346,7 @@ def test_without_a_compiler_the_package_installs_and_encodes_in_python(tmp_path:
         "from otel_correlate import _otlp_encode\n"
         "assert _otlp_encode._native is None, _otlp_encode._native\n"
         "assert _otlp_encode._ENCODE_SPANS is _otlp_encode._python_items\n"
-        "from otel_correlate import _fastsdk, _sensitive\n"
+        "from otel_correlate import _fastlogs, _fastsdk, _sensitive\n"
         "assert _fastsdk._NATIVE_PLAIN is None and _sensitive._SETTLED is None\n"
         "assert _sensitive.Scrubber().attributes({'m': 'a@b.io'}) == {'m': '[REDACTED:email]'}\n"
         "span = TracerProvider().get_tracer('t').start_span('s', attributes={'orderId': 'O-1'})\n"

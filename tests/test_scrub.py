@@ -314,19 +314,19 @@ def test_log_records_are_copied_only_when_masked() -> None:
 
 def test_queued_log_records_are_masked_like_the_sdks_records() -> None:
     """The fast processor's compact records (what reaches the OTLP exporter) are masked the same way."""
-    from otel_correlate import _fastsdk
+    from otel_correlate import _fastlogs
 
     otel_logger = LoggerProvider(resource=Resource.create({"service.name": "unit"})).get_logger("unit")
 
-    def queued(body: str, attributes: dict[str, Any]) -> _fastsdk.QueuedLogRecord:
-        return _fastsdk.QueuedLogRecord(5, 6, 0xFEED, 0xBEEF, 1, "INFO", None, body, attributes, otel_logger)
+    def queued(body: str, attributes: dict[str, Any]) -> _fastlogs.QueuedLogRecord:
+        return _fastlogs.QueuedLogRecord(5, 6, 0xFEED, 0xBEEF, 1, "INFO", None, body, attributes, otel_logger)
 
     clean = queued("order created", {"orderId": "O-1"})
     dirty = queued(f"mail {EMAIL}", {"orderId": "O-1", "card": CARD})
     assert _scrub.log_record(Scrubber(), clean) is clean  # type: ignore[arg-type]
     scrubbed = _scrub.log_record(Scrubber(), dirty)  # type: ignore[arg-type]
     assert scrubbed == queued("mail [REDACTED:email]", {"orderId": "O-1", "card": "[REDACTED:card]"})
-    assert type(scrubbed) is _fastsdk.QueuedLogRecord
+    assert type(scrubbed) is _fastlogs.QueuedLogRecord
     assert dirty.body == f"mail {EMAIL}" and dirty.attributes["card"] == CARD  # the original is untouched
     # through the exporters' wrapper, as a whole batch, and as the SDK's record for other exporters
     exporter = InMemoryLogRecordExporter()
@@ -508,10 +508,10 @@ def test_metrics_without_sensitive_data_come_back_as_the_same_object() -> None:
 
 
 def _queued(body: Any, attributes: dict[str, Any]) -> Any:
-    from otel_correlate import _fastsdk
+    from otel_correlate import _fastlogs
 
     otel_logger = LoggerProvider(resource=Resource.create({"service.name": "unit"})).get_logger("unit")
-    return _fastsdk.QueuedLogRecord(5, 6, 0xFEED, 0xBEEF, 1, "INFO", None, body, attributes, otel_logger)
+    return _fastlogs.QueuedLogRecord(5, 6, 0xFEED, 0xBEEF, 1, "INFO", None, body, attributes, otel_logger)
 
 
 def _random_batch(draw: random.Random) -> tuple[list[Any], list[Any]]:

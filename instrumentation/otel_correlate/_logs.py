@@ -34,7 +34,7 @@ from typing import Any
 from opentelemetry._logs import LogRecord, SeverityNumber, get_logger_provider
 from opentelemetry.sdk._logs import Logger as SDKLogger
 
-from otel_correlate import _context, _fastsdk, _native, _settings
+from otel_correlate import _context, _fastlogs, _native, _settings
 
 _FROM_STDLIB = "_oc_from_stdlib"
 _PREFIX = "_oc_prefix"
@@ -143,12 +143,12 @@ class _Emitter:
             attributes.update(_context.current_business_keys(current))
             number, text = severity(level_no)
             if sdk_logger:
-                native = _fastsdk._NATIVE_EMIT  # the two calls below in C, for their usual case
+                native = _fastlogs._NATIVE_EMIT  # the two calls below in C, for their usual case
                 if native is not None and native(
                     otel_logger, timestamp_ns, number, text, body, attributes, current, plain
                 ):
                     return
-                sole = _fastsdk.sole_log_processor(otel_logger)
+                sole = _fastlogs.sole_log_processor(otel_logger)
                 if sole is not None and sole.emit_plain(
                     otel_logger,
                     timestamp=timestamp_ns,
@@ -170,7 +170,7 @@ class _Emitter:
             )
             if sdk_logger:
                 # The same SDK record, without re-cleaning plain attribute values.
-                otel_logger.emit(_fastsdk.log_record(record, otel_logger))  # type: ignore[call-overload]
+                otel_logger.emit(_fastlogs.log_record(record, otel_logger))  # type: ignore[call-overload]
             else:
                 otel_logger.emit(record)
         finally:
@@ -186,7 +186,7 @@ EMITTER = _Emitter()
 def _loguru_sink(message: Any) -> None:
     record = message.record
     native = _NATIVE_LOGURU  # this function and _Emitter.emit in C, for a plain record
-    if native is not None and _fastsdk._NATIVE_EMIT is not None and native(record, EMITTER):
+    if native is not None and _fastlogs._NATIVE_EMIT is not None and native(record, EMITTER):
         return
     extra = record["extra"]
     if extra.get(_FROM_STDLIB):
@@ -243,7 +243,7 @@ def _native_loguru() -> Any:
     """
     configure = _native.helper("configure_loguru")
     record = _native.helper("loguru_record")
-    if configure is None or record is None or _fastsdk._NATIVE_EMIT is None:
+    if configure is None or record is None or _fastlogs._NATIVE_EMIT is None:
         return None
     configure(_context.KEYS_CONTEXT, _SEVERITY_BY_LEVEL, _LOGURU_START_NS)
     return record

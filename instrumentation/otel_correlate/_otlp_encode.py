@@ -32,7 +32,7 @@ from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
-from otel_correlate import _fastsdk, _settings
+from otel_correlate import _fastlogs, _fastsdk, _settings
 from otel_correlate._native import built as _native  # the C hot path, or None: Python does all the work
 
 _log = logging.getLogger("otel_correlate")
@@ -213,7 +213,7 @@ _NOTHING = object()
 
 def _group(items: Sequence[Any]) -> dict[int, tuple[Any, dict[int, tuple[Any, list[Any]]]]]:
     groups: dict[int, tuple[Any, dict[int, tuple[Any, list[Any]]]]] = {}
-    queued = _fastsdk.QueuedLogRecord
+    queued = _fastlogs.QueuedLogRecord
     last_owner: Any = None
     last_resource: Any = _NOTHING
     last_scope: Any = _NOTHING
@@ -365,7 +365,7 @@ def _severity_fields(number: Any, text: str) -> bytes:
     return fields
 
 
-def _queued_log_record(item: _fastsdk.QueuedLogRecord) -> bytes:
+def _queued_log_record(item: _fastlogs.QueuedLogRecord) -> bytes:
     """``_log_record`` for a compact queued record (plain attributes, nothing dropped, no event name).
 
     Kept apart from ``_log_record`` on purpose: one writer for both shapes measured
@@ -396,7 +396,7 @@ def _queued_log_record(item: _fastsdk.QueuedLogRecord) -> bytes:
 
 
 def _log_record(readable: Any) -> bytes:
-    if type(readable) is _fastsdk.QueuedLogRecord:
+    if type(readable) is _fastlogs.QueuedLogRecord:
         return _queued_log_record(readable)
     record = readable.log_record
     parts = []
@@ -445,7 +445,7 @@ def _configure_native() -> tuple[Any, Any]:
             ReadableSpan,
             SpanContext,
             Status,
-            _fastsdk.QueuedLogRecord,
+            _fastlogs.QueuedLogRecord,
             dict(_KINDS),
             {code: code.value for code in StatusCode},
             {number: number.value for number in SeverityNumber},

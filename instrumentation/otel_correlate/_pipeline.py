@@ -37,7 +37,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from otel_correlate import _context, _fastsdk, _otlp_encode, _scrub, _settings, _telemetry
+from otel_correlate import _context, _fastlogs, _fastsdk, _otlp_encode, _scrub, _settings, _telemetry
 
 
 class BusinessKeySpanProcessor(SpanProcessor):
@@ -134,7 +134,7 @@ class _CountingLogExporter(LogRecordExporter):
     """Counts failed log exports.
 
     It takes the compact records the fast batch processor queues
-    (``_fastsdk.QueuedLogRecord``): the scrubber reads them, and they reach the
+    (``_fastlogs.QueuedLogRecord``): the scrubber reads them, and they reach the
     exporter as they are when it is the OTLP/HTTP one encoding with ``_otlp_encode``,
     as the SDK's records otherwise.
     """
@@ -147,7 +147,7 @@ class _CountingLogExporter(LogRecordExporter):
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         batch = _scrub.log_records(batch)
         if not _otlp_encode.takes_queued_log_records(self._inner):
-            batch = _fastsdk.readable_log_records(batch)
+            batch = _fastlogs.readable_log_records(batch)
         try:
             result = self._inner.export(batch)
         except Exception as exc:
@@ -285,7 +285,7 @@ def build_providers(
     for log_exporter in log_exporters:
         counted_logs = _CountingLogExporter(log_exporter)
         logger_provider.add_log_record_processor(
-            _fastsdk.FastBatchLogRecordProcessor(
+            _fastlogs.FastBatchLogRecordProcessor(
                 counted_logs, max_queue_size=_queue_size("OTEL_BLRP_MAX_QUEUE_SIZE")
             )
             if batch

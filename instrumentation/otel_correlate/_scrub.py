@@ -44,7 +44,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link, Status
 
-from otel_correlate import _fastsdk
+from otel_correlate import _fastlogs
 from otel_correlate._sensitive import Scrubber
 
 _log = logging.getLogger("otel_correlate")
@@ -97,9 +97,9 @@ def _link(scrubber: Scrubber, link: Link) -> Link:
 
 
 def log_record(scrubber: Scrubber, readable: ReadableLogRecord) -> ReadableLogRecord:
-    """``readable``, or a copy with its body and attributes masked (also for a ``_fastsdk.QueuedLogRecord``)."""
+    """``readable``, or a copy with its body and attributes masked (also for a ``_fastlogs.QueuedLogRecord``)."""
     queued: Any = readable
-    if type(queued) is _fastsdk.QueuedLogRecord:
+    if type(queued) is _fastlogs.QueuedLogRecord:
         body = scrubber.body(queued.body)
         attributes = scrubber.attributes(queued.attributes)
         if body is queued.body and attributes is queued.attributes:
@@ -262,7 +262,7 @@ def spans(batch: Sequence[ReadableSpan]) -> Sequence[ReadableSpan]:
     """
     try:
         scrubber = active()
-        if scrubber is None or scrubber.leaves_batch(batch, ReadableSpan, _fastsdk.QueuedLogRecord):
+        if scrubber is None or scrubber.leaves_batch(batch, ReadableSpan, _fastlogs.QueuedLogRecord):
             return batch
         return _each(batch, lambda item: span(scrubber, item))
     except Exception as exc:
@@ -274,7 +274,7 @@ def log_records(batch: Sequence[ReadableLogRecord]) -> Sequence[ReadableLogRecor
     """The log records of one export with sensitive data masked (see :func:`spans`)."""
     try:
         scrubber = active()
-        if scrubber is None or scrubber.leaves_batch(batch, ReadableSpan, _fastsdk.QueuedLogRecord):
+        if scrubber is None or scrubber.leaves_batch(batch, ReadableSpan, _fastlogs.QueuedLogRecord):
             return batch
         return _each(batch, lambda item: log_record(scrubber, item))
     except Exception as exc:
