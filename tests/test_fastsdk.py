@@ -698,6 +698,9 @@ _SDK_SAMPLERS = {
     "always_off": sampling.ALWAYS_OFF,
     "traceidratio": sampling.TraceIdRatioBased(0.5),
     "parentbased_traceidratio": sampling.ParentBasedTraceIdRatio(0.5),
+    # what the SDK's entry points make of OTEL_TRACES_SAMPLER under opentelemetry-instrument
+    "entry point always_on": sampling._AlwaysOn(None),
+    "entry point parentbased_always_off": sampling._ParentBasedAlwaysOff(None),
     "ratio 1.0": sampling.ParentBasedTraceIdRatio(1.0),
     "ratio 0.0": sampling.TraceIdRatioBased(0.0),
     "every delegate swapped": sampling.ParentBased(
@@ -771,7 +774,12 @@ def test_the_c_start_decides_for_the_sdks_samplers_as_they_do(name: str) -> None
         )
     assert made["c"] == made["sdk"]
     sampled = sum(1 for started in made["sdk"] if started[0] == "recorded")
-    assert 0 < sampled < len(parents) or name in {"always_on", "always_off", "ratio 0.0"}
+    assert 0 < sampled < len(parents) or name in {
+        "always_on",
+        "always_off",
+        "ratio 0.0",
+        "entry point always_on",
+    }
 
 
 def test_spans_the_c_code_starts_have_the_python_methods_fields_in_its_order() -> None:
