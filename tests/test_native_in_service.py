@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 
 _SCRIPT = r"""
 import collections, io, json, os, sys
-from otel_correlate import _asgi_server, _fastsdk, _logs
+from otel_correlate import _asgi_server, _fastlogs, _fastsdk, _logs
 
 counts = collections.Counter()
 
@@ -44,7 +44,7 @@ def count_python(name, owner, attribute):
     setattr(owner, attribute, counted)
 
 count("end", _fastsdk, "_NATIVE_END", False)
-count("log", _fastsdk, "_NATIVE_EMIT", False)
+count("log", _fastlogs, "_NATIVE_EMIT", False)
 count("loguru", _logs, "_NATIVE_LOGURU", False)
 count("record", _fastsdk, "_NATIVE_RECORD", False)
 count("request", _asgi_server, "_NATIVE_REQUEST", False)
